@@ -1,0 +1,1 @@
+"""DPBERT reproduction harness: shared core and the DPBERT method."""

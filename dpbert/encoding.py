@@ -1,0 +1,90 @@
+"""Tokenise once per task, then batch by padding: tokenisation never runs inside a timed region."""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor
+
+
+@dataclass
+class EncodedSplit:
+    input_ids: list[list[int]]
+    token_type_ids: list[list[int]]
+    labels: list[float]
+    is_regression: bool
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def subset(self, n: int | None) -> EncodedSplit:
+        if n is None or n >= len(self):
+            return self
+        return EncodedSplit(self.input_ids[:n], self.token_type_ids[:n], self.labels[:n], self.is_regression)
+
+    def label_tensor(self, idx: list[int] | None = None) -> Tensor:
+        values = self.labels if idx is None else [self.labels[i] for i in idx]
+        dtype = torch.float32 if self.is_regression else torch.long
+        return torch.tensor(values, dtype=dtype)
+
+    def example(self, i: int, device: str | torch.device = "cpu") -> dict[str, Tensor]:
+        """One example as a batch of size 1, no padding (what batch-1 inference sees)."""
+        ids = torch.tensor([self.input_ids[i]], device=device)
+        return {
+            "input_ids": ids,
+            "token_type_ids": torch.tensor([self.token_type_ids[i]], device=device),
+            "attention_mask": torch.ones_like(ids),
+        }
+
+    def batch(self, idx: list[int], device: str | torch.device = "cpu") -> dict[str, Tensor]:
+        width = max(len(self.input_ids[i]) for i in idx)
+        ids = torch.zeros(len(idx), width, dtype=torch.long)
+        types = torch.zeros_like(ids)
+        mask = torch.zeros_like(ids)
+        for row, i in enumerate(idx):
+            n = len(self.input_ids[i])
+            ids[row, :n] = torch.tensor(self.input_ids[i])
+            types[row, :n] = torch.tensor(self.token_type_ids[i])
+            mask[row, :n] = 1
+        return {
+            "input_ids": ids.to(device),
+            "token_type_ids": types.to(device),
+            "attention_mask": mask.to(device),
+            "labels": self.label_tensor(idx).to(device),
+        }
+
+    def batches(
+        self, batch_size: int, *, shuffle: bool, seed: int = 0, device: str | torch.device = "cpu"
+    ) -> Iterator[dict[str, Tensor]]:
+        order = list(range(len(self)))
+        if shuffle:
+            random.Random(seed).shuffle(order)
+        for start in range(0, len(order), batch_size):
+            yield self.batch(order[start : start + batch_size], device)
+
+    def to_dict(self) -> dict:
+        return {
+            "input_ids": self.input_ids,
+            "token_type_ids": self.token_type_ids,
+            "labels": self.labels,
+            "is_regression": self.is_regression,
+        }
+
+    @classmethod
+    def from_dict(cls, d: dict) -> EncodedSplit:
+        return cls(d["input_ids"], d["token_type_ids"], d["labels"], d["is_regression"])
+
+
+def encode_examples(examples, tokenizer, max_length: int, is_regression: bool) -> EncodedSplit:
+    enc = tokenizer(
+        [e.text_a for e in examples],
+        [e.text_b for e in examples] if examples and examples[0].text_b is not None else None,
+        truncation=True,
+        max_length=max_length,
+        return_token_type_ids=True,
+    )
+    labels = [float(e.label) if is_regression else int(e.label) for e in examples]
+    return EncodedSplit(list(enc["input_ids"]), list(enc["token_type_ids"]), labels, is_regression)

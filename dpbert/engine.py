@@ -1,0 +1,119 @@
+"""The one layer loop every method runs through.
+
+A method never iterates over ``encoder.layer`` itself: it asks the engine to run the
+embeddings and a chosen sequence of layers, and steers the loop with two callbacks:
+
+* ``plan(i, hidden)`` is asked *before* layer ``i``. ``True`` runs the layer, ``False``
+  skips it (no attention, no FFN: the layer module is not called), a tensor ``g`` of shape
+  ``(batch,)`` mixes ``g * T_i(h) + (1 - g) * h`` (soft gates and sampled actions in training).
+* ``after(i, hidden)`` is asked *after* layer ``i`` ran; returning ``True`` stops the loop
+  (early exit): no later layer is computed.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+import torch
+from torch import Tensor, nn
+from transformers.masking_utils import create_bidirectional_mask
+
+PlanFn = Callable[[int, Tensor], "bool | Tensor"]
+AfterFn = Callable[[int, Tensor], bool]
+
+
+@dataclass
+class EngineOutput:
+    hidden: Tensor  # (batch, seq, hidden) after the last visited layer
+    executed: list[int] = field(default_factory=list)  # 0-based indices of layers that ran
+    states: list[Tensor] = field(default_factory=list)  # hidden after each visited layer, if kept
+
+
+class LayerwiseBackbone(nn.Module):
+    """Embeddings + any subsequence of the layers of a Hugging Face ``BertModel``."""
+
+    def __init__(self, bert: nn.Module):
+        super().__init__()
+        self.bert = bert
+
+    @property
+    def n_layers(self) -> int:
+        return len(self.bert.encoder.layer)
+
+    @property
+    def hidden_size(self) -> int:
+        return self.bert.config.hidden_size
+
+    def embed(
+        self, input_ids: Tensor, attention_mask: Tensor | None = None, token_type_ids: Tensor | None = None
+    ) -> tuple[Tensor, Tensor | None]:
+        hidden = self.bert.embeddings(input_ids=input_ids, token_type_ids=token_type_ids)
+        mask = create_bidirectional_mask(
+            config=self.bert.config, inputs_embeds=hidden, attention_mask=attention_mask
+        )
+        return hidden, mask
+
+    def layer(self, i: int, hidden: Tensor, mask: Tensor | None) -> Tensor:
+        return self.bert.encoder.layer[i](hidden, mask)
+
+    def pool(self, hidden: Tensor) -> Tensor:
+        """BERT's pooler on the [CLS] state (the input of every classification head)."""
+        if self.bert.pooler is None:
+            return hidden[:, 0]
+        return self.bert.pooler(hidden)
+
+    def run(
+        self,
+        input_ids: Tensor,
+        attention_mask: Tensor | None = None,
+        token_type_ids: Tensor | None = None,
+        *,
+        layers: Sequence[int] | None = None,
+        plan: PlanFn | None = None,
+        after: AfterFn | None = None,
+        keep_states: bool = False,
+    ) -> EngineOutput:
+        hidden, mask = self.embed(input_ids, attention_mask, token_type_ids)
+        out = EngineOutput(hidden=hidden)
+        for i in range(self.n_layers) if layers is None else layers:
+            decision = True if plan is None else plan(i, hidden)
+            if decision is True:
+                hidden = self.layer(i, hidden, mask)
+                out.executed.append(i)
+            elif isinstance(decision, Tensor):
+                gate = decision.to(hidden.dtype).view(-1, 1, 1)
+                hidden = gate * self.layer(i, hidden, mask) + (1 - gate) * hidden
+                out.executed.append(i)
+            elif decision is not False:
+                raise TypeError(f"plan() must return True, False or a tensor, got {decision!r}")
+            if keep_states:
+                out.states.append(hidden)
+            if after is not None and decision is not False and after(i, hidden):
+                break
+        out.hidden = hidden
+        return out
+
+
+def cls_state(hidden: Tensor) -> Tensor:
+    """The [CLS] token's state, what planners and exit heads look at."""
+    return hidden[:, 0]
+
+
+@torch.no_grad()
+def count_layer_calls(backbone: LayerwiseBackbone) -> tuple[list[int], Callable[[], None]]:
+    """Attach counters to every layer module (for tests and sanity checks); returns a remover."""
+    counts = [0] * backbone.n_layers
+    handles = []
+    for i, module in enumerate(backbone.bert.encoder.layer):
+
+        def hook(_m, _inp, _out, i=i):
+            counts[i] += 1
+
+        handles.append(module.register_forward_hook(hook))
+
+    def remove() -> None:
+        for h in handles:
+            h.remove()
+
+    return counts, remove

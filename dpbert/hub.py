@@ -1,0 +1,43 @@
+"""Fail fast, with a message a person can act on, when the model/dataset hub is out of reach.
+
+Hugging Face clients retry for about a minute before giving up offline; the harness probes the
+hub endpoint once (a DNS lookup and a TCP connect with a short timeout) and stops at once.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+from urllib.parse import urlparse
+
+
+class HubUnreachableError(RuntimeError):
+    pass
+
+
+def hub_endpoint() -> str:
+    from huggingface_hub import constants
+
+    return constants.ENDPOINT
+
+
+def hub_reachable(timeout: float = 3.0) -> bool:
+    if os.environ.get("HF_HUB_OFFLINE", "").lower() in {"1", "true", "yes"}:
+        return False
+    parsed = urlparse(hub_endpoint())
+    host, port = parsed.hostname or "", parsed.port or (443 if parsed.scheme == "https" else 80)
+    try:
+        with socket.create_connection((host, port), timeout=timeout):
+            return True
+    except OSError:
+        return False
+
+
+def require_hub(what: str, alternative: str) -> None:
+    """Raise a clear error naming ``what`` needed the hub and what to use instead."""
+    if not hub_reachable():
+        raise HubUnreachableError(
+            f"{what} must be downloaded from the Hugging Face hub ({hub_endpoint()}), which cannot "
+            f"be reached from this machine (no network, or HF_HUB_OFFLINE is set). Either run on a "
+            f"machine with hub access, pre-download it into the Hugging Face cache, or {alternative}."
+        )

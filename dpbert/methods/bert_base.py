@@ -1,0 +1,68 @@
+"""BERT-base: stage-1 fine-tuning of the whole model; the 1.00x reference every speed-up divides by."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from torch import Tensor
+
+from dpbert.modeling import MethodModel, load_method_model, save_method_model
+from dpbert.models import build_classifier, load_tokenizer
+from dpbert.registry import Method, MethodParams, Prediction, TrainContext, register
+from dpbert.training import TrainSettings, task_loss, train_loop
+
+
+@dataclass
+class BertParams(MethodParams):
+    epochs: float | None = None  # None: training.finetune.epochs
+    lr: float | None = None
+    batch_size: int | None = None
+
+
+def finetune_settings(ctx: TrainContext, **overrides) -> TrainSettings:
+    return TrainSettings.from_dict(ctx.settings["finetune"], **overrides)
+
+
+@register
+class BertBase(Method):
+    name = "bert"
+    display_name = "BERT-base"
+    knob_name = "none"
+    needs_finetuned = False
+    static = True
+    timed_with_hf_forward = True
+    Params = BertParams
+
+    def knobs(self) -> list[float]:
+        return [0.0]
+
+    def train(self, ctx: TrainContext) -> None:
+        tokenizer = load_tokenizer(ctx.model_source)
+        classifier = build_classifier(ctx.model_source, self.task.num_labels, len(tokenizer), ctx.seed)
+        model = MethodModel(classifier).to(ctx.device)
+        settings = finetune_settings(ctx, epochs=self.params.epochs, lr=self.params.lr, batch_size=self.params.batch_size)
+
+        def loss_fn(batch: dict[str, Tensor], _step: int) -> Tensor:
+            out = model.engine.run(batch["input_ids"], batch["attention_mask"], batch["token_type_ids"])
+            return task_loss(model.final_head(out.hidden), batch["labels"], self.task.is_regression)
+
+        losses = train_loop(
+            model.parameters(), loss_fn, ctx.train, settings, seed=ctx.seed,
+            desc=f"fine-tune BERT on {self.task.name}", device=ctx.device, modules=[model],
+        )
+        save_method_model(
+            model.cpu(), tokenizer, ctx.out_dir / "main",
+            {"method": self.name, "settings": settings.as_dict(), "final_loss": losses[-1],
+             "backbone": ctx.model_source.describe()},
+        )
+
+    def load(self, folder: Path) -> MethodModel:
+        return load_method_model(folder)[0]
+
+    @torch.inference_mode()
+    def predict_one(self, model: MethodModel, example: dict[str, Tensor], knob: float) -> Prediction:
+        """The plain Hugging Face forward: BERT-base is never timed through our engine."""
+        logits = model.classifier(**example).logits[0]
+        return Prediction(logits, list(range(model.n_layers)))

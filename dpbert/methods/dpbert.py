@@ -1,0 +1,216 @@
+"""DPBERT (dynamic planning) and its ablation DPBERT-soft, as restated in METHODS.md.
+
+A planner per layer, p_i = sigmoid(w_i . c_{i-1} + b_i), decides before layer i whether it runs.
+Stage 1 is the BERT-base run; stage 2 trains the planners with soft gates on a frozen backbone;
+stage 3 trains backbone and planners jointly with REINFORCE (DPBERT) or keeps the soft gates
+(DPBERT-soft). The target skip rate t is the speed knob: one stage-3 model per t.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+from torch import Tensor, nn
+
+from dpbert.engine import cls_state
+from dpbert.modeling import MethodModel, load_method_model, save_method_model
+from dpbert.models import load_classifier
+from dpbert.registry import Method, MethodParams, Prediction, TrainContext, register
+from dpbert.training import TrainSettings, task_loss, train_loop
+
+
+class Planners(nn.Module):
+    """One linear planner per layer (not shared), reading the [CLS] state before that layer."""
+
+    def __init__(self, n_layers: int, hidden_size: int, init_bias: float = 2.0):
+        super().__init__()
+        self.gates = nn.ModuleList(nn.Linear(hidden_size, 1) for _ in range(n_layers))
+        for gate in self.gates:
+            nn.init.normal_(gate.weight, std=0.02)
+            nn.init.constant_(gate.bias, init_bias)
+
+    def prob(self, i: int, hidden: Tensor) -> Tensor:
+        """p_i for every example of the batch, shape (batch,)."""
+        return torch.sigmoid(self.gates[i](cls_state(hidden))).squeeze(-1)
+
+
+@dataclass
+class DPBertParams(MethodParams):
+    target_rates: list[float] = field(default_factory=lambda: [0.25, 0.35, 0.45])  # t, one model each
+    thresholds: list[float] = field(default_factory=lambda: [0.5])  # inference rule p_i >= threshold
+    planner_init_bias: float = 2.0  # our choice: planners start near "execute every layer"
+    beta: float = 1.0  # weight of the rate penalty (rho - t)^2; paper grid {0.1, 0.5, 1, 1.5}
+    stage2_epochs: float = 5  # paper: 5 epochs
+    stage2_lr: float = 2e-5  # planners only (backbone frozen)
+    stage3_epochs: float | None = None  # None: training.finetune.epochs
+    stage3_lr: float | None = None  # backbone lr in stage 3; None: training.finetune.lr
+    planner_lr: float | None = None  # planners' lr in stage 3; None: same as stage3_lr
+    batch_size: int | None = None  # None: training.finetune.batch_size; paper grid {8, 16, 32}
+    rl_lambda: float = 20.0  # lambda, weight of the task loss in the reward; paper grid {5,20,35,50}
+    cost: float = 1.0  # C, execution cost of one layer in the reward
+    baseline: str = "batch_mean"  # REINFORCE baseline: batch_mean | greedy (self-critical)
+
+
+def rate_penalty(probs: Tensor, target: float) -> tuple[Tensor, Tensor]:
+    """rho = mean skip probability over layers and batch; penalty (rho - t)^2."""
+    rho = (1 - probs).mean()
+    return (rho - target) ** 2, rho
+
+
+def future_rewards(actions: Tensor, losses: Tensor, cost: float, rl_lambda: float) -> Tensor:
+    """R_i = -C * sum_{j>=i} a_j - lambda * L_task, per example and layer: shape (batch, N)."""
+    to_go = actions.flip(1).cumsum(1).flip(1)
+    return -cost * to_go - rl_lambda * losses.view(-1, 1)
+
+
+def variant_name(target: float) -> str:
+    return f"t{target:g}"
+
+
+class _DPBertBase(Method):
+    knob_name = "threshold"
+    Params = DPBertParams
+
+    def variants(self) -> list[str]:
+        return [variant_name(t) for t in self.params.target_rates]
+
+    def knobs(self) -> list[float]:
+        return list(self.params.thresholds)
+
+    def _settings(self, ctx: TrainContext, **overrides) -> TrainSettings:
+        return TrainSettings.from_dict(ctx.settings["finetune"], batch_size=self.params.batch_size, **overrides)
+
+    def stage2(self, model: MethodModel, ctx: TrainContext, target: float) -> list[float]:
+        """Planner initialisation: frozen backbone, soft gates, task loss + rate penalty."""
+        p = self.params
+        for param in model.backbone_parameters():
+            param.requires_grad_(False)
+        model.classifier.eval()  # frozen backbone: no dropout, weights untouched
+
+        def loss_fn(batch: dict[str, Tensor], _step: int) -> Tensor:
+            probs: list[Tensor] = []
+
+            def plan(i: int, hidden: Tensor) -> Tensor:
+                probs.append(model.extra.prob(i, hidden))
+                return probs[-1]
+
+            out = model.engine.run(batch["input_ids"], batch["attention_mask"], batch["token_type_ids"], plan=plan)
+            penalty, _ = rate_penalty(torch.stack(probs, 1), target)
+            return task_loss(model.final_head(out.hidden), batch["labels"], self.task.is_regression) + p.beta * penalty
+
+        settings = self._settings(ctx, epochs=p.stage2_epochs, lr=p.stage2_lr)
+        losses = train_loop(
+            model.extra.parameters(), loss_fn, ctx.train, settings, seed=ctx.seed,
+            desc=f"{self.name} stage 2 (t={target:g}) on {self.task.name}", device=ctx.device,
+            modules=[model.extra],
+        )
+        for param in model.backbone_parameters():
+            param.requires_grad_(True)
+        return losses
+
+    def stage3_loss(self, model: MethodModel, batch: dict[str, Tensor], target: float) -> Tensor:
+        raise NotImplementedError
+
+    def stage3(self, model: MethodModel, ctx: TrainContext, target: float) -> list[float]:
+        p = self.params
+        base = self._settings(ctx, epochs=p.stage3_epochs, lr=p.stage3_lr)
+        groups = [
+            {"params": model.backbone_parameters(), "lr": base.lr},
+            {"params": list(model.extra.parameters()), "lr": p.planner_lr or base.lr},
+        ]
+        return train_loop(
+            groups, lambda batch, _s: self.stage3_loss(model, batch, target), ctx.train, base,
+            seed=ctx.seed + 1, desc=f"{self.name} stage 3 (t={target:g}) on {self.task.name}",
+            device=ctx.device, modules=[model],
+        )
+
+    def train(self, ctx: TrainContext) -> None:
+        for target in self.params.target_rates:
+            classifier, tokenizer = load_classifier(ctx.finetuned_dir)
+            planners = Planners(classifier.config.num_hidden_layers, classifier.config.hidden_size, self.params.planner_init_bias)
+            model = MethodModel(classifier, planners).to(ctx.device)
+            s2 = self.stage2(model, ctx, target)
+            s3 = self.stage3(model, ctx, target)
+            save_method_model(
+                model.cpu(), tokenizer, ctx.out_dir / variant_name(target),
+                {"method": self.name, "target_rate": target, "stage2_final_loss": s2[-1], "stage3_final_loss": s3[-1]},
+            )
+
+    def load(self, folder: Path) -> MethodModel:
+        from transformers import BertConfig
+
+        cfg = BertConfig.from_pretrained(Path(folder) / "backbone")
+        return load_method_model(folder, Planners(cfg.num_hidden_layers, cfg.hidden_size))[0]
+
+    @torch.inference_mode()
+    def predict_one(self, model: MethodModel, example: dict[str, Tensor], knob: float) -> Prediction:
+        """a_i = [p_i >= threshold]; a skipped layer costs only its planner's linear layer."""
+        out = model.engine.run(
+            example["input_ids"], example["attention_mask"], example["token_type_ids"],
+            plan=lambda i, hidden: bool(model.extra.prob(i, hidden).item() >= knob),
+        )
+        return Prediction(model.final_head(out.hidden)[0], out.executed)
+
+
+@register
+class DPBert(_DPBertBase):
+    name = "dpbert"
+    display_name = "DPBERT"
+
+    def stage3_loss(self, model: MethodModel, batch: dict[str, Tensor], target: float) -> Tensor:
+        """Hard sampled path: task loss - sum_i log pi(a_i) (R_i - b_i) + beta * (rho - t)^2."""
+        p = self.params
+        probs: list[Tensor] = []
+        actions: list[Tensor] = []
+
+        def plan(i: int, hidden: Tensor) -> Tensor:
+            prob = model.extra.prob(i, hidden)
+            probs.append(prob)
+            actions.append(torch.bernoulli(prob.detach()))
+            return actions[-1]
+
+        ids, mask, types = batch["input_ids"], batch["attention_mask"], batch["token_type_ids"]
+        out = model.engine.run(ids, mask, types, plan=plan)
+        losses = task_loss(model.final_head(out.hidden), batch["labels"], self.task.is_regression, reduction="none")
+        prob_t, act_t = torch.stack(probs, 1), torch.stack(actions, 1)
+        rewards = future_rewards(act_t, losses.detach(), p.cost, p.rl_lambda)
+        if p.baseline == "greedy":
+            with torch.no_grad():
+                greedy: list[Tensor] = []
+
+                def plan_greedy(i: int, hidden: Tensor) -> Tensor:
+                    greedy.append((model.extra.prob(i, hidden) >= 0.5).float())
+                    return greedy[-1]
+
+                g_out = model.engine.run(ids, mask, types, plan=plan_greedy)
+                g_loss = task_loss(model.final_head(g_out.hidden), batch["labels"], self.task.is_regression, reduction="none")
+                baseline = future_rewards(torch.stack(greedy, 1), g_loss, p.cost, p.rl_lambda)
+        elif p.baseline == "batch_mean":
+            baseline = rewards.mean(0, keepdim=True)
+        else:
+            raise ValueError(f"methods.{self.name}.baseline must be 'batch_mean' or 'greedy', not '{p.baseline}'")
+        log_pi = act_t * torch.log(prob_t + 1e-8) + (1 - act_t) * torch.log(1 - prob_t + 1e-8)
+        policy = -(log_pi * (rewards - baseline)).sum(1).mean()
+        penalty, _ = rate_penalty(prob_t, target)
+        return losses.mean() + policy + p.beta * penalty
+
+
+@register
+class DPBertSoft(_DPBertBase):
+    name = "dpbert_soft"
+    display_name = "DPBERT-soft"
+
+    def stage3_loss(self, model: MethodModel, batch: dict[str, Tensor], target: float) -> Tensor:
+        """Soft gates kept (no sampling, no RL term): task loss + beta * (rho - t)^2."""
+        probs: list[Tensor] = []
+
+        def plan(i: int, hidden: Tensor) -> Tensor:
+            probs.append(model.extra.prob(i, hidden))
+            return probs[-1]
+
+        out = model.engine.run(batch["input_ids"], batch["attention_mask"], batch["token_type_ids"], plan=plan)
+        penalty, _ = rate_penalty(torch.stack(probs, 1), target)
+        loss = task_loss(model.final_head(out.hidden), batch["labels"], self.task.is_regression)
+        return loss + self.params.beta * penalty

@@ -1,0 +1,135 @@
+"""GLUE metrics computed offline with numpy only.
+
+Why: the HF `evaluate` package downloads metric scripts from the hub, which
+is unavailable on offline compute nodes and adds a moving dependency.  These
+are the textbook definitions used by GLUE (sklearn / scipy semantics).
+
+Degenerate-case convention (documented, tested): when a correlation is
+undefined (constant predictions or labels, fewer than 2 points) the value is
+0.0 rather than NaN, matching sklearn's ``matthews_corrcoef`` and keeping a
+collapsed model's score at "no correlation" instead of poisoning averages.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Union
+
+import numpy as np
+
+ArrayLike = Union[Sequence[float], Sequence[int], np.ndarray]
+
+VALID_METRICS: tuple[str, ...] = ("mcc", "acc", "acc_f1", "pearson_spearman")
+
+
+def _pair(a: ArrayLike, b: ArrayLike) -> tuple[np.ndarray, np.ndarray]:
+    """Flatten both inputs and insist on equal, non-zero length."""
+    x = np.asarray(a).reshape(-1)
+    y = np.asarray(b).reshape(-1)
+    if x.shape != y.shape:
+        raise ValueError(f"length mismatch: {x.shape[0]} vs {y.shape[0]}")
+    if x.size == 0:
+        raise ValueError("empty inputs")
+    return x, y
+
+
+def accuracy(preds: ArrayLike, labels: ArrayLike) -> float:
+    """Fraction of exact matches (in [0, 1])."""
+    p, y = _pair(preds, labels)
+    return float(np.mean(p == y))
+
+
+def f1_binary(preds: ArrayLike, labels: ArrayLike) -> float:
+    """F1 of the positive class 1 (0.0 when there are no true positives)."""
+    p, y = _pair(preds, labels)
+    tp = float(np.sum((p == 1) & (y == 1)))
+    fp = float(np.sum((p == 1) & (y != 1)))
+    fn = float(np.sum((p != 1) & (y == 1)))
+    denom = 2 * tp + fp + fn
+    return 0.0 if denom == 0 or tp == 0 else 2 * tp / denom
+
+
+def matthews_corrcoef(preds: ArrayLike, labels: ArrayLike) -> float:
+    """Multiclass MCC (Gorodkin), equal to the binary formula for 2 classes.
+
+    Returns 0.0 when undefined (e.g. constant predictions), like sklearn.
+    """
+    p, y = _pair(preds, labels)
+    classes = np.union1d(p, y)
+    pi = np.searchsorted(classes, p)
+    yi = np.searchsorted(classes, y)
+    k = classes.size
+    cm = np.zeros((k, k), dtype=np.float64)
+    np.add.at(cm, (yi, pi), 1.0)
+    t_sum = cm.sum(axis=1)  # true occurrences per class
+    p_sum = cm.sum(axis=0)  # predicted occurrences per class
+    n_correct = np.trace(cm)
+    n = cm.sum()
+    cov_ytyp = n_correct * n - float(np.dot(t_sum, p_sum))
+    cov_ypyp = n * n - float(np.dot(p_sum, p_sum))
+    cov_ytyt = n * n - float(np.dot(t_sum, t_sum))
+    denom = cov_ytyt * cov_ypyp
+    if denom <= 0:
+        return 0.0
+    return float(cov_ytyp / np.sqrt(denom))
+
+
+def pearson(x: ArrayLike, y: ArrayLike) -> float:
+    """Pearson r; 0.0 when undefined (a constant side or < 2 points)."""
+    a, b = _pair(x, y)
+    a = a.astype(np.float64)
+    b = b.astype(np.float64)
+    if a.size < 2:
+        return 0.0
+    da = a - a.mean()
+    db = b - b.mean()
+    denom = float(np.sqrt(np.dot(da, da) * np.dot(db, db)))
+    if denom == 0.0 or not np.isfinite(denom):
+        return 0.0
+    r = float(np.dot(da, db) / denom)
+    return float(np.clip(r, -1.0, 1.0))
+
+
+def _average_ranks(v: np.ndarray) -> np.ndarray:
+    """1-based ranks, tied values get the mean of the ranks they span."""
+    order = np.argsort(v, kind="mergesort")
+    sorted_v = v[order]
+    ranks = np.empty(v.size, dtype=np.float64)
+    i = 0
+    while i < v.size:
+        j = i
+        while j + 1 < v.size and sorted_v[j + 1] == sorted_v[i]:
+            j += 1
+        ranks[order[i : j + 1]] = (i + j) / 2.0 + 1.0
+        i = j + 1
+    return ranks
+
+
+def spearman(x: ArrayLike, y: ArrayLike) -> float:
+    """Spearman rho = Pearson of average ranks (ties handled like scipy)."""
+    a, b = _pair(x, y)
+    return pearson(_average_ranks(a.astype(np.float64)), _average_ranks(b.astype(np.float64)))
+
+
+def glue_metrics(metric: str, preds: ArrayLike, labels: ArrayLike) -> dict[str, float]:
+    """All components x100 plus ``score``, the GLUE headline x100.
+
+    mcc -> {mcc, score}; acc -> {accuracy, score};
+    acc_f1 -> {accuracy, f1, score=(acc+f1)/2};
+    pearson_spearman -> {pearson, spearman, score=(p+s)/2}.
+    """
+    if metric == "mcc":
+        m = 100.0 * matthews_corrcoef(preds, labels)
+        return {"mcc": m, "score": m}
+    if metric == "acc":
+        a = 100.0 * accuracy(preds, labels)
+        return {"accuracy": a, "score": a}
+    if metric == "acc_f1":
+        a = 100.0 * accuracy(preds, labels)
+        f = 100.0 * f1_binary(preds, labels)
+        return {"accuracy": a, "f1": f, "score": (a + f) / 2.0}
+    if metric == "pearson_spearman":
+        p = 100.0 * pearson(preds, labels)
+        s = 100.0 * spearman(preds, labels)
+        return {"pearson": p, "spearman": s, "score": (p + s) / 2.0}
+    raise ValueError(f"unknown metric {metric!r}; valid: {', '.join(VALID_METRICS)}")

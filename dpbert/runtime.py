@@ -1,0 +1,61 @@
+"""What every workflow script does first and last: log to the rule's log, fix threads, write atomically."""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import sys
+from contextlib import contextmanager
+from pathlib import Path
+
+import torch
+
+
+def setup(log_path: str | Path, threads: int) -> logging.Logger:
+    """Send stderr (tqdm bars, warnings) and logging to the rule's log; fix torch's thread count."""
+    log_file = open(log_path, "a", buffering=1)  # noqa: SIM115 (kept open for the process)
+    sys.stderr = log_file
+    logging.basicConfig(
+        level=logging.INFO, stream=log_file, force=True,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    torch.set_num_threads(max(1, int(threads)))
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    log = logging.getLogger("dpbert")
+    log.info("torch %s, %d threads", torch.__version__, torch.get_num_threads())
+    return log
+
+
+@contextmanager
+def atomic_dir(final: str | Path):
+    """Yield a temporary folder that becomes ``final`` only if the block finishes."""
+    final = Path(final)
+    tmp = final.with_name(final.name + ".partial")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    try:
+        yield tmp
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    if final.exists():
+        shutil.rmtree(final)
+    tmp.rename(final)
+
+
+def atomic_write_text(path: str | Path, text: str) -> None:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".partial")
+    tmp.write_text(text)
+    tmp.replace(path)
+
+
+def atomic_write_df(df, path: str | Path, **kwargs) -> None:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    suffix = "".join(path.suffixes)
+    tmp = path.with_name(path.name.removesuffix(suffix) + ".partial" + suffix)
+    df.to_csv(tmp, index=False, **kwargs)
+    tmp.replace(path)

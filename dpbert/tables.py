@@ -1,0 +1,239 @@
+"""The paper's Table 1 layout, its Markdown rendering and the paper comparison.
+
+Why: the reproduced numbers must be read side by side with the paper's, with
+the same averaging convention (MNLI counts once as mean(m, mm); a method with
+no STS-B exit averages over 7 tasks) and with honest empty cells.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+REPO_ROOT: Path = Path(__file__).resolve().parents[1]
+PAPER_DIR: Path = REPO_ROOT / "workflow" / "resources" / "paper"
+
+TASK_COLUMNS: list[str] = ["CoLA", "MNLI-m", "MNLI-mm", "SST-2", "QNLI", "MRPC", "QQP", "RTE", "STS-B"]
+META_COLUMNS: list[str] = ["profile", "backbone", "device"]
+TABLE1_COLUMNS: list[str] = (
+    ["model", "speedup", "speedup_latency", "speedup_layer"] + TASK_COLUMNS
+    + ["avg", "n_seeds"] + META_COLUMNS
+)
+
+MNLI_SPLIT_COLUMNS: dict[str, str] = {"dev_matched": "MNLI-m", "dev_mismatched": "MNLI-mm"}
+
+REASON_WINDOW = "window"
+REASON_UNCOVERED = "uncovered"
+EMPTY_REASONS_ATTR = "empty_reasons"
+"""``table.attrs[EMPTY_REASONS_ATTR]`` maps "model|column" -> reason."""
+
+
+def task_columns(tasks: list[str]) -> list[str]:
+    """Table columns for the configured tasks, in the paper's order."""
+    cols: list[str] = []
+    for t in tasks:
+        cols.extend(["MNLI-m", "MNLI-mm"] if t == "MNLI" else [t])
+    known = [c for c in TASK_COLUMNS if c in cols]
+    extra = [c for c in cols if c not in TASK_COLUMNS]
+    return known + extra
+
+
+def _column_of(task: str, split: str) -> str:
+    if task == "MNLI":
+        return MNLI_SPLIT_COLUMNS.get(split, f"MNLI-{split}")
+    return task
+
+
+def table1(
+    selected: pd.DataFrame,
+    method_order: list[str],
+    tasks: list[str],
+    speedup_col: str,
+    meta: dict[str, Any],
+) -> pd.DataFrame:
+    """One row per method (Table 1 layout) from :func:`selection.select_all` output.
+
+    speedup = mean over the row's covered, in-window tasks of `speedup_col`
+    (a task's speed-up is the mean over its splits); avg counts MNLI once as
+    mean(m, mm).  Empty cells are NaN; the reason for each is kept in
+    ``table.attrs["empty_reasons"]`` for :func:`table1_markdown`.
+    """
+    if speedup_col not in ("layer_speedup", "latency_speedup"):
+        raise ValueError(f"speedup_col must be layer_speedup or latency_speedup, got {speedup_col!r}")
+    tcols = task_columns(tasks)
+    cols = ["model", "speedup", "speedup_latency", "speedup_layer"] + tcols + ["avg", "n_seeds"] + META_COLUMNS
+    reasons: dict[str, str] = {}
+    spreads: list[dict[str, Any]] = []
+    rows: list[dict[str, Any]] = []
+    for method in method_order:
+        sub = selected[selected["method"] == method]
+        display = str(sub["display_name"].iloc[0]) if len(sub) else method
+        row: dict[str, Any] = {"model": display}
+        task_scores: list[float] = []
+        lat: list[float] = []
+        lay: list[float] = []
+        seeds: list[int] = []
+        for task in tasks:
+            tsub = sub[sub["task"] == task]
+            own_cols = ["MNLI-m", "MNLI-mm"] if task == "MNLI" else [task]
+            if tsub.empty:
+                for c in own_cols:
+                    row[c] = np.nan
+                    reasons[f"{display}|{c}"] = REASON_UNCOVERED
+                continue
+            ok = tsub[tsub["score"].notna()]
+            for c in own_cols:
+                cell = ok[[_column_of(task, s) == c for s in ok["split"]]]
+                if cell.empty:
+                    row[c] = np.nan
+                    covered = any(_column_of(task, s) == c for s in tsub["split"])
+                    reasons[f"{display}|{c}"] = REASON_WINDOW if covered else REASON_UNCOVERED
+                    continue
+                r = cell.iloc[0]
+                row[c] = float(r["score"])
+                seeds.append(int(r["n_seeds"]))
+                spreads.append({"model": display, "column": c, "score_min": r.get("score_min", np.nan),
+                                "score_max": r.get("score_max", np.nan)})
+            if ok.empty:
+                continue
+            vals = [row[c] for c in own_cols if not pd.isna(row[c])]
+            task_scores.append(float(np.mean(vals)))
+            lat.append(float(ok["latency_speedup"].astype(float).mean()))
+            lay.append(float(ok["layer_speedup"].astype(float).mean()))
+        row["speedup_latency"] = float(np.nanmean(lat)) if lat and not np.all(np.isnan(lat)) else np.nan
+        row["speedup_layer"] = float(np.nanmean(lay)) if lay and not np.all(np.isnan(lay)) else np.nan
+        row["speedup"] = row["speedup_latency"] if speedup_col == "latency_speedup" else row["speedup_layer"]
+        row["avg"] = float(np.mean(task_scores)) if task_scores else np.nan
+        row["n_seeds"] = min(seeds) if seeds else pd.NA
+        for k in META_COLUMNS:
+            row[k] = meta.get(k, "")
+        rows.append(row)
+    out = pd.DataFrame(rows, columns=cols)
+    for c in tcols + ["avg"]:
+        out[c] = out[c].astype(float).round(1)
+    for c in ("speedup", "speedup_latency", "speedup_layer"):
+        out[c] = out[c].astype(float).round(2)
+    out["n_seeds"] = out["n_seeds"].astype("Int64")
+    out.attrs[EMPTY_REASONS_ATTR] = reasons
+    out.attrs["spread"] = spreads
+    return out
+
+
+def table1_spread(table: pd.DataFrame) -> pd.DataFrame:
+    """Long (model, column, score_min, score_max) frame recorded by :func:`table1`."""
+    return pd.DataFrame(table.attrs.get("spread", []), columns=["model", "column", "score_min", "score_max"])
+
+
+def _fmt(v: Any, nd: int) -> str:
+    return f"{float(v):.{nd}f}"
+
+
+def table1_markdown(
+    table: pd.DataFrame,
+    meta: dict[str, Any],
+    notes: list[str],
+    spread: pd.DataFrame | None = None,
+) -> str:
+    """Markdown Table 1 with a provenance header and footnoted empty cells.
+
+    meta keys used: profile, backbone, device, seeds (list or str),
+    window ((lo, hi), default (1.30, 1.96)), speedup_col.  `spread` is a long
+    frame (model, column, score_min, score_max); None -> :func:`table1_spread`;
+    cells show "median (min–max)" where the row's n_seeds > 1.
+    """
+    lo, hi = meta.get("window", (1.30, 1.96))
+    win = f"{float(lo):.2f}–{float(hi):.2f}x"
+    sp_col = meta.get("speedup_col", "")
+    sp_name = {"latency_speedup": "measured latency speed-up",
+               "layer_speedup": "layer-count speed-up (N / mean layers)"}.get(sp_col, str(sp_col) or "unspecified")
+    seeds = meta.get("seeds", "")
+    if isinstance(seeds, (list, tuple)):
+        seeds = ", ".join(str(s) for s in seeds)
+    header = (
+        f"**Profile:** {meta.get('profile', '')} · **backbone:** {meta.get('backbone', '')} · "
+        f"**device:** {meta.get('device', '')} · **seeds:** {seeds} · **window:** {win} · "
+        f"**points selected by:** {sp_name}."
+    )
+    reasons: dict[str, str] = table.attrs.get(EMPTY_REASONS_ATTR, {})
+    marks = {REASON_WINDOW: "†", REASON_UNCOVERED: "‡"}
+    legend = {
+        REASON_WINDOW: f"† no sweep point in the {win} window.",
+        REASON_UNCOVERED: "‡ method has no regression exit / does not cover this task.",
+    }
+    used: set[str] = set()
+    if spread is None:
+        spread = table1_spread(table)
+    spr: dict[tuple[str, str], tuple[float, float]] = {}
+    if spread is not None and not spread.empty:
+        for _, r in spread.iterrows():
+            spr[(str(r["model"]), str(r["column"]))] = (r["score_min"], r["score_max"])
+
+    show = [c for c in table.columns if c not in META_COLUMNS]
+    lines = [header, "", "| " + " | ".join(show) + " |", "|" + "|".join("---" for _ in show) + "|"]
+    task_cols = [c for c in show if c not in ("model", "speedup", "speedup_latency", "speedup_layer", "avg", "n_seeds")]
+    for _, r in table.iterrows():
+        model = str(r["model"])
+        multi = not pd.isna(r.get("n_seeds", pd.NA)) and int(r["n_seeds"]) > 1
+        cells: list[str] = []
+        for c in show:
+            v = r[c]
+            if c == "model":
+                cells.append(model)
+            elif pd.isna(v):
+                reason = reasons.get(f"{model}|{c}")
+                if reason in marks:
+                    used.add(reason)
+                    cells.append("—" + marks[reason])
+                else:
+                    cells.append("—")
+            elif c in ("speedup", "speedup_latency", "speedup_layer"):
+                cells.append(_fmt(v, 2) + "x")
+            elif c == "n_seeds":
+                cells.append(str(int(v)))
+            elif c in task_cols and multi and (model, c) in spr and not pd.isna(spr[(model, c)][0]):
+                mn, mx = spr[(model, c)]
+                cells.append(f"{_fmt(v, 1)} ({_fmt(mn, 1)}–{_fmt(mx, 1)})")
+            else:
+                cells.append(_fmt(v, 1))
+        lines.append("| " + " | ".join(cells) + " |")
+    foot = [legend[k] for k in (REASON_WINDOW, REASON_UNCOVERED) if k in used]
+    if any(not pd.isna(n) and int(n) > 1 for n in table.get("n_seeds", [])):
+        foot.append("Cells with several seeds show median (min–max) over seeds.")
+    foot.append("avg counts MNLI once as mean(MNLI-m, MNLI-mm), over the tasks a row covers.")
+    body = "\n".join(lines)
+    # blank line between footnotes so each renders as its own paragraph
+    return body + "\n\n" + "\n\n".join(foot + list(notes)) + "\n"
+
+
+def paper_table1(path: Path | None = None) -> pd.DataFrame:
+    """The paper's Table 1 (dev) as shipped in workflow/resources/paper."""
+    return pd.read_csv(path or PAPER_DIR / "table1_dev.csv")
+
+
+def compare_with_paper(ours: pd.DataFrame, paper: pd.DataFrame) -> pd.DataFrame:
+    """Long (model, column, ours, paper, diff) frame; outer over models/columns.
+
+    Our MNLI is mean(MNLI-m, MNLI-mm) against the paper's single MNLI number;
+    models match by display name.  Missing cells on either side stay NaN.
+    """
+    o = ours.copy()
+    if "MNLI-m" in o.columns or "MNLI-mm" in o.columns:
+        parts = [o[c].astype(float) for c in ("MNLI-m", "MNLI-mm") if c in o.columns]
+        o["MNLI"] = pd.concat(parts, axis=1).mean(axis=1, skipna=True)
+    skip = {"model", "speedup_latency", "speedup_layer", "n_seeds", "MNLI-m", "MNLI-mm", *META_COLUMNS}
+    p_cols = [c for c in paper.columns if c != "model"]
+    o_cols = [c for c in o.columns if c not in skip]
+    columns = p_cols + [c for c in o_cols if c not in p_cols]
+    models = list(dict.fromkeys(list(o["model"].astype(str)) + list(paper["model"].astype(str))))
+    oi = o.assign(model=o["model"].astype(str)).drop_duplicates("model").set_index("model")
+    pi = paper.assign(model=paper["model"].astype(str)).drop_duplicates("model").set_index("model")
+    rows = []
+    for m in models:
+        for c in columns:
+            ov = float(oi.at[m, c]) if (m in oi.index and c in oi.columns and not pd.isna(oi.at[m, c])) else np.nan
+            pv = float(pi.at[m, c]) if (m in pi.index and c in pi.columns and not pd.isna(pi.at[m, c])) else np.nan
+            rows.append({"model": m, "column": c, "ours": ov, "paper": pv, "diff": round(ov - pv, 4)})
+    return pd.DataFrame(rows, columns=["model", "column", "ours", "paper", "diff"])

@@ -1,0 +1,69 @@
+import torch
+
+from dpbert.engine import LayerwiseBackbone, count_layer_calls
+from tests.conftest import tiny_classifier
+
+
+def _inputs(batch=2, length=9, pad_from=6):
+    torch.manual_seed(1)
+    ids = torch.randint(5, 60, (batch, length))
+    mask = torch.ones_like(ids)
+    mask[-1, pad_from:] = 0
+    return ids, mask, torch.zeros_like(ids)
+
+
+def test_all_layers_equal_hugging_face_bert_model():
+    model = tiny_classifier(layers=5)
+    ids, mask, types = _inputs()
+    ref = model.bert(input_ids=ids, attention_mask=mask, token_type_ids=types)
+    out = LayerwiseBackbone(model.bert).run(ids, mask, types)
+    torch.testing.assert_close(out.hidden, ref.last_hidden_state, rtol=0, atol=0)
+    assert out.executed == [0, 1, 2, 3, 4]
+    torch.testing.assert_close(LayerwiseBackbone(model.bert).pool(out.hidden), ref.pooler_output, rtol=0, atol=0)
+
+
+def test_skipping_equals_running_only_kept_layers():
+    model = tiny_classifier(layers=6)
+    ids, mask, types = _inputs()
+    engine = LayerwiseBackbone(model.bert)
+    kept = [0, 2, 5]
+    skipped = engine.run(ids, mask, types, plan=lambda i, h: i in kept)
+    subset = engine.run(ids, mask, types, layers=kept)
+    torch.testing.assert_close(skipped.hidden, subset.hidden, rtol=0, atol=0)
+    # and by hand: embeddings then exactly those layer modules
+    h, m = engine.embed(ids, mask, types)
+    for i in kept:
+        h = model.bert.encoder.layer[i](h, m)
+    torch.testing.assert_close(skipped.hidden, h, rtol=0, atol=0)
+    assert skipped.executed == kept
+
+
+def test_skipped_layer_module_is_never_called():
+    model = tiny_classifier(layers=6)
+    engine = LayerwiseBackbone(model.bert)
+    counts, remove = count_layer_calls(engine)
+    ids, mask, types = _inputs(batch=1)
+    engine.run(ids, mask, types, plan=lambda i, h: i % 3 == 0)
+    remove()
+    assert counts == [1, 0, 0, 1, 0, 0]
+
+
+def test_exit_callback_stops_the_loop():
+    model = tiny_classifier(layers=6)
+    engine = LayerwiseBackbone(model.bert)
+    counts, remove = count_layer_calls(engine)
+    out = engine.run(*_inputs(batch=1), after=lambda i, h: i == 2)
+    remove()
+    assert out.executed == [0, 1, 2] and counts == [1, 1, 1, 0, 0, 0]
+
+
+def test_soft_gate_mixes_layer_output_and_input():
+    model = tiny_classifier(layers=1)
+    engine = LayerwiseBackbone(model.bert)
+    ids, mask, types = _inputs()
+    h0, m = engine.embed(ids, mask, types)
+    full = model.bert.encoder.layer[0](h0, m)
+    gate = torch.tensor([0.25, 1.0])
+    out = engine.run(ids, mask, types, plan=lambda i, h: gate)
+    expected = gate.view(-1, 1, 1) * full + (1 - gate.view(-1, 1, 1)) * h0
+    torch.testing.assert_close(out.hidden, expected)

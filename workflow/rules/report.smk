@@ -1,0 +1,22 @@
+rule table1:
+    """Gather every sweep record; select each method's best point in the speed-up window."""
+    input:
+        sweeps=all_sweeps(),
+    output:
+        table="results/table1.csv",
+        markdown="results/table1.md",
+        sweeps="results/sweeps.csv",
+    params:
+        tasks=TASKS,
+        methods=list(METHODS),
+        selection=config["selection"],
+        meta={
+            "profile": config["profile"],
+            "profile_note": config["profile_note"],
+            "data": config["data"]["source"],
+            "seeds": SEEDS,
+        },
+    log:
+        "results/logs/table1.log",
+    script:
+        "../scripts/table1.py"

@@ -1,0 +1,17 @@
+rule train:
+    """Train one method on one task with one seed (all its trained variants) into one folder."""
+    input:
+        unpack(train_inputs),
+    output:
+        directory(f"{W}/models/{{task}}/{{method}}/{{seed}}"),
+    params:
+        method_params=lambda wc: config["methods"][wc.method],
+        training=config["training"],
+        model=config["model"],
+    threads: config["training"]["threads"]
+    log:
+        f"{W}/logs/train/{{task}}/{{method}}/{{seed}}.log",
+    benchmark:
+        f"{W}/benchmarks/train/{{task}}/{{method}}/{{seed}}.tsv"
+    script:
+        "../scripts/train.py"

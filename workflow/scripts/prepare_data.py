@@ -1,0 +1,12 @@
+"""Snakemake script: load one task from the configured source and tokenise it once."""
+
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(snakemake.scriptdir).parents[1]))  # noqa: F821
+
+from dpbert.prepare import prepare_task  # noqa: E402
+from dpbert.runtime import setup  # noqa: E402
+
+log = setup(snakemake.log[0], threads=1)  # noqa: F821
+prepare_task(snakemake.wildcards.task, snakemake.params.data, snakemake.params.model, snakemake.output[0], log)  # noqa: F821

@@ -1,0 +1,22 @@
+"""Snakemake script: gather the sweep records into Table 1 (CSV + Markdown) and the tidy sweep CSV."""
+
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(snakemake.scriptdir).parents[1]))  # noqa: F821
+
+from dpbert.report import write_table1  # noqa: E402
+from dpbert.runtime import setup  # noqa: E402
+
+sm = snakemake  # noqa: F821
+setup(sm.log[0], threads=1)
+write_table1(
+    sweep_paths=list(sm.input.sweeps),
+    tasks=sm.params.tasks,
+    methods=sm.params.methods,
+    selection=sm.params.selection,
+    meta=dict(sm.params.meta),
+    table_out=sm.output.table,
+    markdown_out=sm.output.markdown,
+    sweeps_out=sm.output.sweeps,
+)
