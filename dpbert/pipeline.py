@@ -31,7 +31,7 @@ def train_method(
             task=spec,
             train=prepared.splits["train"],
             dev=prepared.splits[spec.dev_splits[0]],
-            finetuned_dir=Path(finetuned_dir) / "main" if finetuned_dir else None,
+            finetuned_dir=Path(finetuned_dir) / "main" / "backbone" if finetuned_dir else None,
             out_dir=tmp,
             seed=seed,
             settings=training,

@@ -37,7 +37,7 @@ class TrainContext:
     task: TaskSpec
     train: EncodedSplit
     dev: EncodedSplit  # primary dev split (for logging only: selection happens in the sweep)
-    finetuned_dir: Path | None  # the stage-1 BERT folder (None for methods that start elsewhere)
+    finetuned_dir: Path | None  # stage-1 BERT-base classifier folder: models.load_classifier(it); None if unused
     out_dir: Path
     seed: int
     settings: dict[str, Any]  # the `training:` section of the config
