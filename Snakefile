@@ -1,12 +1,18 @@
 # DPBERT reproduction workflow. Default: the embedded demo profile (workflow/config/config.yaml).
 #   snakemake --cores 1 results/table1.csv
 #   snakemake --cores 1 results/table1.csv --configfile workflow/config/paper.yaml
+import os
+
 from snakemake.utils import min_version
 
 min_version("9.0")
 
 
-configfile: "workflow/config/config.yaml"
+# The embedded default, unless the user names a profile with --configfile: profiles are complete
+# configs, never merged into the demo's (a paper run must not inherit demo learning rates).
+if not workflow.config_settings.configfiles:
+
+    configfile: os.path.join(workflow.basedir, "workflow", "config", "config.yaml")
 
 
 include: "workflow/rules/common.smk"

@@ -1,0 +1,200 @@
+"""LayerDrop, DistilBERT and BERT-kL (truncation): the static baselines and the minimal template."""
+
+import logging
+
+import pytest
+import torch
+
+from baselines.distilbert import DistilBert, distillation_loss, every_other, init_student
+from baselines.layerdrop import LayerDrop, draw_kept, evenly_spaced
+from baselines.truncated import BertTruncated
+from dpbert.engine import count_layer_calls
+from dpbert.modeling import MethodModel
+from dpbert.models import ModelSource, save_classifier
+from dpbert.registry import TrainContext, get_method
+from dpbert.tasks import get_task
+from tests.conftest import tiny_classifier, toy_split
+
+FAST = {"finetune": {"epochs": 1, "batch_size": 16, "lr": 1e-3}}
+TINY = {"hidden_size": 32, "num_hidden_layers": 4, "num_attention_heads": 2, "intermediate_size": 64,
+        "max_position_embeddings": 64}
+
+
+def _ctx(tmp_path, tokenizer, *, finetuned=True, source=None, task="SST-2", regression=False):
+    base = tmp_path / "bert" / "main"
+    if finetuned:
+        num_labels = 1 if regression else 2
+        save_classifier(tiny_classifier(num_labels=num_labels, layers=4), tokenizer, base)
+    return TrainContext(task=get_task(task), train=toy_split(48, regression), dev=toy_split(16, regression, seed=1),
+                        finetuned_dir=base if finetuned else None, out_dir=tmp_path / "out", seed=3,
+                        settings=FAST, model_source=source, device="cpu", log=logging.getLogger("test"))
+
+
+def _states_equal(a, b):
+    sa, sb = a.state_dict(), b.state_dict()
+    return sa.keys() == sb.keys() and all(torch.equal(sa[k], sb[k]) for k in sa)
+
+
+def test_registered():
+    for name in ["layerdrop", "distilbert", "bert_truncated"]:
+        assert get_method(name).name == name
+    assert LayerDrop.static and DistilBert.static and not BertTruncated.static
+
+
+# ---------------------------------------------------------------- LayerDrop
+
+def test_evenly_spaced():
+    assert evenly_spaced(12, 6) == [0, 2, 4, 6, 8, 10]  # every other, from the first (fairseq README)
+    assert evenly_spaced(12, 12) == list(range(12))
+    assert evenly_spaced(4, 2) == [0, 2]
+    assert evenly_spaced(12, 1) == [0]
+    for n, k in [(12, 9), (12, 8), (7, 3)]:
+        kept = evenly_spaced(n, k)
+        assert len(kept) == k == len(set(kept)) and kept == sorted(kept) and kept[-1] < n
+    for k in [0, -1, 13]:
+        with pytest.raises(ValueError):
+            evenly_spaced(12, k)
+
+
+def test_draw_kept_rate_and_p_zero():
+    g = torch.Generator().manual_seed(0)
+    assert all(all(draw_kept(12, 0.0, g)) for _ in range(100))
+    kept = [x for _ in range(500) for x in draw_kept(12, 0.2, g)]
+    assert 0.76 < sum(kept) / len(kept) < 0.84
+
+
+def test_layerdrop_p0_equals_bert_finetuning(tmp_path, tokenizer):
+    """Same seed and settings, p = 0: bit-identical weights to BERT-base's fine-tuning (real path:
+    source small, the synthetic word-level tokenizer); p = 0.5 trains a different model."""
+    from dpbert.methods.bert_base import BertBase
+
+    source = ModelSource(source="small", small=TINY, max_length=32)
+    task = get_task("SST-2")
+
+    ctx_a = _ctx(tmp_path / "a", tokenizer, finetuned=False, source=source)
+    BertBase(None, task).train(ctx_a)
+    ctx_b = _ctx(tmp_path / "b", tokenizer, finetuned=False, source=source)
+    LayerDrop({"p": 0.0}, task).train(ctx_b)
+    bert = BertBase(None, task).load(ctx_a.out_dir / "main")
+    ld = LayerDrop(None, task).load(ctx_b.out_dir / "main")
+    assert _states_equal(bert.classifier, ld.classifier)
+
+    ctx_c = _ctx(tmp_path / "c", tokenizer, finetuned=False, source=source)
+    LayerDrop({"p": 0.5}, task).train(ctx_c)  # dropping layers changes the training
+    assert not _states_equal(bert.classifier, LayerDrop(None, task).load(ctx_c.out_dir / "main").classifier)
+
+
+def test_pruned_model_runs_exactly_the_kept_layers():
+    method = LayerDrop({"kept_layers": [2]}, get_task("SST-2"))
+    model = MethodModel(tiny_classifier(layers=4)).eval()
+    counts, remove = count_layer_calls(model.engine)
+    pred = method.predict_one(model, toy_split(1).example(0), method.knobs()[0])
+    remove()
+    assert pred.executed == [0, 2] and counts == [1, 0, 1, 0]
+    assert method.reference_layers(model) == 4
+    with pytest.raises(ValueError, match="kept_layers"):
+        method.predict_one(model, toy_split(1).example(0), 6.0)
+
+
+# ---------------------------------------------------------------- DistilBERT
+
+def test_student_initialised_from_every_other_teacher_layer():
+    teacher = tiny_classifier(layers=4, seed=1)
+    student = init_student(teacher, every_other(4))
+    assert student.config.num_hidden_layers == 2 and teacher.config.num_hidden_layers == 4
+    assert _states_equal(student.bert.embeddings, teacher.bert.embeddings)
+    for j, i in enumerate([0, 2]):
+        assert _states_equal(student.bert.encoder.layer[j], teacher.bert.encoder.layer[i])
+    assert not _states_equal(student.bert.encoder.layer[1], teacher.bert.encoder.layer[1])
+    assert _states_equal(student.bert.pooler, teacher.bert.pooler)
+    assert _states_equal(student.classifier, teacher.classifier)
+    with pytest.raises(ValueError):
+        init_student(teacher, [2, 0])
+
+
+def test_distillation_loss_properties():
+    s = torch.tensor([[2.0, -1.0, 0.5], [0.1, 0.3, -2.0]])
+    y = torch.tensor([0, 1])
+    ce = torch.nn.functional.cross_entropy(s, y)
+    # equal logits: the KL term is exactly 0, so alpha=1 gives exactly 0 and the total is (1-alpha)*CE
+    assert distillation_loss(s, s.clone(), y, 2.0, 1.0, False).item() == 0.0
+    torch.testing.assert_close(distillation_loss(s, s.clone(), y, 2.0, 0.5, False), 0.5 * ce)
+    # extreme one-hot-like logits that agree with each other and with the labels: total ~ 0
+    hot = torch.tensor([[50.0, -50.0, -50.0], [-50.0, 50.0, -50.0]])
+    assert distillation_loss(hot, hot.clone(), y, 2.0, 0.5, False).item() < 1e-6
+    # disagreeing teacher: positive KL, scaled by T^2
+    t = torch.tensor([[-1.0, 2.0, 0.0], [1.0, 0.0, 0.0]])
+    kl_t2 = distillation_loss(s, t, y, 2.0, 1.0, False)
+    kl_t1 = distillation_loss(s, t, y, 1.0, 1.0, False)
+    ref = torch.nn.functional.kl_div(torch.log_softmax(s / 2, -1), torch.softmax(t / 2, -1), reduction="batchmean")
+    assert kl_t2 > 0 and kl_t1 > 0
+    torch.testing.assert_close(kl_t2, 4 * ref)
+    # regression: alpha * MSE to the teacher + (1 - alpha) * MSE to the label
+    r_s, r_t, r_y = torch.tensor([[1.0], [2.0]]), torch.tensor([[1.0], [4.0]]), torch.tensor([1.0, 2.0])
+    torch.testing.assert_close(distillation_loss(r_s, r_t, r_y, 2.0, 0.5, True), torch.tensor(0.5 * 2.0))
+    assert distillation_loss(r_s, r_s, r_y, 2.0, 0.3, True).item() == 0.0
+
+
+@pytest.mark.parametrize("regression", [False, True])
+def test_distilbert_from_teacher_trains_and_round_trips(tmp_path, tokenizer, regression):
+    ctx = _ctx(tmp_path, tokenizer, task="STS-B" if regression else "SST-2", regression=regression)
+    method = DistilBert(None, ctx.task)
+    assert method.kind(ctx.model_source) == "from_teacher"
+    assert method.kind(ModelSource(source="small")) == "from_teacher"
+    method.train(ctx)
+    model = method.load(ctx.out_dir / "main")
+    assert isinstance(model, MethodModel) and model.n_layers == 2
+    assert method.reference_layers(model) == 4  # teacher depth, not the student's
+    assert "every other teacher layer" in method.row_note and method.display_name != "DistilBERT"
+    counts, remove = count_layer_calls(model.engine)
+    ex = ctx.dev.example(0)
+    pred = method.predict_one(model, ex, method.knobs()[0])
+    remove()
+    assert pred.executed == [0, 1] and counts == [1, 1]
+    again = DistilBert(None, ctx.task).predict_one(DistilBert(None, ctx.task).load(ctx.out_dir / "main"), ex, 0.0)
+    torch.testing.assert_close(pred.output, again.output, rtol=0, atol=0)
+
+
+def test_distilbert_hub_offline_fails_fast(tmp_path, monkeypatch, tokenizer):
+    import time
+
+    import dpbert.hub
+    import dpbert.models
+    from dpbert.hub import HubUnreachableError
+
+    monkeypatch.setattr(dpbert.hub, "hub_reachable", lambda timeout=3.0: False)
+    monkeypatch.setattr(dpbert.models, "_in_hf_cache", lambda name: False)
+    ctx = _ctx(tmp_path, tokenizer, source=ModelSource(source="hub", name="bert-base-uncased"))
+    method = DistilBert(None, ctx.task)
+    assert method.kind(ctx.model_source) == "hub"
+    start = time.perf_counter()
+    with pytest.raises(HubUnreachableError, match="distilbert-base-uncased.*from_teacher"):
+        method.train(ctx)
+    assert time.perf_counter() - start < 5
+    assert method.row_note == "distilbert-base-uncased fine-tuned"
+    with pytest.raises(ValueError, match="student"):
+        DistilBert({"student": "tiny"}, ctx.task).kind(ctx.model_source)
+
+
+# ---------------------------------------------------------------- BERT-kL
+
+def test_truncation(tmp_path, tokenizer):
+    ctx = _ctx(tmp_path, tokenizer)
+    method = BertTruncated({"layers": [4, 2]}, ctx.task)
+    assert method.knobs() == [4.0, 2.0]
+    method.train(ctx)
+    model = method.load(ctx.out_dir / "main")
+    ex = ctx.dev.example(0)
+    full = model.final_head(model.engine.run(ex["input_ids"], ex["attention_mask"], ex["token_type_ids"]).hidden)[0]
+    pred = method.predict_one(model, ex, 4.0)
+    torch.testing.assert_close(pred.output, full, rtol=0, atol=0)
+    with torch.inference_mode():
+        hf = model.classifier(**ex).logits[0]
+    torch.testing.assert_close(pred.output, hf)
+    assert pred.executed == [0, 1, 2, 3]
+    counts, remove = count_layer_calls(model.engine)
+    pred2 = method.predict_one(model, ex, 2.0)
+    remove()
+    assert pred2.executed == [0, 1] and counts == [1, 1, 0, 0]
+    with pytest.raises(ValueError, match="layers"):
+        method.predict_one(model, ex, 9.0)

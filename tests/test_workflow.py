@@ -1,0 +1,120 @@
+"""The Snakemake DAG end to end on the micro profile, and the checks that run before any job."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+MICRO = ROOT / "tests" / "config" / "micro.yaml"
+
+
+def snakemake(workdir: Path, *args: str, config: Path = MICRO, env: dict | None = None, timeout: int = 600):
+    # --configfile takes several values: it goes last so that it never swallows a target
+    cmd = [sys.executable, "-m", "snakemake", "-s", str(ROOT / "Snakefile"), "--directory", str(workdir),
+           *args, "--configfile", str(config)]
+    return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env={**os.environ, **(env or {})})
+
+
+def write_config(tmp_path: Path, **changes) -> Path:
+    cfg = yaml.safe_load(MICRO.read_text())
+    for dotted, value in changes.items():
+        node = cfg
+        *parents, leaf = dotted.split("__")
+        for p in parents:
+            node = node.setdefault(p, {})
+        node[leaf] = value
+    path = tmp_path / "config.yaml"
+    path.write_text(yaml.safe_dump(cfg))
+    return path
+
+
+@pytest.fixture(scope="module")
+def micro_run(tmp_path_factory):
+    workdir = tmp_path_factory.mktemp("micro")
+    result = snakemake(workdir, "--cores", "2", "results/table1.csv")
+    assert result.returncode == 0, result.stdout[-3000:] + (result.stdout + result.stderr)[-3000:]
+    return workdir
+
+
+@pytest.mark.e2e
+def test_micro_run_writes_a_sane_table1(micro_run):
+    table = pd.read_csv(micro_run / "results" / "table1.csv")
+    cfg = yaml.safe_load(MICRO.read_text())
+    from dpbert.registry import get_method
+
+    assert list(table["model"]) == [get_method(m).display_name for m in cfg["methods"]]
+    assert {"SST-2", "STS-B", "avg", "speedup", "speedup_latency", "speedup_layer"} <= set(table.columns)
+    assert (table["profile"] == "micro").all() and table["backbone"].str.contains("4 layers").all()
+    bert = table[table["model"] == "BERT-base"].iloc[0]
+    assert bert["speedup_latency"] == 1.0 and bert["speedup_layer"] == 1.0
+    assert 0 <= bert["SST-2"] <= 100 and -100 <= bert["STS-B"] <= 100
+    assert (table["speedup_layer"].dropna() >= 1.0).all()
+    assert (micro_run / "results" / "table1.md").read_text().count("MICRO") >= 1
+
+
+@pytest.mark.e2e
+def test_micro_run_records_executed_layers_and_sweep(micro_run):
+    sweep = pd.read_csv(micro_run / "results" / "sweeps.csv")
+    assert {"task", "method", "seed", "knob", "latency_speedup", "layer_speedup", "score", "in_window"} <= set(sweep.columns)
+    preds = pd.read_csv(micro_run / "work/micro/runs/SST-2/dpbert/1/predictions.csv.gz", keep_default_na=False)
+    assert len(preds) == 24 and (preds["n_executed"] <= 4).all()
+    executed = preds["executed"].astype(str).str.split().map(len)
+    assert (executed == preds["n_executed"]).all()
+
+
+@pytest.mark.e2e
+def test_reporting_does_not_retrain(micro_run):
+    (micro_run / "results" / "table1.csv").unlink()
+    dry = snakemake(micro_run, "results/table1.csv", "-n", "--quiet", "rules")
+    assert dry.returncode == 0, dry.stdout[-2000:]
+    assert "table1" in dry.stdout and "train" not in dry.stdout.replace("table1", "")
+
+
+def test_unknown_method_is_rejected_before_any_job(tmp_path):
+    cfg = write_config(tmp_path, methods={"bert": {}, "dpbret": {}})
+    result = snakemake(tmp_path, "-n", config=cfg)
+    assert result.returncode != 0
+    assert "unknown method 'dpbret'" in (result.stdout + result.stderr) and "Did you mean 'dpbert'" in (result.stdout + result.stderr)
+
+
+def test_unknown_method_key_is_rejected(tmp_path):
+    cfg = write_config(tmp_path, methods={"bert": {}, "dpbert": {"target_rate": [0.3]}})
+    result = snakemake(tmp_path, "-n", config=cfg)
+    assert result.returncode != 0 and "did you mean 'target_rates'" in (result.stdout + result.stderr)
+
+
+def test_window_min_above_max_is_rejected(tmp_path):
+    cfg = write_config(tmp_path, selection__window=[1.96, 1.30])
+    result = snakemake(tmp_path, "-n", config=cfg)
+    assert result.returncode != 0 and "selection.window" in (result.stdout + result.stderr)
+
+
+def test_paper_profile_offline_stops_at_once(tmp_path):
+    result = snakemake(tmp_path, "-n", config=ROOT / "workflow" / "config" / "paper.yaml",
+                       env={"HF_HUB_OFFLINE": "1"}, timeout=60)
+    assert result.returncode != 0
+    assert "cannot be reached" in (result.stdout + result.stderr) and "bert-base-uncased" in (result.stdout + result.stderr)
+    assert "Traceback" not in (result.stdout + result.stderr)
+
+
+def test_missing_data_dir_is_rejected(tmp_path):
+    cfg = write_config(tmp_path, data__source="glue_tsv", data__data_dir=str(tmp_path / "nope"))
+    result = snakemake(tmp_path, "-n", config=cfg)
+    assert result.returncode != 0 and "does not exist" in (result.stdout + result.stderr)
+
+
+def test_default_config_dry_run_lists_every_task():
+    if shutil.which("snakemake") is None and not (ROOT / "Snakefile").exists():
+        pytest.skip("snakemake not installed")
+    result = subprocess.run([sys.executable, "-m", "snakemake", "results/table1.csv", "-n", "--quiet", "rules", "-s", str(ROOT / "Snakefile"),
+                             "--directory", str(ROOT)], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, (result.stdout + result.stderr)[-2000:]
+    assert "prepare_data" in result.stdout
