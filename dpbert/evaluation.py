@@ -12,7 +12,6 @@ import statistics
 from dataclasses import dataclass
 from pathlib import Path
 
-import torch
 
 from dpbert.encoding import EncodedSplit
 from dpbert.latency import Latency, measure

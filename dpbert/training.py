@@ -39,7 +39,8 @@ class TrainSettings:
     @classmethod
     def from_dict(cls, d: dict[str, Any], **overrides: Any) -> TrainSettings:
         names = {f.name for f in fields(cls)}
-        merged = {k: v for k, v in {**d, **overrides}.items() if k in names and v is not None}
+        merged = {k: v for k, v in d.items() if k in names and v is not None}
+        merged.update({k: v for k, v in overrides.items() if k in names and v is not None})
         return cls(**merged)
 
     def as_dict(self) -> dict[str, Any]:

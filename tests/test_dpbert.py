@@ -111,3 +111,10 @@ def test_skipping_planner_runs_no_layer_module(tmp_path, tokenizer):
     pred = DPBert(None, get_task("SST-2")).predict_one(model, toy_split(1).example(0), 0.5)
     remove()
     assert pred.executed == [] and counts == [0, 0, 0, 0]
+
+
+def test_unset_method_settings_fall_back_to_the_config():
+    from dpbert.training import TrainSettings
+
+    s = TrainSettings.from_dict({"epochs": 4, "lr": 5e-4, "batch_size": 16}, epochs=None, lr=1e-3)
+    assert (s.epochs, s.lr, s.batch_size) == (4, 1e-3, 16)

@@ -1,0 +1,149 @@
+"""Shared pieces of the early-exit baselines (DeeBERT, BERxiT, PABEE, DACT-BERT).
+
+Every one of them puts a classifier ("off-ramp") after layers 1..N-1 and uses BERT's own head
+(pooler -> dropout -> classifier of the fine-tuned model) after layer N, so the deepest exit is
+exactly the stage-1 model. Training reads all layers' states from one ``engine.run(keep_states=True)``;
+inference asks for the current layer's exit inside the engine's ``after`` callback, so no layer
+after the exit is ever computed.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from torch import Tensor, nn
+
+from dpbert.engine import cls_state
+from dpbert.modeling import MethodModel, load_method_model
+
+
+class Pooler(nn.Module):
+    """BERT's pooler (dense + tanh on the [CLS] state), one per off-ramp (DeeBERT, BERxiT, DACT)."""
+
+    def __init__(self, hidden_size: int):
+        super().__init__()
+        self.dense = nn.Linear(hidden_size, hidden_size)
+        self.activation = nn.Tanh()
+
+    def forward(self, hidden: Tensor) -> Tensor:
+        return self.activation(self.dense(cls_state(hidden)))
+
+
+class OffRamps(nn.Module):
+    """Exits after layers 0..N-2 (0-based): [own pooler] + dropout + linear classifier.
+
+    ``own_poolers=False`` gives PABEE's layout: every exit reads the backbone's one (shared,
+    trained) pooler and has only its own linear classifier. Layer N-1 has no ramp: it is BERT's head.
+    """
+
+    def __init__(self, n_layers: int, hidden_size: int, num_labels: int, dropout: float = 0.1,
+                 own_poolers: bool = True, initializer_range: float = 0.02):
+        super().__init__()
+        n = max(0, n_layers - 1)
+        self.poolers = nn.ModuleList(Pooler(hidden_size) for _ in range(n)) if own_poolers else None
+        self.classifiers = nn.ModuleList(nn.Linear(hidden_size, num_labels) for _ in range(n))
+        self.dropout = nn.Dropout(dropout)
+        for lin in self.classifiers:  # BERT's own initialisation of a classification head
+            nn.init.normal_(lin.weight, std=initializer_range)
+            nn.init.zeros_(lin.bias)
+
+    @property
+    def n_ramps(self) -> int:
+        return len(self.classifiers)
+
+    def init_poolers_from(self, pooler: nn.Module | None) -> None:
+        """DeeBERT: each off-ramp's pooler starts as a copy of the (fine-tuned) model's pooler."""
+        if self.poolers is None or pooler is None:
+            return
+        state = {k: v.detach().clone() for k, v in pooler.state_dict().items()}
+        for p in self.poolers:
+            p.load_state_dict(state)
+
+
+class ExitModules(nn.Module):
+    """A method's ``extra``: the off-ramps plus named helpers (BERxiT's LTE unit, DACT's gate)."""
+
+    def __init__(self, ramps: OffRamps, **others: nn.Module):
+        super().__init__()
+        self.ramps = ramps
+        for name, module in others.items():
+            self.add_module(name, module)
+
+
+def new_ramps(classifier: nn.Module, own_poolers: bool = True) -> OffRamps:
+    """Off-ramps shaped for a fine-tuned ``BertForSequenceClassification``, poolers copied from its pooler."""
+    cfg = classifier.config
+    ramps = OffRamps(cfg.num_hidden_layers, cfg.hidden_size, cfg.num_labels, _dropout(cfg), own_poolers,
+                     cfg.initializer_range)
+    ramps.init_poolers_from(classifier.bert.pooler)
+    return ramps
+
+
+def _dropout(cfg) -> float:
+    p = getattr(cfg, "classifier_dropout", None)
+    return cfg.hidden_dropout_prob if p is None else p
+
+
+def load_exit_model(folder: Path, build: Callable[[OffRamps, object], ExitModules],
+                    own_poolers: bool = True) -> MethodModel:
+    """Load a saved early-exit model: ``build(ramps, cfg)`` makes an empty extra of the right shape."""
+    from transformers import BertConfig
+
+    cfg = BertConfig.from_pretrained(Path(folder) / "backbone")
+    ramps = OffRamps(cfg.num_hidden_layers, cfg.hidden_size, cfg.num_labels, _dropout(cfg), own_poolers,
+                     cfg.initializer_range)
+    return load_method_model(folder, build(ramps, cfg))[0]
+
+
+def exit_pooled(model: MethodModel, i: int, hidden: Tensor) -> Tensor:
+    """The pooled representation exit ``i`` classifies (the backbone's pooler at the last layer)."""
+    ramps: OffRamps = model.extra.ramps
+    if i >= ramps.n_ramps or ramps.poolers is None:
+        return model.engine.pool(hidden)
+    return ramps.poolers[i](hidden)
+
+
+def exit_logits_from_pooled(model: MethodModel, i: int, pooled: Tensor) -> Tensor:
+    ramps: OffRamps = model.extra.ramps
+    if i >= ramps.n_ramps:
+        return model.classifier.classifier(model.classifier.dropout(pooled))  # == model.final_head
+    return ramps.classifiers[i](ramps.dropout(pooled))
+
+
+def exit_logits(model: MethodModel, i: int, hidden: Tensor) -> Tensor:
+    """Logits of exit ``i`` on the hidden state after layer ``i`` (BERT's head for the last layer)."""
+    return exit_logits_from_pooled(model, i, exit_pooled(model, i, hidden))
+
+
+@dataclass
+class AllExits:
+    pooled: list[Tensor]  # per layer, (batch, hidden)
+    logits: list[Tensor]  # per layer, (batch, num_labels)
+    states: list[Tensor]  # per layer, (batch, seq, hidden)
+
+
+def all_exits(model: MethodModel, batch: dict[str, Tensor], *, backbone_grad: bool = True) -> AllExits:
+    """Every layer's exit in one pass of the engine (training); ``backbone_grad=False`` for a frozen backbone."""
+    with torch.set_grad_enabled(backbone_grad and torch.is_grad_enabled()):
+        out = model.engine.run(batch["input_ids"], batch["attention_mask"], batch["token_type_ids"],
+                               keep_states=True)
+    pooled = [exit_pooled(model, i, h) for i, h in enumerate(out.states)]
+    logits = [exit_logits_from_pooled(model, i, p) for i, p in enumerate(pooled)]
+    return AllExits(pooled, logits, out.states)
+
+
+def entropy(logits: Tensor) -> Tensor:
+    """Entropy of softmax(logits) over the last dimension (DeeBERT's exit criterion), in nats."""
+    logp = torch.log_softmax(logits.float(), dim=-1)
+    return -(logp.exp() * logp).sum(-1)
+
+
+def check_classification(method_name: str, task) -> None:
+    if task.is_regression:
+        raise ValueError(
+            f"{method_name} has no regression exit (supports_regression is False), but the task "
+            f"{task.name} is a regression task; remove it from this method's tasks in the config."
+        )

@@ -1,0 +1,121 @@
+"""BERxiT (Xin et al. 2021): DeeBERT's off-ramps plus a learned-to-exit (LTE) unit, covering regression.
+
+One shared LTE unit, Linear(hidden, 1) + sigmoid on each exit's pooled output, estimates that
+exit's error: target 1 - [argmax == label] (classification) or tanh(|pred - y|) (regression),
+targets detached, MSE over all layers. Training alternates from the fine-tuned model, all
+parameters trained: even steps final-layer loss + LTE loss, odd steps the sum of the off-ramp
+losses of layers 1..N-1 + LTE loss. Inference exits at layer i < N when the LTE output is below
+the threshold.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+from torch import Tensor, nn
+
+from baselines._early_exit import (
+    AllExits,
+    ExitModules,
+    all_exits,
+    exit_logits_from_pooled,
+    exit_pooled,
+    load_exit_model,
+    new_ramps,
+)
+from dpbert.modeling import MethodModel, save_method_model
+from dpbert.models import load_classifier
+from dpbert.registry import Method, MethodParams, Prediction, TrainContext, register
+from dpbert.training import TrainSettings, task_loss, train_loop
+
+
+class LTE(nn.Module):
+    """The shared learning-to-exit unit: estimated error of an exit from its pooled output."""
+
+    def __init__(self, hidden_size: int):
+        super().__init__()
+        self.fc = nn.Linear(hidden_size, 1)
+
+    def forward(self, pooled: Tensor) -> Tensor:
+        return torch.sigmoid(self.fc(pooled)).squeeze(-1)
+
+
+def lte_targets(logits: Tensor, labels: Tensor, is_regression: bool) -> Tensor:
+    """Detached error of one exit: 1 - [argmax == label], or tanh(|pred - y|) for regression."""
+    with torch.no_grad():
+        if is_regression:
+            return torch.tanh((logits.view(-1) - labels.view(-1).float()).abs())
+        return (logits.argmax(-1) != labels.view(-1)).float()
+
+
+def lte_loss(model: MethodModel, exits: AllExits, labels: Tensor, is_regression: bool) -> Tensor:
+    """MSE between the LTE output and the (detached) error of every layer's exit, averaged over layers."""
+    losses = [nn.functional.mse_loss(model.extra.lte(p), lte_targets(lg, labels, is_regression))
+              for p, lg in zip(exits.pooled, exits.logits)]
+    return torch.stack(losses).mean()
+
+
+@dataclass
+class BerxitParams(MethodParams):
+    # Ours: the official scripts sweep the threshold too; this grid spans "almost always exit at
+    # layer 1" to "almost never exit" on an error-probability scale (threshold <= 0 never exits).
+    thresholds: list[float] = field(default_factory=lambda: [0.05, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8])
+    epochs: float | None = None  # None: training.finetune.epochs
+    lr: float | None = None  # None: training.finetune.lr
+    batch_size: int | None = None  # None: training.finetune.batch_size
+
+
+@register
+class Berxit(Method):
+    name = "berxit"
+    display_name = "BERxiT"
+    knob_name = "lte_threshold"
+    needs_finetuned = True
+    supports_regression = True
+    Params = BerxitParams
+
+    def knobs(self) -> list[float]:
+        return list(self.params.thresholds)
+
+    def loss(self, model: MethodModel, batch: dict[str, Tensor], step: int) -> Tensor:
+        """Alternating: even steps final-layer loss, odd steps sum of off-ramp losses; + LTE loss always."""
+        reg = self.task.is_regression
+        exits = all_exits(model, batch)
+        if step % 2 == 0:
+            main = task_loss(exits.logits[-1], batch["labels"], reg)
+        else:
+            main = sum(task_loss(lg, batch["labels"], reg) for lg in exits.logits[:-1])
+        return main + lte_loss(model, exits, batch["labels"], reg)
+
+    def train(self, ctx: TrainContext) -> None:
+        p = self.params
+        classifier, tokenizer = load_classifier(ctx.finetuned_dir)
+        extra = ExitModules(new_ramps(classifier), lte=LTE(classifier.config.hidden_size))
+        model = MethodModel(classifier, extra).to(ctx.device)
+        settings = TrainSettings.from_dict(ctx.settings["finetune"], epochs=p.epochs, lr=p.lr, batch_size=p.batch_size)
+        losses = train_loop(
+            model.parameters(), lambda batch, step: self.loss(model, batch, step), ctx.train, settings,
+            seed=ctx.seed, desc=f"BERxiT alternating on {self.task.name}", device=ctx.device, modules=[model],
+        )
+        save_method_model(model.cpu(), tokenizer, ctx.out_dir / "main",
+                          {"method": self.name, "settings": settings.as_dict(), "final_loss": losses[-1]})
+
+    def load(self, folder: Path) -> MethodModel:
+        return load_exit_model(folder, lambda ramps, cfg: ExitModules(ramps, lte=LTE(cfg.hidden_size)))
+
+    @torch.inference_mode()
+    def predict_one(self, model: MethodModel, example: dict[str, Tensor], knob: float) -> Prediction:
+        """Exit at the first layer i < N whose LTE output (estimated error) is below the threshold."""
+        last = model.n_layers - 1
+        seen: dict[str, Tensor] = {}
+
+        def after(i: int, hidden: Tensor) -> bool:
+            pooled = exit_pooled(model, i, hidden)
+            seen["logits"] = exit_logits_from_pooled(model, i, pooled)
+            return i < last and model.extra.lte(pooled).item() < knob
+
+        out = model.engine.run(example["input_ids"], example["attention_mask"], example["token_type_ids"],
+                               after=after)
+        return Prediction(seen["logits"][0], out.executed)

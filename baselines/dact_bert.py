@@ -1,0 +1,169 @@
+"""DACT-BERT (Eyzaguirre et al. 2021): differentiable adaptive computation time over BERT's layers.
+
+After layer n an exit gives y_n (softmax probabilities; the raw value for regression) and a halting
+unit gives the continue-probability h_n = 1 - sigmoid(gate(c_n)). With p_0 = 1, a_0 = 0:
+    p_n = h_n * p_{n-1},        a_n = y_n * p_{n-1} + a_{n-1} * (1 - p_{n-1})
+(METHODS.md's formula, used literally: a_1 = y_1, and p_{n-1} is the weight the new layer's answer
+gets, so a_n stays a convex combination of the y's: a probability vector for classification.)
+Loss = L_task(a_N) + tau * (1 + sum_{n=1}^{N-1} p_n), all parameters trained from the fine-tuned
+model. Our reading of the sum's range: p_N multiplies nothing (there is no layer N+1), so the sum
+stops at N-1 and 1 + sum is the soft count of executed layers. tau is a *training* knob: one model
+per tau (``variants``).
+
+Inference (classification) halts at the first n where the top class can no longer be overtaken in
+the remaining R = N - n layers: a_top * (1 - p_n)^R - a_second - p_n * R > 0. The rule has no free
+parameter, so ``knobs()`` is [0.0] (ignored) for classification and the speed/accuracy trade-off is
+swept through tau. Regression (our choice): the same accumulation on the scalar output, halting when
+p_n < threshold; the thresholds are the knob. The output is log(a_n) (logits whose softmax is a_n;
+same argmax) for classification and a_n for regression.
+
+Reconstructions (ours): one halting gate shared by all layers (DACT's halting unit is one module
+applied at every step), reading the raw [CLS] state c_n; exits after layers 1..N-1 are off-ramps
+(own pooler copied from the fine-tuned pooler + dropout + linear), layer N's is BERT's own head.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+from torch import Tensor, nn
+
+from baselines._early_exit import (
+    ExitModules,
+    all_exits,
+    exit_logits,
+    load_exit_model,
+    new_ramps,
+)
+from dpbert.engine import cls_state
+from dpbert.modeling import MethodModel, save_method_model
+from dpbert.models import load_classifier
+from dpbert.registry import Method, MethodParams, Prediction, TrainContext, register
+from dpbert.training import TrainSettings, task_loss, train_loop
+
+PROB_FLOOR = 1e-12  # log(a_n) of a class with zero accumulated probability
+
+
+class HaltingGate(nn.Module):
+    """h_n = 1 - sigmoid(gate(c_n)): the probability of continuing past layer n."""
+
+    def __init__(self, hidden_size: int, init_bias: float = 0.0):
+        super().__init__()
+        self.gate = nn.Linear(hidden_size, 1)
+        nn.init.normal_(self.gate.weight, std=0.02)
+        nn.init.constant_(self.gate.bias, init_bias)
+
+    def forward(self, hidden: Tensor) -> Tensor:
+        return 1 - torch.sigmoid(self.gate(cls_state(hidden))).squeeze(-1)
+
+
+def exit_answer(logits: Tensor, is_regression: bool) -> Tensor:
+    """y_n: softmax probabilities (classification) or the scalar value (regression), shape (batch, k)."""
+    return logits.float() if is_regression else torch.softmax(logits.float(), dim=-1)
+
+
+def accumulate(y: Tensor, a_prev: Tensor, p_prev: Tensor) -> Tensor:
+    """a_n = y_n * p_{n-1} + a_{n-1} * (1 - p_{n-1}); y, a: (batch, k), p: (batch,)."""
+    p = p_prev.view(-1, 1)
+    return y * p + a_prev * (1 - p)
+
+
+def cannot_be_overtaken(a: Tensor, p: float, remaining: int) -> bool:
+    """Halting rule for one example: a_top * (1 - p_n)^R - a_second - p_n * R > 0."""
+    top2 = torch.topk(a.view(-1), 2).values
+    return bool(top2[0] * (1 - p) ** remaining - top2[1] - p * remaining > 0)
+
+
+def answer_output(a: Tensor, is_regression: bool) -> Tensor:
+    return a if is_regression else torch.log(a.clamp_min(PROB_FLOOR))
+
+
+def variant_name(tau: float) -> str:
+    return f"tau{tau:g}"
+
+
+@dataclass
+class DactParams(MethodParams):
+    # Ponder-cost weights, one model each. Paper grid {0, 1e-4, 5e-4, 1e-3, 5e-3}; the default is the
+    # subset at the fast end (each value is one full training run).
+    taus: list[float] = field(default_factory=lambda: [1e-3, 5e-3])
+    # Regression only (our choice): halt when p_n < threshold; ignored for classification.
+    regression_thresholds: list[float] = field(default_factory=lambda: [0.5, 0.2, 0.1, 0.05, 0.01])
+    gate_init_bias: float = 0.0  # our choice: h_n starts at 0.5 (plain zero-bias init)
+    epochs: float | None = None  # None: training.finetune.epochs
+    lr: float | None = None  # None: training.finetune.lr
+    batch_size: int | None = None  # None: training.finetune.batch_size
+
+
+@register
+class DactBert(Method):
+    name = "dact_bert"
+    display_name = "DACT-BERT"
+    knob_name = "halt_threshold"  # regression only; classification's rule has no knob ([0.0], unused)
+    needs_finetuned = True
+    supports_regression = True
+    Params = DactParams
+
+    def variants(self) -> list[str]:
+        return [variant_name(t) for t in self.params.taus]
+
+    def knobs(self) -> list[float]:
+        return list(self.params.regression_thresholds) if self.task.is_regression else [0.0]
+
+    def loss(self, model: MethodModel, batch: dict[str, Tensor], tau: float) -> Tensor:
+        """L_task(a_N) + tau * (1 + sum_{n<N} p_n), from one pass over all layers."""
+        reg = self.task.is_regression
+        exits = all_exits(model, batch)
+        n_layers = len(exits.logits)
+        a = torch.zeros_like(exits.logits[0], dtype=torch.float32)
+        p_prev = torch.ones(a.shape[0], device=a.device)
+        ponder = torch.ones_like(p_prev)
+        for n, logits in enumerate(exits.logits):
+            a = accumulate(exit_answer(logits, reg), a, p_prev)
+            if n < n_layers - 1:
+                p_prev = model.extra.halting(exits.states[n]) * p_prev
+                ponder = ponder + p_prev
+        return task_loss(answer_output(a, reg), batch["labels"], reg) + tau * ponder.mean()
+
+    def train(self, ctx: TrainContext) -> None:
+        p = self.params
+        for tau in p.taus:
+            classifier, tokenizer = load_classifier(ctx.finetuned_dir)
+            extra = ExitModules(new_ramps(classifier), halting=HaltingGate(classifier.config.hidden_size, p.gate_init_bias))
+            model = MethodModel(classifier, extra).to(ctx.device)
+            settings = TrainSettings.from_dict(ctx.settings["finetune"], epochs=p.epochs, lr=p.lr, batch_size=p.batch_size)
+            losses = train_loop(
+                model.parameters(), lambda batch, _s, tau=tau: self.loss(model, batch, tau), ctx.train, settings,
+                seed=ctx.seed, desc=f"DACT-BERT (tau={tau:g}) on {self.task.name}", device=ctx.device,
+                modules=[model],
+            )
+            save_method_model(model.cpu(), tokenizer, ctx.out_dir / variant_name(tau),
+                              {"method": self.name, "tau": tau, "settings": settings.as_dict(),
+                               "final_loss": losses[-1]})
+
+    def load(self, folder: Path) -> MethodModel:
+        return load_exit_model(folder, lambda ramps, cfg: ExitModules(ramps, halting=HaltingGate(cfg.hidden_size)))
+
+    @torch.inference_mode()
+    def predict_one(self, model: MethodModel, example: dict[str, Tensor], knob: float) -> Prediction:
+        reg = self.task.is_regression
+        n_layers = model.n_layers
+        state: dict = {"a": None, "p": torch.ones(1, device=example["input_ids"].device)}
+
+        def after(i: int, hidden: Tensor) -> bool:
+            y = exit_answer(exit_logits(model, i, hidden), reg)
+            a_prev = torch.zeros_like(y) if state["a"] is None else state["a"]
+            state["a"] = accumulate(y, a_prev, state["p"])
+            if i == n_layers - 1:
+                return False  # last layer: the loop ends anyway
+            state["p"] = model.extra.halting(hidden) * state["p"]
+            p_n = state["p"].item()
+            if reg:
+                return p_n < knob
+            return cannot_be_overtaken(state["a"], p_n, n_layers - (i + 1))
+
+        out = model.engine.run(example["input_ids"], example["attention_mask"], example["token_type_ids"],
+                               after=after)
+        return Prediction(answer_output(state["a"], reg)[0], out.executed)

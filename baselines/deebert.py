@@ -1,0 +1,103 @@
+"""DeeBERT (Xin et al. 2020): off-ramps after every layer, exit at the first confident one.
+
+Stage 1 is the fine-tuned BERT-base run as given (backbone + final classifier, final-layer loss
+only: exactly DeeBERT's first stage, so it is reused, not retrained). Stage 2 freezes the backbone
+and trains the off-ramps of layers 1..N-1 with the sum of their losses. Inference stops at the
+first layer whose off-ramp entropy is below S; the last layer answers with BERT's own head.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+from torch import Tensor
+
+from baselines._early_exit import (
+    ExitModules,
+    all_exits,
+    check_classification,
+    entropy,
+    exit_logits,
+    load_exit_model,
+    new_ramps,
+)
+from dpbert.modeling import MethodModel, save_method_model
+from dpbert.models import load_classifier
+from dpbert.registry import Method, MethodParams, Prediction, TrainContext, register
+from dpbert.training import TrainSettings, task_loss, train_loop
+
+# The official scripts' entropy sweep. S = 0 never exits (entropy >= 0): it is the no-exit point;
+# the official code's *default* (-1) never exits either, which is why the grid, not one value, is swept.
+OFFICIAL_ENTROPIES = [0.0, 0.001, 0.005, 0.01, 0.05, 0.1, 0.15, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7]
+
+
+@dataclass
+class DeeBertParams(MethodParams):
+    entropies: list[float] = field(default_factory=lambda: list(OFFICIAL_ENTROPIES))  # S grid (official scripts)
+    epochs: float | None = None  # stage 2; None: training.finetune.epochs (the official scripts reuse stage 1's)
+    lr: float | None = None  # stage 2 (off-ramps only); None: training.finetune.lr
+    batch_size: int | None = None  # None: training.finetune.batch_size
+
+
+@register
+class DeeBert(Method):
+    name = "deebert"
+    display_name = "DeeBERT"
+    knob_name = "entropy"
+    needs_finetuned = True
+    supports_regression = False  # the paper has no STS-B entry: no regression exit criterion
+    Params = DeeBertParams
+
+    def knobs(self) -> list[float]:
+        return list(self.params.entropies)
+
+    def stage2(self, model: MethodModel, ctx: TrainContext) -> list[float]:
+        """Backbone and final classifier frozen (bit-identical); off-ramps 1..N-1 trained on the sum of losses."""
+        p = self.params
+        for param in model.backbone_parameters():
+            param.requires_grad_(False)
+
+        def loss_fn(batch: dict[str, Tensor], _step: int) -> Tensor:
+            exits = all_exits(model, batch, backbone_grad=False)
+            ramp_logits = exits.logits[:-1]  # layers 1..N-1; the last exit is the frozen final head
+            return sum(task_loss(lg, batch["labels"], False) for lg in ramp_logits)
+
+        settings = TrainSettings.from_dict(ctx.settings["finetune"], epochs=p.epochs, lr=p.lr, batch_size=p.batch_size)
+        try:
+            # As the official run_glue (model.train()): dropout stays on in the frozen backbone too.
+            return train_loop(
+                model.extra.parameters(), loss_fn, ctx.train, settings, seed=ctx.seed,
+                desc=f"DeeBERT stage 2 (off-ramps) on {self.task.name}", device=ctx.device, modules=[model],
+            )
+        finally:
+            for param in model.backbone_parameters():
+                param.requires_grad_(True)
+
+    def train(self, ctx: TrainContext) -> None:
+        check_classification(self.display_name, self.task)
+        classifier, tokenizer = load_classifier(ctx.finetuned_dir)
+        model = MethodModel(classifier, ExitModules(new_ramps(classifier))).to(ctx.device)
+        if model.extra.ramps.n_ramps == 0:
+            raise ValueError("DeeBERT needs a backbone with at least 2 layers (off-ramps after layers 1..N-1)")
+        losses = self.stage2(model, ctx)
+        save_method_model(model.cpu(), tokenizer, ctx.out_dir / "main",
+                          {"method": self.name, "stage1": str(ctx.finetuned_dir), "stage2_final_loss": losses[-1]})
+
+    def load(self, folder: Path) -> MethodModel:
+        return load_exit_model(folder, lambda ramps, _cfg: ExitModules(ramps))
+
+    @torch.inference_mode()
+    def predict_one(self, model: MethodModel, example: dict[str, Tensor], knob: float) -> Prediction:
+        """Exit at the first layer i < N with entropy(off-ramp i) < S (strict, as the official code)."""
+        last = model.n_layers - 1
+        seen: dict[str, Tensor] = {}
+
+        def after(i: int, hidden: Tensor) -> bool:
+            seen["logits"] = exit_logits(model, i, hidden)
+            return i < last and entropy(seen["logits"]).item() < knob
+
+        out = model.engine.run(example["input_ids"], example["attention_mask"], example["token_type_ids"],
+                               after=after)
+        return Prediction(seen["logits"][0], out.executed)

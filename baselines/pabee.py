@@ -1,0 +1,99 @@
+"""PABEE (Zhou et al. 2020): patience-based early exit.
+
+A linear classifier after every layer over one shared pooler (the backbone's, as in the official
+code); the last layer's is BERT's own head. One training stage from the fine-tuned model, all
+parameters trained, loss sum_i i * L_i / sum_i i (deeper layers weigh more). Inference counts
+consecutive layers whose prediction did not change (argmax; regression: |change| < tolerance)
+and exits when the count reaches the patience, answering with the current layer's output.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+from torch import Tensor
+
+from baselines._early_exit import (
+    ExitModules,
+    all_exits,
+    exit_logits,
+    load_exit_model,
+    new_ramps,
+)
+from dpbert.modeling import MethodModel, save_method_model
+from dpbert.models import load_classifier
+from dpbert.registry import Method, MethodParams, Prediction, TrainContext, register
+from dpbert.training import TrainSettings, task_loss, train_loop
+
+
+def weighted_loss(logits: list[Tensor], labels: Tensor, is_regression: bool) -> Tensor:
+    """sum_i i * L_i / sum_i i over layers i = 1..N."""
+    total = sum((i + 1) * task_loss(lg, labels, is_regression) for i, lg in enumerate(logits))
+    return total / (len(logits) * (len(logits) + 1) / 2)
+
+
+@dataclass
+class PabeeParams(MethodParams):
+    # Official scripts' patience grid (12 layers). A patience >= N never fires: all layers run.
+    patiences: list[int] = field(default_factory=lambda: [3, 4, 5, 6, 7, 8])  # 0 disables exiting
+    regression_tolerance: float = 0.1  # |change| below this counts as "unchanged" (paper's STS-B value)
+    epochs: float | None = None  # None: training.finetune.epochs
+    lr: float | None = None  # None: training.finetune.lr
+    batch_size: int | None = None  # None: training.finetune.batch_size
+
+
+@register
+class Pabee(Method):
+    name = "pabee"
+    display_name = "PABEE"
+    knob_name = "patience"
+    needs_finetuned = True
+    supports_regression = True
+    Params = PabeeParams
+
+    def knobs(self) -> list[float]:
+        return [float(k) for k in self.params.patiences]
+
+    def train(self, ctx: TrainContext) -> None:
+        p = self.params
+        classifier, tokenizer = load_classifier(ctx.finetuned_dir)
+        model = MethodModel(classifier, ExitModules(new_ramps(classifier, own_poolers=False))).to(ctx.device)
+        settings = TrainSettings.from_dict(ctx.settings["finetune"], epochs=p.epochs, lr=p.lr, batch_size=p.batch_size)
+
+        def loss_fn(batch: dict[str, Tensor], _step: int) -> Tensor:
+            return weighted_loss(all_exits(model, batch).logits, batch["labels"], self.task.is_regression)
+
+        losses = train_loop(
+            model.parameters(), loss_fn, ctx.train, settings, seed=ctx.seed,
+            desc=f"PABEE weighted training on {self.task.name}", device=ctx.device, modules=[model],
+        )
+        save_method_model(model.cpu(), tokenizer, ctx.out_dir / "main",
+                          {"method": self.name, "settings": settings.as_dict(), "final_loss": losses[-1]})
+
+    def load(self, folder: Path) -> MethodModel:
+        return load_exit_model(folder, lambda ramps, _cfg: ExitModules(ramps), own_poolers=False)
+
+    @torch.inference_mode()
+    def predict_one(self, model: MethodModel, example: dict[str, Tensor], knob: float) -> Prediction:
+        """Exit when `patience` consecutive layers left the prediction unchanged (official counter)."""
+        patience = int(knob)
+        tol = self.params.regression_tolerance
+        state: dict = {"prev": None, "counter": 0}
+
+        def after(i: int, hidden: Tensor) -> bool:
+            logits = exit_logits(model, i, hidden)[0]
+            if self.task.is_regression:
+                pred = logits.view(-1)[0]
+                same = state["prev"] is not None and bool((pred - state["prev"]).abs() < tol)
+            else:
+                pred = logits.argmax(-1)
+                same = state["prev"] is not None and bool(pred == state["prev"])
+            state["counter"] = state["counter"] + 1 if same else 0
+            state["prev"], state["logits"] = pred, logits
+            return 0 < patience <= state["counter"]  # patience 0: no early exit, as the official code
+
+        out = model.engine.run(example["input_ids"], example["attention_mask"], example["token_type_ids"],
+                               after=after)
+        return Prediction(state["logits"], out.executed)

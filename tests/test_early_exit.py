@@ -1,0 +1,221 @@
+"""DeeBERT, BERxiT, PABEE and DACT-BERT on a tiny 4-layer BERT: exits, no wasted layers, round trips."""
+
+import logging
+import math
+
+import pytest
+import torch
+
+from baselines._early_exit import ExitModules, entropy, new_ramps
+from baselines.berxit import LTE, Berxit, lte_targets
+from baselines.dact_bert import DactBert, HaltingGate, accumulate, cannot_be_overtaken
+from baselines.deebert import DeeBert
+from baselines.pabee import Pabee, weighted_loss
+from dpbert.engine import count_layer_calls
+from dpbert.modeling import MethodModel
+from dpbert.models import load_classifier, save_classifier
+from dpbert.registry import TrainContext
+from dpbert.tasks import get_task
+from tests.conftest import tiny_classifier, toy_split
+
+FAST = {"finetune": {"epochs": 1, "batch_size": 16, "lr": 1e-3}}
+N = 4
+CLS, REG = get_task("SST-2"), get_task("STS-B")
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    """Tiny models: thread start-up dominates, and oversubscribed cores made this file 20x slower."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+def _ctx(tmp_path, tokenizer, regression=False):
+    base = tmp_path / "bert" / "main"
+    save_classifier(tiny_classifier(num_labels=1 if regression else 2, layers=N), tokenizer, base)
+    return TrainContext(task=REG if regression else CLS, train=toy_split(64, regression),
+                        dev=toy_split(24, regression, seed=1), finetuned_dir=base, out_dir=tmp_path / "out",
+                        seed=3, settings=FAST, model_source=None, device="cpu", log=logging.getLogger("test"))
+
+
+def _model(name: str, regression=False, gate_bias=0.0) -> MethodModel:
+    c = tiny_classifier(num_labels=1 if regression else 2, layers=N)
+    extra = {
+        "deebert": lambda: ExitModules(new_ramps(c)),
+        "berxit": lambda: ExitModules(new_ramps(c), lte=LTE(32)),
+        "pabee": lambda: ExitModules(new_ramps(c, own_poolers=False)),
+        "dact_bert": lambda: ExitModules(new_ramps(c), halting=HaltingGate(32, gate_bias)),
+    }[name]()
+    return MethodModel(c, extra).eval()
+
+
+METHODS = {"deebert": DeeBert, "berxit": Berxit, "pabee": Pabee, "dact_bert": DactBert}
+
+
+def _predict(method, model, example, knob):
+    counts, remove = count_layer_calls(model.engine)
+    try:
+        pred = method.predict_one(model, example, knob)
+    finally:
+        remove()
+    return pred, counts
+
+
+def _full_final(model, ex):
+    with torch.inference_mode():
+        out = model.engine.run(ex["input_ids"], ex["attention_mask"], ex["token_type_ids"])
+        return model.final_head(out.hidden)[0]
+
+
+def _same_prediction_everywhere(model):
+    """Every exit (off-ramps and BERT's head) predicts class 0 whatever the input."""
+    heads = list(model.extra.ramps.classifiers) + [model.classifier.classifier]
+    with torch.no_grad():
+        for lin in heads:
+            lin.weight.zero_()
+            lin.bias.copy_(torch.tensor([3.0, 0.0]))
+
+
+# (1) a criterion that always fires exits at the first possible layer; later layers never run
+@pytest.mark.parametrize("name,knob,first", [
+    ("deebert", 1e9, [0]), ("berxit", 1.01, [0]), ("pabee", 1, [0, 1]), ("dact_bert", 0.0, [0])])
+def test_forced_exit_at_first_possible_layer(name, knob, first):
+    model = _model(name, gate_bias=30.0)  # DACT: sigmoid(30) = 1 -> h_1 = 0 -> p_1 = 0
+    if name == "pabee":
+        _same_prediction_everywhere(model)  # patience 1: layers 1 and 2 agree -> exit after layer 2
+    method = METHODS[name](None, CLS)
+    for i in range(5):
+        pred, counts = _predict(method, model, toy_split(5, seed=2).example(i), knob)
+        assert pred.executed == first
+        assert counts == [1 if j in first else 0 for j in range(N)]
+        assert pred.output.shape == (2,)
+
+
+# (2) a criterion that never fires runs every layer and equals BERT's head on the full model
+@pytest.mark.parametrize("name,knob", [("deebert", -1.0), ("berxit", -1.0), ("pabee", N + 1), ("pabee", 0),
+                                       ("dact_bert", 0.0)])
+def test_never_firing_criterion_equals_final_layer(name, knob):
+    model = _model(name, gate_bias=-30.0)  # DACT: h_n = 1 exactly in fp32 -> p_n = 1 -> a_N = y_N
+    method = METHODS[name](None, CLS)
+    split = toy_split(6, seed=4)
+    for i in range(len(split)):
+        ex = split.example(i)
+        pred, counts = _predict(method, model, ex, knob)
+        assert pred.executed == list(range(N)) and counts == [1] * N
+        final = _full_final(model, ex)
+        if name == "dact_bert":  # output is log(a_N) and a_N = softmax(y_N) of BERT's head
+            torch.testing.assert_close(pred.output.exp(), torch.softmax(final, -1))
+        else:
+            torch.testing.assert_close(pred.output, final, rtol=0, atol=0)
+
+
+def test_dact_regression_forced_and_never():
+    method = DactBert(None, REG)
+    ex = toy_split(3, regression=True).example(0)
+    fast = _model("dact_bert", regression=True, gate_bias=30.0)
+    pred, counts = _predict(method, fast, ex, 0.5)
+    assert pred.executed == [0] and counts == [1, 0, 0, 0] and pred.output.shape == (1,)
+    slow = _model("dact_bert", regression=True, gate_bias=-30.0)
+    pred, counts = _predict(method, slow, ex, 0.5)
+    assert counts == [1] * N
+    torch.testing.assert_close(pred.output, _full_final(slow, ex), rtol=0, atol=0)
+
+
+# (3) train() runs, saves; load() twice gives identical outputs and executed layers
+@pytest.mark.parametrize("name,regression", [
+    ("deebert", False), ("berxit", False), ("pabee", False), ("dact_bert", False),
+    ("berxit", True), ("pabee", True), ("dact_bert", True)])
+def test_train_save_load_round_trip(tmp_path, tokenizer, name, regression):
+    ctx = _ctx(tmp_path, tokenizer, regression)
+    params = {"taus": [5e-3]} if name == "dact_bert" else None
+    method = METHODS[name](params, ctx.task)
+    ctx.out_dir.mkdir()
+    method.train(ctx)
+    assert sorted(p.name for p in ctx.out_dir.iterdir()) == sorted(method.variants())
+    folder = ctx.out_dir / method.variants()[0]
+    first, second = method.load(folder), method.load(folder)
+    fresh = new_ramps(load_classifier(ctx.finetuned_dir)[0], own_poolers=name != "pabee")
+    assert any(not torch.equal(a, b) for a, b in zip(fresh.parameters(), first.extra.ramps.parameters()))
+    for knob in method.knobs()[:3]:
+        for i in range(len(ctx.dev)):
+            ex = ctx.dev.example(i)
+            a, b = method.predict_one(first, ex, knob), method.predict_one(second, ex, knob)
+            torch.testing.assert_close(a.output, b.output, rtol=0, atol=0)
+            assert a.executed == b.executed and 1 <= len(a.executed) <= N
+            assert a.output.shape == ((1,) if regression else (2,))
+
+
+# (4) DeeBERT stage 2 leaves backbone and final classifier bit-identical, moves only the off-ramps
+def test_deebert_stage2_freezes_backbone(tmp_path, tokenizer):
+    ctx = _ctx(tmp_path, tokenizer)
+    method = DeeBert({"lr": 1e-2}, ctx.task)
+    classifier, _ = load_classifier(ctx.finetuned_dir)
+    model = MethodModel(classifier, ExitModules(new_ramps(classifier)))
+    before = {k: v.clone() for k, v in model.classifier.state_dict().items()}
+    ramps_before = [p.clone() for p in model.extra.parameters()]
+    method.stage2(model, ctx)
+    after = model.classifier.state_dict()
+    assert all(torch.equal(before[k], after[k]) for k in before)
+    assert any(not torch.equal(a, b) for a, b in zip(ramps_before, model.extra.parameters()))
+    assert all(p.requires_grad for p in model.classifier.parameters())
+    # and the saved model's backbone is the stage-1 model, bit for bit
+    ctx.out_dir.mkdir()
+    method.train(ctx)
+    saved = method.load(ctx.out_dir / "main").classifier.state_dict()
+    stage1 = load_classifier(ctx.finetuned_dir)[0].state_dict()
+    assert all(torch.equal(stage1[k], saved[k]) for k in stage1)
+
+
+# (5) regression support is declared honestly, and predict_one works on STS-B-like data
+def test_regression_support(tmp_path, tokenizer):
+    assert DeeBert.supports_regression is False
+    assert all(METHODS[n].supports_regression for n in ("berxit", "pabee", "dact_bert"))
+    with pytest.raises(ValueError, match="regression"):
+        DeeBert(None, REG).train(_ctx(tmp_path, tokenizer, regression=True))
+    split = toy_split(4, regression=True)
+    for name in ("berxit", "pabee", "dact_bert"):
+        method, model = METHODS[name](None, REG), _model(name, regression=True)
+        for knob in method.knobs():
+            pred = method.predict_one(model, split.example(0), knob)
+            assert pred.output.shape == (1,) and 1 <= len(pred.executed) <= N
+
+
+def test_pabee_regression_tolerance_counts_small_changes():
+    model = _model("pabee", regression=True)
+    heads = list(model.extra.ramps.classifiers) + [model.classifier.classifier]
+    with torch.no_grad():
+        for j, lin in enumerate(heads):  # outputs 0.0, 0.05, 0.10, 0.15: each change 0.05 < 0.1
+            lin.weight.zero_()
+            lin.bias.fill_(0.05 * j)
+    ex = toy_split(1, regression=True).example(0)
+    assert Pabee({"regression_tolerance": 0.1}, REG).predict_one(model, ex, 2).executed == [0, 1, 2]
+    assert Pabee({"regression_tolerance": 0.01}, REG).predict_one(model, ex, 2).executed == list(range(N))
+
+
+def test_helpers_by_hand():
+    assert entropy(torch.zeros(2)).item() == pytest.approx(math.log(2))
+    assert entropy(torch.tensor([100.0, 0.0])).item() == pytest.approx(0.0, abs=1e-6)
+    # DACT: a_1 = y_1 (p_0 = 1); a_2 = y_2 p_1 + a_1 (1 - p_1)
+    y1, y2 = torch.tensor([[0.8, 0.2]]), torch.tensor([[0.2, 0.8]])
+    a1 = accumulate(y1, torch.zeros(1, 2), torch.ones(1))
+    a2 = accumulate(y2, a1, torch.tensor([0.25]))
+    torch.testing.assert_close(a2, torch.tensor([[0.65, 0.35]]))
+    # 0.65 * 0.75^1 - 0.35 - 0.25 * 1 < 0 (can still flip); with p = 0.05 it cannot
+    assert not cannot_be_overtaken(a2[0], 0.25, 1) and cannot_be_overtaken(a2[0], 0.05, 1)
+    # LTE targets are the exit's error; PABEE weights layer i by i / sum i
+    assert lte_targets(torch.tensor([[2.0, 0.0], [0.0, 2.0]]), torch.tensor([0, 0]), False).tolist() == [0.0, 1.0]
+    assert lte_targets(torch.tensor([[1.0]]), torch.tensor([3.0]), True).item() == pytest.approx(math.tanh(2.0))
+    losses = [torch.zeros(1, 1), torch.ones(1, 1)]  # regression MSE vs 0: L_1 = 0, L_2 = 1
+    assert weighted_loss(losses, torch.zeros(1), True).item() == pytest.approx(2 / 3)
+
+
+def test_default_knobs_cover_exiting():
+    """Defaults that do something: each grid has values that exit early and (for DeeBERT) one that never does."""
+    assert 0.0 in DeeBert(None, CLS).knobs() and max(DeeBert(None, CLS).knobs()) > 0.1
+    assert min(Berxit(None, CLS).knobs()) > 0 and max(Berxit(None, CLS).knobs()) < 1
+    assert Pabee(None, CLS).knobs() == [3.0, 4.0, 5.0, 6.0, 7.0, 8.0]
+    assert DactBert(None, CLS).knobs() == [0.0] and DactBert(None, CLS).variants() == ["tau0.001", "tau0.005"]
+    assert all(0 < k < 1 for k in DactBert(None, REG).knobs())
+
