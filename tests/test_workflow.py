@@ -118,3 +118,19 @@ def test_default_config_dry_run_lists_every_task():
                              "--directory", str(ROOT)], capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, (result.stdout + result.stderr)[-2000:]
     assert "prepare_data" in result.stdout
+
+
+def test_slurm_profile_dry_run_lists_jobs_with_resources(tmp_path):
+    result = snakemake(tmp_path, "results/table1.csv", "-n", "--workflow-profile", str(ROOT / "workflow/profiles/slurm"))
+    out = result.stdout + result.stderr
+    assert result.returncode == 0, out[-2000:]
+    assert "rule train:" in out and "mem_mb=4000" in out and "runtime=60" in out and "gpu=0" in out
+
+
+def test_paper_profile_asks_for_gpus():
+    from snakemake.utils import validate
+
+    cfg = yaml.safe_load((ROOT / "workflow/config/paper.yaml").read_text())
+    validate(cfg, str(ROOT / "workflow/schemas/config.schema.yaml"), set_default=True)
+    assert cfg["resources"]["train"]["gpu"] == 1 and cfg["training"]["device"] == "cuda"
+    assert cfg["seeds"] == [1, 2, 3] and cfg["selection"]["speedup"] == "latency"

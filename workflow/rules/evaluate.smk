@@ -12,6 +12,11 @@ rule evaluate:
         latency=config["latency"],
         profile=config["profile"],
     threads: config["latency"]["threads"]
+    resources:
+        mem_mb=config["resources"]["evaluate"]["mem_mb"],
+        runtime=config["resources"]["evaluate"]["runtime"],
+        gpu=config["resources"]["evaluate"]["gpu"],
+        timing=1,  # with --resources timing=1, latency jobs never overlap
     log:
         f"{W}/logs/evaluate/{{task}}/{{method}}/{{seed}}.log",
     benchmark:

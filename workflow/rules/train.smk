@@ -9,6 +9,10 @@ rule train:
         training=config["training"],
         model=config["model"],
     threads: config["training"]["threads"]
+    resources:
+        mem_mb=config["resources"]["train"]["mem_mb"],
+        runtime=config["resources"]["train"]["runtime"],
+        gpu=config["resources"]["train"]["gpu"],
     log:
         f"{W}/logs/train/{{task}}/{{method}}/{{seed}}.log",
     benchmark:
