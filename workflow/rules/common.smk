@@ -29,7 +29,9 @@ def method_tasks(method):
     from dpbert.tasks import get_task
 
     cls = METHODS[method]
-    return [t for t in TASKS if cls.supports_regression or not get_task(t).is_regression]
+    return [
+        t for t in TASKS if cls.supports_regression or not get_task(t).is_regression
+    ]
 
 
 def train_inputs(wc):

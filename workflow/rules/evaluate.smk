@@ -7,19 +7,21 @@ rule evaluate:
     output:
         sweep=f"{W}/runs/{{task}}/{{method}}/{{seed}}/sweep.csv",
         predictions=f"{W}/runs/{{task}}/{{method}}/{{seed}}/predictions.csv.gz",
-    params:
-        method_params=lambda wc: config["methods"][wc.method],
-        latency=config["latency"],
-        profile=config["profile"],
+    log:
+        f"{W}/logs/evaluate/{{task}}/{{method}}/{{seed}}.log",
+    benchmark:
+        f"{W}/benchmarks/evaluate/{{task}}/{{method}}/{{seed}}.tsv"
+    conda:
+        "../../environment.yml"
     threads: config["latency"]["threads"]
     resources:
         mem_mb=config["resources"]["evaluate"]["mem_mb"],
         runtime=config["resources"]["evaluate"]["runtime"],
         gpu=config["resources"]["evaluate"]["gpu"],
         timing=1,  # with --resources timing=1, latency jobs never overlap
-    log:
-        f"{W}/logs/evaluate/{{task}}/{{method}}/{{seed}}.log",
-    benchmark:
-        f"{W}/benchmarks/evaluate/{{task}}/{{method}}/{{seed}}.tsv"
+    params:
+        method_params=lambda wc: config["methods"][wc.method],
+        latency=config["latency"],
+        profile=config["profile"],
     script:
         "../scripts/evaluate.py"

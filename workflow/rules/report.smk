@@ -6,6 +6,10 @@ rule table1:
         table="results/table1.csv",
         markdown="results/table1.md",
         sweeps="results/sweeps.csv",
+    log:
+        "results/logs/table1.log",
+    conda:
+        "../../environment.yml"
     params:
         tasks=TASKS,
         methods=list(METHODS),
@@ -16,7 +20,5 @@ rule table1:
             "data": config["data"]["source"],
             "seeds": SEEDS,
         },
-    log:
-        "results/logs/table1.log",
     script:
         "../scripts/table1.py"

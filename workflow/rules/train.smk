@@ -4,18 +4,20 @@ rule train:
         unpack(train_inputs),
     output:
         directory(f"{W}/models/{{task}}/{{method}}/{{seed}}"),
-    params:
-        method_params=lambda wc: config["methods"][wc.method],
-        training=config["training"],
-        model=config["model"],
+    log:
+        f"{W}/logs/train/{{task}}/{{method}}/{{seed}}.log",
+    benchmark:
+        f"{W}/benchmarks/train/{{task}}/{{method}}/{{seed}}.tsv"
+    conda:
+        "../../environment.yml"
     threads: config["training"]["threads"]
     resources:
         mem_mb=config["resources"]["train"]["mem_mb"],
         runtime=config["resources"]["train"]["runtime"],
         gpu=config["resources"]["train"]["gpu"],
-    log:
-        f"{W}/logs/train/{{task}}/{{method}}/{{seed}}.log",
-    benchmark:
-        f"{W}/benchmarks/train/{{task}}/{{method}}/{{seed}}.tsv"
+    params:
+        method_params=lambda wc: config["methods"][wc.method],
+        training=config["training"],
+        model=config["model"],
     script:
         "../scripts/train.py"
