@@ -134,3 +134,35 @@ def test_paper_profile_asks_for_gpus():
     validate(cfg, str(ROOT / "workflow/schemas/config.schema.yaml"), set_default=True)
     assert cfg["resources"]["train"]["gpu"] == 1 and cfg["training"]["device"] == "cuda"
     assert cfg["seeds"] == [1, 2, 3] and cfg["selection"]["speedup"] == "latency"
+
+
+@pytest.mark.e2e
+def test_killed_run_resumes_and_reproduces_scores(tmp_path, micro_run):
+    """Kill the run in the middle of training; the same command resumes, and the scores, layer
+    speed-ups and selected points equal those of an uninterrupted run (same seed, same config)."""
+    import signal
+    import time
+
+    cmd = [sys.executable, "-m", "snakemake", "-s", str(ROOT / "Snakefile"), "--directory", str(tmp_path),
+           "results/table1.csv", "--cores", "1", "--configfile", str(MICRO)]
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    models = tmp_path / "work" / "micro" / "models"
+    deadline = time.time() + 300
+    while time.time() < deadline and not any(models.glob("*/*/*.partial")):
+        time.sleep(0.2)
+    assert any(models.glob("*/*/*.partial")), "training never started"
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    assert not (tmp_path / "results" / "table1.csv").exists()
+
+    rerun = subprocess.run(cmd, capture_output=True, text=True, timeout=900)
+    assert rerun.returncode == 0, rerun.stdout[-2000:] + rerun.stderr[-2000:]
+    assert not list(models.glob("*/*/*.partial"))
+
+    keys = ["task", "method", "variant", "knob", "split"]
+    ours = pd.read_csv(tmp_path / "results" / "sweeps.csv").sort_values(keys).reset_index(drop=True)
+    ref = pd.read_csv(micro_run / "results" / "sweeps.csv").sort_values(keys).reset_index(drop=True)
+    for col in ["score", "layer_speedup", "mean_layers", "in_window"]:
+        pd.testing.assert_series_equal(ours[col], ref[col], check_exact=True)
+    pd.testing.assert_frame_equal(pd.read_csv(tmp_path / "results" / "selected_points.csv").drop(columns=["latency_speedup"]),
+                                  pd.read_csv(micro_run / "results" / "selected_points.csv").drop(columns=["latency_speedup"]))

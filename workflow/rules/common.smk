@@ -48,3 +48,13 @@ def all_sweeps():
         for task in method_tasks(method)
         for seed in SEEDS
     ]
+
+
+def all_benchmarks():
+    return [
+        f"{W}/benchmarks/{rule}/{task}/{method}/{seed}.tsv"
+        for rule in ("train", "evaluate")
+        for method in METHODS
+        for task in method_tasks(method)
+        for seed in SEEDS
+    ]

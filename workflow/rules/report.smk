@@ -22,3 +22,18 @@ rule table1:
         },
     script:
         "../scripts/table1.py"
+
+
+rule rule_benchmarks:
+    """Per-rule wall time and peak memory of the training and sweep jobs (Snakemake benchmark files)."""
+    input:
+        all_benchmarks(),
+    output:
+        jobs="results/rule_benchmarks_jobs.csv",
+        summary="results/rule_benchmarks.csv",
+    log:
+        "results/logs/rule_benchmarks.log",
+    conda:
+        "../../environment.yml"
+    script:
+        "../scripts/rule_benchmarks.py"

@@ -1,0 +1,128 @@
+"""Does skipping half the layers halve the batch-1 latency? Measured, method by method.
+
+    python -m dpbert.speedup_bench --shape bert-base      (or --shape demo; --device cuda on a GPU)
+
+Each method runs a random-weight model whose decisions are pinned so that exactly 6 of 12 layers
+execute on every input (planners alternate; DeeBERT's off-ramps are certain only at layer 6; PABEE's
+predictions never change, so patience 5 exits at layer 6). Its latency speed-up over the plain
+Hugging Face forward, divided by its layer speed-up (2.0), is the share of the skipped layers' time
+that the method really saves: 1.0 means the planners / exit heads cost nothing.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+import torch
+
+from dpbert.benchmodels import random_classifier, random_examples
+from dpbert.latency import describe_device, measure
+from dpbert.modeling import MethodModel
+from dpbert.registry import get_method
+from dpbert.tasks import get_task
+
+TASK = get_task("SST-2")
+
+
+def _dpbert_alternating(clf) -> tuple[MethodModel, object, float]:
+    from dpbert.methods.dpbert import Planners
+
+    n, h = clf.config.num_hidden_layers, clf.config.hidden_size
+    planners = Planners(n, h)
+    for i, gate in enumerate(planners.gates):  # run layers 0, 2, 4, ...: p = sigmoid(+-20)
+        torch.nn.init.zeros_(gate.weight)
+        torch.nn.init.constant_(gate.bias, 20.0 if i % 2 == 0 else -20.0)
+    return MethodModel(clf, planners).eval(), get_method("dpbert")(None, TASK), 0.5
+
+
+def _deebert_exit_at(clf, k: int) -> tuple[MethodModel, object, float]:
+    from baselines._early_exit import ExitModules, new_ramps
+
+    ramps = new_ramps(clf)
+    for i, lin in enumerate(ramps.classifiers):  # uniform (entropy ln 2) everywhere but layer k
+        torch.nn.init.zeros_(lin.weight)
+        with torch.no_grad():
+            lin.bias.copy_(torch.tensor([20.0, -20.0]) if i == k - 1 else torch.zeros(2))
+    return MethodModel(clf, ExitModules(ramps)).eval(), get_method("deebert")(None, TASK), 0.3
+
+
+def _pabee_patience(clf, k: int) -> tuple[MethodModel, object, float]:
+    from baselines._early_exit import ExitModules, new_ramps
+
+    ramps = new_ramps(clf, own_poolers=False)
+    for lin in ramps.classifiers:  # constant prediction: the patience counter grows every layer
+        torch.nn.init.zeros_(lin.weight)
+        with torch.no_grad():
+            lin.bias.copy_(torch.tensor([1.0, 0.0]))
+    return MethodModel(clf, ExitModules(ramps)).eval(), get_method("pabee")(None, TASK), float(k - 1)
+
+
+def _truncated(clf, k: int) -> tuple[MethodModel, object, float]:
+    return MethodModel(clf).eval(), get_method("bert_truncated")(None, TASK), float(k)
+
+
+def run(shape: str, device: str, n_examples: int, repeats: int, warmup: int) -> list[dict]:
+    clf = random_classifier(shape).to(device)
+    examples = random_examples(n_examples, clf.config.vocab_size, device=device)
+    n = clf.config.num_hidden_layers
+    half = n // 2
+
+    def timed(forward):
+        return measure(forward, examples, warmup=warmup, repeats=repeats, device=device)
+
+    rows = []
+    hf = timed(lambda ex: clf(**ex).logits)
+    engine_model = MethodModel(clf).eval()
+
+    def engine_forward(ex):
+        out = engine_model.engine.run(ex["input_ids"], ex["attention_mask"], ex["token_type_ids"])
+        return engine_model.final_head(out.hidden)
+
+    cases = {
+        "engine, all layers": (lambda: (None, None, None), engine_forward, n),
+        "BERT-kL (first 6)": (lambda: _truncated(clf, half), None, half),
+        "DPBERT (alternate layers)": (lambda: _dpbert_alternating(clf), None, half),
+        "DeeBERT (exit at 6)": (lambda: _deebert_exit_at(clf, half), None, half),
+        "PABEE (patience 5)": (lambda: _pabee_patience(clf, half), None, half),
+    }
+    for name, (build, forward, expected_layers) in cases.items():
+        model, method, knob = build()
+        if forward is None:
+            model = model.to(device)
+            executed = {len(method.predict_one(model, ex, knob).executed) for ex in examples}
+            assert executed == {expected_layers}, (name, executed)
+            forward = (lambda m, mt, k: (lambda ex: mt.predict_one(m, ex, k)))(model, method, knob)
+        lat = timed(forward)
+        lat_speedup = hf.median_ms / lat.median_ms
+        layer_speedup = n / expected_layers
+        rows.append({"case": name, "shape": shape, "device": describe_device(device), "hf_ms": hf.median_ms,
+                     "hf_spread": hf.spread, "ms": lat.median_ms, "spread": lat.spread,
+                     "latency_speedup": lat_speedup, "layer_speedup": layer_speedup,
+                     "ratio": lat_speedup / layer_speedup})
+    return rows
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--shape", default="bert-base", choices=["bert-base", "demo"])
+    ap.add_argument("--device", default="cpu")
+    ap.add_argument("--examples", type=int, default=32)
+    ap.add_argument("--repeats", type=int, default=5)
+    ap.add_argument("--warmup", type=int, default=5)
+    ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--json", type=Path, default=None)
+    args = ap.parse_args()
+    torch.set_num_threads(args.threads)
+    rows = run(args.shape, args.device, args.examples, args.repeats, args.warmup)
+    print(f"{'case':28s} {'ms':>8s} {'spread':>7s} {'lat x':>6s} {'layer x':>7s} {'ratio':>6s}   (HF forward {rows[0]['hf_ms']:.3f} ms, spread {100 * rows[0]['hf_spread']:.1f}%, {rows[0]['device']})")
+    for r in rows:
+        print(f"{r['case']:28s} {r['ms']:8.3f} {100 * r['spread']:6.1f}% {r['latency_speedup']:6.3f} {r['layer_speedup']:7.2f} {r['ratio']:6.3f}")
+    if args.json:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(json.dumps(rows, indent=2))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,67 @@
+"""Per-example batch-1 inference of each method at a fixed knob (6 of 12 layers executed), and the
+cost of one layer vs one planner / one exit head alone. Compare medians within one run."""
+
+import pytest
+import torch
+
+from dpbert import speedup_bench as sb
+from dpbert.benchmodels import random_classifier, random_examples
+from dpbert.engine import cls_state
+
+
+@pytest.fixture(scope="module")
+def bert_base():
+    clf = random_classifier("bert-base")
+    return clf, random_examples(8, clf.config.vocab_size)
+
+
+def _loop(forward, examples):
+    with torch.inference_mode():
+        for ex in examples:
+            forward(ex)
+
+
+@pytest.mark.parametrize("case", ["truncated", "dpbert", "deebert", "pabee"])
+@pytest.mark.benchmark(group="method-6-of-12")
+def test_method_half_depth(benchmark, bert_base, case):
+    clf, examples = bert_base
+    build = {"truncated": sb._truncated, "pabee": sb._pabee_patience, "deebert": sb._deebert_exit_at}
+    model, method, knob = sb._dpbert_alternating(clf) if case == "dpbert" else build[case](clf, 6)
+    assert {len(method.predict_one(model, ex, knob).executed) for ex in examples} == {6}
+    benchmark(_loop, lambda ex: method.predict_one(model, ex, knob), examples)
+
+
+@pytest.fixture(scope="module")
+def hidden():
+    torch.manual_seed(0)
+    return torch.randn(1, 40, 768)
+
+
+@pytest.mark.benchmark(group="per-layer-cost")
+def test_one_layer(benchmark, bert_base, hidden):
+    layer = bert_base[0].bert.encoder.layer[0]
+    with torch.inference_mode():
+        benchmark(layer, hidden, None)
+
+
+@pytest.mark.benchmark(group="per-layer-cost")
+def test_one_planner_decision(benchmark, hidden):
+    from dpbert.methods.dpbert import Planners
+
+    planners = Planners(12, 768)
+    with torch.inference_mode():
+        benchmark(lambda: bool(planners.prob(0, hidden).item() >= 0.5))
+
+
+@pytest.mark.benchmark(group="per-layer-cost")
+def test_one_offramp_entropy_decision(benchmark, bert_base, hidden):
+    from baselines._early_exit import entropy, new_ramps
+
+    ramps = new_ramps(bert_base[0]).eval()
+    with torch.inference_mode():
+        benchmark(lambda: entropy(ramps.classifiers[0](ramps.poolers[0](hidden))).item() < 0.3)
+
+
+@pytest.mark.benchmark(group="per-layer-cost")
+def test_cls_slice_only(benchmark, hidden):
+    benchmark(lambda: cls_state(hidden))
