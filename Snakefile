@@ -27,3 +27,8 @@ rule all:
     default_target: True
     input:
         "results/table1.csv",
+        "results/table2.csv",
+        "results/table3.csv",
+        "figures/figure3.png",
+        "figures/figure4.png",
+        "results/reproduction.md",

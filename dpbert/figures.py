@@ -18,12 +18,13 @@ from pathlib import Path
 import matplotlib
 
 matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import pandas as pd  # noqa: E402
-from matplotlib.colors import LinearSegmentedColormap  # noqa: E402
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+from matplotlib.colors import LinearSegmentedColormap
+from matplotlib.lines import Line2D
 
-from dpbert.selection import aggregate_seeds, default_primary_split  # noqa: E402
+from dpbert.selection import aggregate_seeds, default_primary_split
 
 log = logging.getLogger(__name__)
 
@@ -126,6 +127,18 @@ def _window_label(window: tuple[float, float]) -> str:
     return f"selection window {float(window[0]):.2f}–{float(window[1]):.2f}x"
 
 
+SELECTED_LABEL = "DPBERT's selected point (Table 1)"
+
+
+def _legend_order(labels: list[str], names: Mapping[str, str]) -> list[str]:
+    """DPBERT, DeeBERT, the other methods (as drawn), BERT-base, window, selected point."""
+    first = [names.get("dpbert"), names.get("deebert")]
+    head = [lab for lab in first if lab in labels]
+    tail = [lab for lab in labels if lab.startswith(("BERT-base", "selection window")) or lab == SELECTED_LABEL]
+    mid = [lab for lab in labels if lab not in head and lab not in tail]
+    return head + mid + sorted(tail, key=lambda lab: (not lab.startswith("BERT-base"), lab == SELECTED_LABEL))
+
+
 def figure3(
     sweeps: pd.DataFrame,
     tasks: Iterable[str] = ("SST-2", "QNLI"),
@@ -151,9 +164,12 @@ def figure3(
     draw = [t for t in tasks if t in present] or present
     ncol = min(len(draw), 2) or 1
     nrow = max(1, int(np.ceil(len(draw) / ncol)))
-    fig, axes = plt.subplots(nrow, ncol, figsize=(5.6 * ncol, 4.3 * nrow), squeeze=False)
+    leg_cols = 5 if ncol > 1 else 3
+    fig, axes = plt.subplots(nrow, ncol, figsize=(5.6 * ncol + (1.4 if ncol == 1 else 0), 4.8 * nrow),
+                             squeeze=False)
     profile = _profile_of(sweeps)
     handles: dict[str, object] = {}
+    names: dict[str, str] = {}
     agg = aggregate_seeds(sweeps) if len(sweeps) else sweeps
     lo, hi = float(window[0]), float(window[1])
     for ax, task in zip(axes.flat, draw):
@@ -167,6 +183,7 @@ def figure3(
         for method in methods:
             mpts = tagg[tagg["method"] == method]
             name = str(mpts["display_name"].iloc[0])
+            names.setdefault(method, name)
             colour = method_colour(method)
             if method == "bert":
                 score = float(mpts["score"].median())
@@ -187,14 +204,14 @@ def figure3(
                                lw=2.2 if method == "dpbert" else 1.5, zorder=5 if method == "dpbert" else 3,
                                label=name)
             handles.setdefault(name, h)
-            if selected is not None and len(selected):
+            if method == "dpbert" and selected is not None and len(selected):
                 sel = selected[(selected["task"] == task) & (selected["method"] == method)
                                & (selected["split"] == split) & selected["score"].notna()]
                 if len(sel):
-                    h = ax.scatter(sel[speedup_col].astype(float), sel["score"].astype(float), s=190,
-                                   facecolor="none", edgecolor=colour, linewidth=1.6, zorder=6,
-                                   label="selected point (Table 1)")
-                    handles.setdefault("selected point (Table 1)", h)
+                    ax.scatter(sel[speedup_col].astype(float), sel["score"].astype(float), s=230,
+                               facecolor="none", edgecolor="black", linewidth=1.4, zorder=6)
+                    handles.setdefault(SELECTED_LABEL, Line2D(
+                        [], [], ls="none", marker="o", ms=13, mfc="none", mec="black", mew=1.4))
         x_lo, x_hi = min(xs), max(xs)
         span = max(x_hi - x_lo, 0.2)
         # show the window where it overlaps the data; do not let a wide window squash the curves
@@ -216,10 +233,11 @@ def figure3(
         axes.flat[0].text(0.5, 0.5, "no sweep records", ha="center", va="center", transform=axes.flat[0].transAxes)
         axes.flat[0].axis("off")
     if handles:
-        fig.legend(list(handles.values()), list(handles.keys()), loc="lower center",
-                   ncol=min(len(handles), 4), fontsize=9, frameon=False, bbox_to_anchor=(0.5, -0.01))
+        order = _legend_order(list(handles), names)
+        fig.legend([handles[k] for k in order], order, loc="lower center",
+                   ncol=min(len(handles), leg_cols), fontsize=9, frameon=False, bbox_to_anchor=(0.5, -0.01))
     fig.suptitle(f"Figure 3: dev score vs speed-up, median over seeds (profile: {profile})", fontsize=12)
-    n_leg_rows = int(np.ceil(len(handles) / 4)) if handles else 0
+    n_leg_rows = int(np.ceil(len(handles) / leg_cols)) if handles else 0
     fig.tight_layout(rect=(0, 0.05 * n_leg_rows / nrow, 1, 0.97))
     _save(fig, out_png, out_pdf)
     return fig
@@ -270,9 +288,8 @@ def figure4(
     y-axis label (e.g. with the selected point); an empty frame gives a figure that says why.
     """
     tasks = list(dict.fromkeys(layer_freq["task"])) if len(layer_freq) else []
-    title = "Figure 4: how often DPBERT executes each layer at its selected point"
-    if profile:
-        title += f" (profile: {profile})"
+    title = "Figure 4: how often DPBERT executes each layer\n(at its selected point"
+    title += f"; profile: {profile})" if profile else ")"
     if not tasks:
         fig, ax = plt.subplots(figsize=(8, 3))
         ax.axis("off")
@@ -385,13 +402,14 @@ def write_figure4(
         freq = layer_frequencies(preds.assign(task=task), n_layers)
         frames.append(freq)
         sp = point.get("layer_speedup", np.nan)
-        labels[task] = f"{task}\n{point['variant']}, thr {float(point['knob']):g}, {float(sp):.2f}x"
+        labels[task] = f"{task}\n{point['variant']}@{float(point['knob']):g}, {float(sp):.2f}x"
     freq = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=["task", "layer", "freq", "n"])
     if not pred_paths:
         notes.append("DPBERT is not in this config's methods: nothing to count")
     seeds = max((len(p) for p in pred_paths.values()), default=0)
-    note = "; ".join(notes + ([f"pooled over {seeds} seed(s) and all dev splits; cells: % of dev examples"]
-                              if frames else []))
+    how = (f"rows: task, target rate@threshold, layer speed-up; pooled over {seeds} seed(s) "
+           "and all dev splits; cells: % of dev examples")
+    note = "; ".join(notes + ([how] if frames else []))
     figure4(freq, out_png, out_pdf, row_labels=labels, profile=profile, note=note)
     atomic_write_df(freq, out_csv)
     log.info("Figure 4: %d tasks; %s", len(frames), note)

@@ -15,6 +15,7 @@ from dpbert.prepare import load_prepared
 from dpbert.registry import TrainContext, build_method
 from dpbert.runtime import atomic_dir, atomic_write_df
 from dpbert.tasks import get_task
+from dpbert.training import seed_everything
 
 
 def train_method(
@@ -39,6 +40,9 @@ def train_method(
             device=device,
             log=log,
         )
+        # torch seeds itself from the OS in every new process: new heads, planners and dropout
+        # must come from the run's seed, or a rerun (resumed after a kill) trains another model
+        seed_everything(seed)
         impl.train(ctx)
     log.info("saved %s", out_dir)
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-from pathlib import Path
 from typing import Any
 
 import pandas as pd
@@ -36,14 +35,14 @@ def _joined(values) -> str:
 
 def write_table1(
     *, sweep_paths: list[str], tasks: list[str], methods: list[str], selection: dict[str, Any],
-    meta: dict[str, Any], table_out: str, markdown_out: str, sweeps_out: str,
+    meta: dict[str, Any], table_out: str, markdown_out: str, sweeps_out: str, selected_out: str,
 ) -> pd.DataFrame:
     sweep = read_sweeps(sweep_paths)
     lo, hi = selection["window"]
     speedup_col = SPEEDUP_COLUMNS[selection["speedup"]]
     atomic_write_df(mark_window(sweep, lo, hi, speedup_col), sweeps_out)
     selected = select_all(sweep, lo, hi, speedup_col, static_methods=static_method_names(methods))
-    atomic_write_df(selected, Path(table_out).with_name("selected_points.csv"))
+    atomic_write_df(selected, selected_out)
     full_meta = {
         **meta,
         "backbone": _joined(sweep["backbone"]),

@@ -50,7 +50,7 @@ class FirstLayers(Method):
 def project_copy(tmp_path_factory):
     """A copy of the project with one new module in baselines/ and a config naming it."""
     root = tmp_path_factory.mktemp("project")
-    for name in ("Snakefile", "workflow", "dpbert", "baselines"):
+    for name in ("Snakefile", "environment.yml", "workflow", "dpbert", "baselines"):
         src = ROOT / name
         (shutil.copytree if src.is_dir() else shutil.copy)(src, root / name)
     (root / "baselines" / "first_layers.py").write_text(THROWAWAY)

@@ -82,6 +82,19 @@ class _DPBertBase(Method):
     def _settings(self, ctx: TrainContext, **overrides) -> TrainSettings:
         return TrainSettings.from_dict(ctx.settings["finetune"], batch_size=self.params.batch_size, **overrides)
 
+    def soft_gate_loss(self, model: MethodModel, batch: dict[str, Tensor], target: float) -> Tensor:
+        """h_i = p_i T_i(h) + (1 - p_i) h on every layer; loss L_task + beta * (rho - t)^2."""
+        probs: list[Tensor] = []
+
+        def plan(i: int, hidden: Tensor) -> Tensor:
+            probs.append(model.extra.prob(i, hidden))
+            return probs[-1]
+
+        out = model.engine.run(batch["input_ids"], batch["attention_mask"], batch["token_type_ids"], plan=plan)
+        penalty, _ = rate_penalty(torch.stack(probs, 1), target)
+        loss = task_loss(model.final_head(out.hidden), batch["labels"], self.task.is_regression)
+        return loss + self.params.beta * penalty
+
     def stage2(self, model: MethodModel, ctx: TrainContext, target: float) -> list[float]:
         """Planner initialisation: frozen backbone, soft gates, task loss + rate penalty."""
         p = self.params
@@ -90,15 +103,7 @@ class _DPBertBase(Method):
         model.classifier.eval()  # frozen backbone: no dropout, weights untouched
 
         def loss_fn(batch: dict[str, Tensor], _step: int) -> Tensor:
-            probs: list[Tensor] = []
-
-            def plan(i: int, hidden: Tensor) -> Tensor:
-                probs.append(model.extra.prob(i, hidden))
-                return probs[-1]
-
-            out = model.engine.run(batch["input_ids"], batch["attention_mask"], batch["token_type_ids"], plan=plan)
-            penalty, _ = rate_penalty(torch.stack(probs, 1), target)
-            return task_loss(model.final_head(out.hidden), batch["labels"], self.task.is_regression) + p.beta * penalty
+            return self.soft_gate_loss(model, batch, target)
 
         settings = self._settings(ctx, epochs=p.stage2_epochs, lr=p.stage2_lr)
         losses = train_loop(
@@ -203,14 +208,5 @@ class DPBertSoft(_DPBertBase):
     display_name = "DPBERT-soft"
 
     def stage3_loss(self, model: MethodModel, batch: dict[str, Tensor], target: float) -> Tensor:
-        """Soft gates kept (no sampling, no RL term): task loss + beta * (rho - t)^2."""
-        probs: list[Tensor] = []
-
-        def plan(i: int, hidden: Tensor) -> Tensor:
-            probs.append(model.extra.prob(i, hidden))
-            return probs[-1]
-
-        out = model.engine.run(batch["input_ids"], batch["attention_mask"], batch["token_type_ids"], plan=plan)
-        penalty, _ = rate_penalty(torch.stack(probs, 1), target)
-        loss = task_loss(model.final_head(out.hidden), batch["labels"], self.task.is_regression)
-        return loss + self.params.beta * penalty
+        """Soft gates kept (no sampling, no RL term): the stage-2 loss, now with the backbone trained."""
+        return self.soft_gate_loss(model, batch, target)

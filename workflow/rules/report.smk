@@ -6,6 +6,7 @@ rule table1:
         table="results/table1.csv",
         markdown="results/table1.md",
         sweeps="results/sweeps.csv",
+        selected="results/selected_points.csv",
     log:
         "results/logs/table1.log",
     conda:

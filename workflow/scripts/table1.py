@@ -19,4 +19,5 @@ write_table1(
     table_out=sm.output.table,
     markdown_out=sm.output.markdown,
     sweeps_out=sm.output.sweeps,
+    selected_out=sm.output.selected,
 )

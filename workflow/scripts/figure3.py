@@ -1,0 +1,22 @@
+"""Snakemake script: Figure 3 (dev score vs speed-up) from results/sweeps.csv."""
+
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(snakemake.scriptdir).parents[1]))  # noqa: F821
+
+from dpbert.figures import write_figure3
+from dpbert.runtime import setup
+
+sm = snakemake  # noqa: F821
+setup(sm.log[0], threads=1)
+write_figure3(
+    sweeps_path=sm.input.sweeps,
+    selected_path=sm.input.selected,
+    tasks=list(sm.params.tasks),
+    window=list(sm.params.window),
+    speedup=sm.params.speedup,
+    static_methods=list(sm.params.static),
+    out_png=sm.output.png,
+    out_pdf=sm.output.pdf,
+)
