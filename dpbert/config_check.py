@@ -55,6 +55,14 @@ def check_config(config: dict[str, Any]) -> dict[str, type]:
                 f"data.data_dir '{data['data_dir']}' does not exist (relative paths are taken from the "
                 "directory snakemake runs in). Point it at the GLUE folder holding CoLA/, SST-2/, MNLI/, ..."
             )
+    if data["source"] == "glue_tsv":
+        from dpbert.data import DataError, check_glue_folder
+
+        for task in config["tasks"]:
+            try:
+                check_glue_folder(task, data["data_dir"])
+            except DataError as exc:
+                raise ConfigError(str(exc)) from None
     if data["source"] == "hub" or config["model"]["source"] == "hub":
         from dpbert.hub import HubUnreachableError, hub_reachable, require_hub
 

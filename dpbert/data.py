@@ -16,13 +16,12 @@ import logging
 import math
 import os
 import random
-import socket
 import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlparse
 
+from dpbert.hub import hub_reachable, offline_flag_set
 from dpbert.tasks import TaskSpec, get_task
 
 __all__ = ["Example", "DataError", "SOURCES", "load_task", "load_glue_tsv", "load_glue_hub"]
@@ -82,6 +81,19 @@ def _split_files(spec: TaskSpec, with_test: bool) -> dict[str, str]:
     if with_test:
         files.update({s: f"{s}.tsv" for s in spec.test_splits})
     return files
+
+
+def check_glue_folder(task: str, data_dir: str | os.PathLike[str]) -> None:
+    """Before any job: the task's folder and its train/dev files exist (DataError naming what is missing)."""
+    spec = get_task(task)
+    folder = _find_task_dir(spec, Path(data_dir))
+    missing = [f for f in _split_files(spec, with_test=False).values() if not (folder / f).is_file()]
+    if missing:
+        raise DataError(
+            f"the GLUE folder {str(folder)!r} for {spec.name} lacks {', '.join(missing)}. The standard GLUE "
+            f"layout has {', '.join(_split_files(spec, with_test=False).values())} there; restore the files "
+            f"or remove {spec.name} from `tasks:` in the config."
+        )
 
 
 def _find_task_dir(spec: TaskSpec, root: Path) -> Path:
@@ -244,26 +256,6 @@ def _hub_offline_message(spec: TaskSpec, why: str) -> str:
     )
 
 
-def _offline_flag_set() -> bool:
-    return any(os.environ.get(v, "").strip().upper() in ("1", "ON", "YES", "TRUE")
-               for v in ("HF_DATASETS_OFFLINE", "HF_HUB_OFFLINE"))
-
-
-def _hub_reachable(timeout: float = 3.0) -> bool:
-    """Fast TCP probe of the hub, so an offline machine fails in seconds instead of
-    sitting through datasets' retry back-off. Skipped (assumed reachable) behind a proxy."""
-    if any(os.environ.get(v) for v in ("HTTPS_PROXY", "https_proxy", "ALL_PROXY", "all_proxy")):
-        return True
-    url = urlparse(os.environ.get("HF_ENDPOINT", "https://huggingface.co"))
-    host = url.hostname or "huggingface.co"
-    port = url.port or (80 if url.scheme == "http" else 443)
-    try:
-        with socket.create_connection((host, port), timeout=timeout):
-            return True
-    except OSError:
-        return False
-
-
 def load_glue_hub(task: str, *, with_test: bool = False) -> dict[str, list[Example]]:
     """``datasets.load_dataset("glue", hub_name)`` mapped to our split names/Examples.
 
@@ -271,7 +263,7 @@ def load_glue_hub(task: str, *, with_test: bool = False) -> dict[str, list[Examp
     probe). Any failure to reach the hub becomes a :class:`DataError` immediately.
     """
     spec = get_task(task)
-    if not _offline_flag_set() and not _hub_reachable():
+    if not offline_flag_set() and not hub_reachable():
         raise DataError(_hub_offline_message(spec, "no connection to the hub host"))
     try:
         import datasets  # local import: heavy, and only this source needs it

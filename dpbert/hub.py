@@ -21,9 +21,17 @@ def hub_endpoint() -> str:
     return constants.ENDPOINT
 
 
+def offline_flag_set() -> bool:
+    return any(os.environ.get(v, "").strip().upper() in ("1", "ON", "YES", "TRUE")
+               for v in ("HF_DATASETS_OFFLINE", "HF_HUB_OFFLINE"))
+
+
 def hub_reachable(timeout: float = 3.0) -> bool:
-    if os.environ.get("HF_HUB_OFFLINE", "").lower() in {"1", "true", "yes"}:
+    """One TCP connect to the hub endpoint; behind a proxy a direct connect proves nothing, so assume yes."""
+    if offline_flag_set():
         return False
+    if any(os.environ.get(v) for v in ("HTTPS_PROXY", "https_proxy", "ALL_PROXY", "all_proxy")):
+        return True
     parsed = urlparse(hub_endpoint())
     host, port = parsed.hostname or "", parsed.port or (443 if parsed.scheme == "https" else 80)
     try:

@@ -15,7 +15,7 @@ from dpbert.prepare import load_prepared
 from dpbert.registry import TrainContext, build_method
 from dpbert.runtime import atomic_dir, atomic_write_df
 from dpbert.tasks import get_task
-from dpbert.training import seed_everything
+from dpbert.training import seed_everything, set_rescue_dir
 
 
 def train_method(
@@ -43,6 +43,7 @@ def train_method(
         # torch seeds itself from the OS in every new process: new heads, planners and dropout
         # must come from the run's seed, or a rerun (resumed after a kill) trains another model
         seed_everything(seed)
+        set_rescue_dir(f"{out_dir}.last-good")  # survives the failed job; the .partial folder does not
         impl.train(ctx)
     log.info("saved %s", out_dir)
 

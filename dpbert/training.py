@@ -9,8 +9,10 @@ from __future__ import annotations
 import logging
 import math
 import random
+import re
 from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass, fields
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -25,6 +27,25 @@ log = logging.getLogger(__name__)
 
 class NonFiniteLossError(RuntimeError):
     pass
+
+
+# Where train_loop leaves the last good weights when a loss turns NaN/inf (set per job by the pipeline).
+_RESCUE_DIR: Path | None = None
+
+
+def set_rescue_dir(path: str | Path | None) -> None:
+    global _RESCUE_DIR
+    _RESCUE_DIR = Path(path) if path is not None else None
+
+
+def _rescue(modules: list[nn.Module], desc: str, step: int) -> str:
+    """Save the modules' weights as they were before the failing step; return a sentence saying where."""
+    if _RESCUE_DIR is None or not modules:
+        return "No checkpoint was kept (no rescue folder set)."
+    _RESCUE_DIR.mkdir(parents=True, exist_ok=True)
+    path = _RESCUE_DIR / f"{re.sub(r'[^A-Za-z0-9.=-]+', '_', desc)}_step{step}.pt"
+    torch.save([m.state_dict() for m in modules], path)
+    return f"The last good weights (before step {step}) are in {path}."
 
 
 @dataclass
@@ -75,6 +96,7 @@ def train_loop(
         optimizer,
         lambda s: (s + 1) / max(1, warmup) if s < warmup else max(0.0, (total - s) / max(1, total - warmup)),
     )
+    modules = list(modules)
     for m in modules:
         m.train()
     losses: list[float] = []
@@ -86,10 +108,11 @@ def train_loop(
             loss = loss_fn(batch, step)
             if not torch.isfinite(loss):
                 bar.close()
+                kept = _rescue(modules, desc, step)
                 raise NonFiniteLossError(
                     f"{desc}: the training loss became {loss.item()} at step {step} of {total} "
-                    f"(lr {settings.lr}). Lower the learning rate or check the data; the run was stopped "
-                    "and nothing from it was saved as finished."
+                    f"(lr {settings.lr}). Lower the learning rate or check the data; the job was stopped "
+                    f"and nothing from it was saved as finished. {kept}"
                 )
             optimizer.zero_grad(set_to_none=True)
             loss.backward()

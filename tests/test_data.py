@@ -287,7 +287,7 @@ def test_hub_unreachable_host_fails_before_datasets(monkeypatch: pytest.MonkeyPa
 
     monkeypatch.delenv("HF_DATASETS_OFFLINE", raising=False)
     monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
-    monkeypatch.setattr(data_mod, "_hub_reachable", lambda timeout=3.0: False)
+    monkeypatch.setattr(data_mod, "hub_reachable", lambda timeout=3.0: False)
     monkeypatch.setattr(datasets, "load_dataset", lambda *a, **k: pytest.fail("should not be called"))
     with pytest.raises(DataError, match="could not be reached"):
         load_glue_hub("CoLA")

@@ -118,3 +118,28 @@ def test_unset_method_settings_fall_back_to_the_config():
 
     s = TrainSettings.from_dict({"epochs": 4, "lr": 5e-4, "batch_size": 16}, epochs=None, lr=1e-3)
     assert (s.epochs, s.lr, s.batch_size) == (4, 1e-3, 16)
+
+
+def test_nan_loss_stops_with_the_step_and_keeps_the_last_good_weights(tmp_path):
+    from dpbert.training import NonFiniteLossError, TrainSettings, set_rescue_dir, train_loop
+
+    model = tiny_classifier(layers=2)
+    weights_at_step: dict[int, dict] = {}
+
+    def loss_fn(batch, step):
+        weights_at_step[step] = {k: v.clone() for k, v in model.state_dict().items()}
+        out = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
+        loss = torch.nn.functional.cross_entropy(out, batch["labels"])
+        return loss * float("nan") if step == 3 else loss
+
+    set_rescue_dir(tmp_path / "rescue")
+    try:
+        with pytest.raises(NonFiniteLossError, match="at step 3 of") as err:
+            train_loop(model.parameters(), loss_fn, toy_split(64), TrainSettings(epochs=2, batch_size=8, lr=1e-2),
+                       seed=0, desc="toy", modules=[model])
+    finally:
+        set_rescue_dir(None)
+    saved = torch.load(next((tmp_path / "rescue").glob("toy_step3.pt")))[0]
+    assert "last good weights (before step 3)" in str(err.value)
+    assert all(torch.equal(saved[k], weights_at_step[3][k]) for k in saved)
+    assert any(not torch.equal(saved[k], weights_at_step[0][k]) for k in saved)  # it did train before

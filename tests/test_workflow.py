@@ -181,3 +181,13 @@ def test_killed_run_resumes_and_reproduces_scores(tmp_path, micro_run):
         pd.testing.assert_series_equal(ours[col], ref[col], check_exact=True)
     pd.testing.assert_frame_equal(pd.read_csv(tmp_path / "results" / "selected_points.csv").drop(columns=["latency_speedup"]),
                                   pd.read_csv(micro_run / "results" / "selected_points.csv").drop(columns=["latency_speedup"]))
+
+
+def test_missing_task_folder_is_rejected_before_any_job(tmp_path):
+    (tmp_path / "glue" / "SST-2").mkdir(parents=True)
+    (tmp_path / "glue" / "SST-2" / "train.tsv").write_text("sentence\tlabel\nok\t1\n")
+    cfg = write_config(tmp_path, data__source="glue_tsv", data__data_dir=str(tmp_path / "glue"))
+    result = snakemake(tmp_path, "-n", config=cfg)
+    out = result.stdout + result.stderr
+    assert result.returncode != 0
+    assert "SST-2" in out and "lacks dev.tsv" in out and "Traceback" not in out, out[-1500:]
