@@ -21,6 +21,7 @@ include: "workflow/rules/train.smk"
 include: "workflow/rules/evaluate.smk"
 include: "workflow/rules/report.smk"
 include: "workflow/rules/figures.smk"
+include: "workflow/rules/submission.smk"
 
 
 rule all:
@@ -32,3 +33,7 @@ rule all:
         "figures/figure3.png",
         "figures/figure4.png",
         "results/reproduction.md",
+        # GLUE test-server files, when the profile loads test splits (the paper profile does)
+        [f"results/glue_test/{m}" for m in METHODS]
+        if config["data"]["with_test"]
+        else [],

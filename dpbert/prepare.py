@@ -38,6 +38,7 @@ def prepare_task(task: str, data_cfg: dict, model_cfg: dict, out: str | Path, lo
         max_dev=data_cfg.get("max_dev"),
         synthetic_train=int(data_cfg.get("synthetic_train", 2000)),
         synthetic_dev=int(data_cfg.get("synthetic_dev", 400)),
+        with_test=bool(data_cfg.get("with_test", False)),
     )
     source = ModelSource.from_config(model_cfg)
     tokenizer = load_tokenizer(source)

@@ -1,0 +1,22 @@
+rule glue_test:
+    """GLUE test-server files of one method at its Table 1 points (first seed); with data.with_test."""
+    input:
+        selected=rules.table1.output.selected,
+        models=lambda wc: [
+            f"{W}/models/{t}/{wc.method}/{SEEDS[0]}" for t in method_tasks(wc.method)
+        ],
+        data=lambda wc: [f"{W}/data/{t}.pt" for t in method_tasks(wc.method)],
+    output:
+        directory("results/glue_test/{method}"),
+    log:
+        "results/logs/glue_test/{method}.log",
+    conda:
+        "../../environment.yml"
+    resources:
+        gpu=config["resources"]["evaluate"]["gpu"],
+    params:
+        tasks=lambda wc: method_tasks(wc.method),
+        method_params=lambda wc: config["methods"][wc.method],
+        device=config["latency"]["device"],
+    script:
+        "../scripts/glue_test.py"
