@@ -50,6 +50,10 @@ class DPBertParams(MethodParams):
     batch_size: int | None = None  # None: training.finetune.batch_size; paper grid {8, 16, 32}
     rl_lambda: float = 20.0  # lambda, weight of the task loss in the reward; paper grid {5,20,35,50}
     cost: float = 1.0  # C, execution cost of one layer in the reward
+    # our choice: charge C / N per layer (the whole path costs at most C). With C per layer the cost
+    # outweighs lambda * L_task wherever a task's loss stops improving with depth, and the policy
+    # collapses to skipping every layer whatever the target rate (seen on the demo's QNLI and MRPC).
+    cost_normalized: bool = True
     baseline: str = "batch_mean"  # REINFORCE baseline: batch_mean | greedy (self-critical)
 
 
@@ -180,7 +184,8 @@ class DPBert(_DPBertBase):
         out = model.engine.run(ids, mask, types, plan=plan)
         losses = task_loss(model.final_head(out.hidden), batch["labels"], self.task.is_regression, reduction="none")
         prob_t, act_t = torch.stack(probs, 1), torch.stack(actions, 1)
-        rewards = future_rewards(act_t, losses.detach(), p.cost, p.rl_lambda)
+        cost = p.cost / model.n_layers if p.cost_normalized else p.cost
+        rewards = future_rewards(act_t, losses.detach(), cost, p.rl_lambda)
         if p.baseline == "greedy":
             with torch.no_grad():
                 greedy: list[Tensor] = []
@@ -191,7 +196,7 @@ class DPBert(_DPBertBase):
 
                 g_out = model.engine.run(ids, mask, types, plan=plan_greedy)
                 g_loss = task_loss(model.final_head(g_out.hidden), batch["labels"], self.task.is_regression, reduction="none")
-                baseline = future_rewards(torch.stack(greedy, 1), g_loss, p.cost, p.rl_lambda)
+                baseline = future_rewards(torch.stack(greedy, 1), g_loss, cost, p.rl_lambda)
         elif p.baseline == "batch_mean":
             baseline = rewards.mean(0, keepdim=True)
         else:
