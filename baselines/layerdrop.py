@@ -98,6 +98,5 @@ class LayerDrop(Method):
         if not 1 <= k <= model.n_layers:
             raise ValueError(f"methods.{self.name}.kept_layers has {k}, but the model has {model.n_layers} "
                              f"layers; use values in 1..{model.n_layers}.")
-        out = model.engine.run(example["input_ids"], example["attention_mask"], example["token_type_ids"],
-                               layers=evenly_spaced(model.n_layers, k))
-        return Prediction(model.final_head(out.hidden)[0], out.executed)
+        return Prediction(*model.run_fixed_layers(example, evenly_spaced(model.n_layers, k),
+                                                  f"methods.{self.name}.kept_layers"))

@@ -45,11 +45,5 @@ class BertTruncated(Method):
 
     @torch.inference_mode()
     def predict_one(self, model: MethodModel, example: dict[str, Tensor], knob: float) -> Prediction:
-        k = int(knob)
-        if not 1 <= k <= model.n_layers:
-            raise ValueError(f"methods.{self.name}.layers has k={k}, but the model has {model.n_layers} "
-                             f"layers; use values in 1..{model.n_layers}.")
         # The engine runs embeddings + layers 0..k-1 and nothing else; BERT's own head reads layer k.
-        out = model.engine.run(example["input_ids"], example["attention_mask"], example["token_type_ids"],
-                               layers=range(k))
-        return Prediction(model.final_head(out.hidden)[0], out.executed)
+        return Prediction(*model.run_fixed_layers(example, range(int(knob)), f"methods.{self.name}.layers"))

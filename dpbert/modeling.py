@@ -42,6 +42,17 @@ class MethodModel(nn.Module):
         """BERT's own head: pooler -> dropout -> classifier (what BertForSequenceClassification does)."""
         return self.classifier.classifier(self.classifier.dropout(self.engine.pool(hidden)))
 
+    def run_fixed_layers(self, example: dict[str, Tensor], layers, knob_key: str) -> tuple[Tensor, list[int]]:
+        """Static methods (truncation, LayerDrop pruning): exactly ``layers``, then BERT's own head.
+
+        ``knob_key`` names the config key that chose the layers, for the error on an impossible depth."""
+        layers = list(layers)
+        if not layers or not all(0 <= i < self.n_layers for i in layers):
+            raise ValueError(f"{knob_key} asks for layers {[i + 1 for i in layers]}, but the model has "
+                             f"{self.n_layers} layers; use depths in 1..{self.n_layers}.")
+        out = self.engine.run(example["input_ids"], example["attention_mask"], example["token_type_ids"], layers=layers)
+        return self.final_head(out.hidden)[0], out.executed
+
     def backbone_parameters(self) -> list[nn.Parameter]:
         return list(self.classifier.parameters())
 
