@@ -5,11 +5,17 @@ Every one of them puts a classifier ("off-ramp") after layers 1..N-1 and uses BE
 exactly the stage-1 model. Training reads all layers' states from one ``engine.run(keep_states=True)``;
 inference asks for the current layer's exit inside the engine's ``after`` callback, so no layer
 after the exit is ever computed.
+
+``ExitCriterion`` is what the four share at inference: a per-layer *exit statistic* (entropy, LTE
+error, patience counter, halting probability) whose value does not depend on the knob, and a rule
+"exit when the statistic says so at this knob". ``predict_one`` applies the rule inside the layer
+loop (what is timed); ``predict_knobs`` runs the layers once and reads every knob's exit off the same
+statistics (what scores a sweep), which gives bit-identical predictions with one pass per example.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -18,6 +24,11 @@ from torch import Tensor, nn
 
 from dpbert.engine import cls_state
 from dpbert.modeling import MethodModel, load_method_model
+from dpbert.registry import Method, Prediction
+
+# (layer i, hidden state after it) -> (the answer if the example exits at i, the exit statistic of
+# layer i, or None at the last layer, where the loop ends anyway)
+ExitSignal = Callable[[int, Tensor], "tuple[Tensor, float | None]"]
 
 
 class Pooler(nn.Module):
@@ -147,3 +158,54 @@ def check_classification(method_name: str, task) -> None:
             f"{method_name} has no regression exit (supports_regression is False), but the task "
             f"{task.name} is a regression task; remove it from this method's tasks in the config."
         )
+
+
+class ExitCriterion(Method):
+    """An early-exit method: one statistic per layer, and a knob-dependent rule that reads it."""
+
+    def exit_signal(self, model: MethodModel, example: dict[str, Tensor]) -> ExitSignal:
+        """A fresh per-example function (it may keep state across layers, e.g. PABEE's counter)."""
+        raise NotImplementedError
+
+    def exits(self, statistic: float, knob: float) -> bool:
+        """Whether a layer before the last exits at this knob, given its statistic."""
+        raise NotImplementedError
+
+    def final_output(self, answer: Tensor) -> Tensor:
+        """The prediction's output from the exiting layer's answer, shape (1, k) -> (k,)."""
+        return answer[0]
+
+    @torch.inference_mode()
+    def predict_one(self, model: MethodModel, example: dict[str, Tensor], knob: float) -> Prediction:
+        signal = self.exit_signal(model, example)
+        seen: dict[str, Tensor] = {}
+
+        def after(i: int, hidden: Tensor) -> bool:
+            seen["answer"], statistic = signal(i, hidden)
+            return statistic is not None and self.exits(statistic, knob)
+
+        out = model.engine.run(example["input_ids"], example["attention_mask"], example["token_type_ids"],
+                               after=after)
+        return Prediction(self.final_output(seen["answer"]), out.executed)
+
+    @torch.inference_mode()
+    def predict_knobs(self, model: MethodModel, example: dict[str, Tensor], knobs: Sequence[float]) -> list[Prediction]:
+        """Every layer once, then each knob's exit: the first layer whose statistic says exit, else the last."""
+        signal = self.exit_signal(model, example)
+        answers: list[Tensor] = []
+        statistics: list[float | None] = []
+
+        def after(i: int, hidden: Tensor) -> bool:
+            answer, statistic = signal(i, hidden)
+            answers.append(answer)
+            statistics.append(statistic)
+            return False
+
+        out = model.engine.run(example["input_ids"], example["attention_mask"], example["token_type_ids"],
+                               after=after)
+        predictions = []
+        for knob in knobs:
+            stop = next((j for j, s in enumerate(statistics) if s is not None and self.exits(s, knob)),
+                        len(answers) - 1)
+            predictions.append(Prediction(self.final_output(answers[stop]), out.executed[: stop + 1]))
+        return predictions

@@ -18,7 +18,9 @@ from torch import Tensor, nn
 
 from baselines._early_exit import (
     AllExits,
+    ExitCriterion,
     ExitModules,
+    ExitSignal,
     all_exits,
     exit_logits_from_pooled,
     exit_pooled,
@@ -27,7 +29,7 @@ from baselines._early_exit import (
 )
 from dpbert.modeling import MethodModel, save_method_model
 from dpbert.models import load_classifier
-from dpbert.registry import Method, MethodParams, Prediction, TrainContext, register
+from dpbert.registry import MethodParams, TrainContext, register
 from dpbert.training import TrainSettings, task_loss, train_loop
 
 
@@ -68,7 +70,7 @@ class BerxitParams(MethodParams):
 
 
 @register
-class Berxit(Method):
+class Berxit(ExitCriterion):
     name = "berxit"
     display_name = "BERxiT"
     knob_name = "lte_threshold"
@@ -105,17 +107,16 @@ class Berxit(Method):
     def load(self, folder: Path) -> MethodModel:
         return load_exit_model(folder, lambda ramps, cfg: ExitModules(ramps, lte=LTE(cfg.hidden_size)))
 
-    @torch.inference_mode()
-    def predict_one(self, model: MethodModel, example: dict[str, Tensor], knob: float) -> Prediction:
-        """Exit at the first layer i < N whose LTE output (estimated error) is below the threshold."""
+    def exit_signal(self, model: MethodModel, example: dict[str, Tensor]) -> ExitSignal:
         last = model.n_layers - 1
-        seen: dict[str, Tensor] = {}
 
-        def after(i: int, hidden: Tensor) -> bool:
+        def signal(i: int, hidden: Tensor) -> tuple[Tensor, float | None]:
             pooled = exit_pooled(model, i, hidden)
-            seen["logits"] = exit_logits_from_pooled(model, i, pooled)
-            return i < last and model.extra.lte(pooled).item() < knob
+            logits = exit_logits_from_pooled(model, i, pooled)
+            return logits, (model.extra.lte(pooled).item() if i < last else None)
 
-        out = model.engine.run(example["input_ids"], example["attention_mask"], example["token_type_ids"],
-                               after=after)
-        return Prediction(seen["logits"][0], out.executed)
+        return signal
+
+    def exits(self, statistic: float, knob: float) -> bool:
+        """Exit at the first layer i < N whose LTE output (estimated error) is below the threshold."""
+        return statistic < knob

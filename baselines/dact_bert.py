@@ -31,7 +31,9 @@ import torch
 from torch import Tensor, nn
 
 from baselines._early_exit import (
+    ExitCriterion,
     ExitModules,
+    ExitSignal,
     all_exits,
     exit_logits,
     load_exit_model,
@@ -40,7 +42,7 @@ from baselines._early_exit import (
 from dpbert.engine import cls_state
 from dpbert.modeling import MethodModel, save_method_model
 from dpbert.models import load_classifier
-from dpbert.registry import Method, MethodParams, Prediction, TrainContext, register
+from dpbert.registry import MethodParams, TrainContext, register
 from dpbert.training import TrainSettings, task_loss, train_loop
 
 PROB_FLOOR = 1e-12  # log(a_n) of a class with zero accumulated probability
@@ -98,7 +100,7 @@ class DactParams(MethodParams):
 
 
 @register
-class DactBert(Method):
+class DactBert(ExitCriterion):
     name = "dact_bert"
     display_name = "DACT-BERT"
     knob_name = "halt_threshold"  # regression only; classification's rule has no knob ([0.0], unused)
@@ -146,24 +148,27 @@ class DactBert(Method):
     def load(self, folder: Path) -> MethodModel:
         return load_exit_model(folder, lambda ramps, cfg: ExitModules(ramps, halting=HaltingGate(cfg.hidden_size)))
 
-    @torch.inference_mode()
-    def predict_one(self, model: MethodModel, example: dict[str, Tensor], knob: float) -> Prediction:
+    def exit_signal(self, model: MethodModel, example: dict[str, Tensor]) -> ExitSignal:
+        """The accumulated answer a_n; the statistic is p_n (regression) or whether the top class can
+        no longer be overtaken (classification: 1.0 or 0.0)."""
         reg = self.task.is_regression
-        n_layers = model.n_layers
+        last = model.n_layers - 1
         state: dict = {"a": None, "p": torch.ones(1, device=example["input_ids"].device)}
 
-        def after(i: int, hidden: Tensor) -> bool:
+        def signal(i: int, hidden: Tensor) -> tuple[Tensor, float | None]:
             y = exit_answer(exit_logits(model, i, hidden), reg)
             a_prev = torch.zeros_like(y) if state["a"] is None else state["a"]
             state["a"] = accumulate(y, a_prev, state["p"])
-            if i == n_layers - 1:
-                return False  # last layer: the loop ends anyway
+            if i == last:
+                return state["a"], None
             state["p"] = model.extra.halting(hidden) * state["p"]
             p_n = state["p"].item()
-            if reg:
-                return p_n < knob
-            return cannot_be_overtaken(state["a"], p_n, n_layers - (i + 1))
+            return state["a"], (p_n if reg else float(cannot_be_overtaken(state["a"], p_n, last - i)))
 
-        out = model.engine.run(example["input_ids"], example["attention_mask"], example["token_type_ids"],
-                               after=after)
-        return Prediction(answer_output(state["a"], reg)[0], out.executed)
+        return signal
+
+    def exits(self, statistic: float, knob: float) -> bool:
+        return statistic < knob if self.task.is_regression else statistic > 0
+
+    def final_output(self, answer: Tensor) -> Tensor:
+        return answer_output(answer, self.task.is_regression)[0]

@@ -15,7 +15,9 @@ import torch
 from torch import Tensor
 
 from baselines._early_exit import (
+    ExitCriterion,
     ExitModules,
+    ExitSignal,
     all_exits,
     check_classification,
     entropy,
@@ -25,7 +27,7 @@ from baselines._early_exit import (
 )
 from dpbert.modeling import MethodModel, save_method_model
 from dpbert.models import load_classifier
-from dpbert.registry import Method, MethodParams, Prediction, TrainContext, register
+from dpbert.registry import MethodParams, TrainContext, register
 from dpbert.training import TrainSettings, task_loss, train_loop
 
 # The official scripts' entropy sweep. S = 0 never exits (entropy >= 0): it is the no-exit point;
@@ -42,7 +44,7 @@ class DeeBertParams(MethodParams):
 
 
 @register
-class DeeBert(Method):
+class DeeBert(ExitCriterion):
     name = "deebert"
     display_name = "DeeBERT"
     knob_name = "entropy"
@@ -88,16 +90,15 @@ class DeeBert(Method):
     def load(self, folder: Path) -> MethodModel:
         return load_exit_model(folder, lambda ramps, _cfg: ExitModules(ramps))
 
-    @torch.inference_mode()
-    def predict_one(self, model: MethodModel, example: dict[str, Tensor], knob: float) -> Prediction:
-        """Exit at the first layer i < N with entropy(off-ramp i) < S (strict, as the official code)."""
+    def exit_signal(self, model: MethodModel, example: dict[str, Tensor]) -> ExitSignal:
         last = model.n_layers - 1
-        seen: dict[str, Tensor] = {}
 
-        def after(i: int, hidden: Tensor) -> bool:
-            seen["logits"] = exit_logits(model, i, hidden)
-            return i < last and entropy(seen["logits"]).item() < knob
+        def signal(i: int, hidden: Tensor) -> tuple[Tensor, float | None]:
+            logits = exit_logits(model, i, hidden)
+            return logits, (entropy(logits).item() if i < last else None)
 
-        out = model.engine.run(example["input_ids"], example["attention_mask"], example["token_type_ids"],
-                               after=after)
-        return Prediction(seen["logits"][0], out.executed)
+        return signal
+
+    def exits(self, statistic: float, knob: float) -> bool:
+        """Exit at the first layer i < N with entropy(off-ramp i) < S (strict, as the official code)."""
+        return statistic < knob

@@ -16,7 +16,9 @@ import torch
 from torch import Tensor
 
 from baselines._early_exit import (
+    ExitCriterion,
     ExitModules,
+    ExitSignal,
     all_exits,
     exit_logits,
     load_exit_model,
@@ -24,7 +26,7 @@ from baselines._early_exit import (
 )
 from dpbert.modeling import MethodModel, save_method_model
 from dpbert.models import load_classifier
-from dpbert.registry import Method, MethodParams, Prediction, TrainContext, register
+from dpbert.registry import MethodParams, TrainContext, register
 from dpbert.training import TrainSettings, task_loss, train_loop
 
 
@@ -45,7 +47,7 @@ class PabeeParams(MethodParams):
 
 
 @register
-class Pabee(Method):
+class Pabee(ExitCriterion):
     name = "pabee"
     display_name = "PABEE"
     knob_name = "patience"
@@ -75,25 +77,27 @@ class Pabee(Method):
     def load(self, folder: Path) -> MethodModel:
         return load_exit_model(folder, lambda ramps, _cfg: ExitModules(ramps), own_poolers=False)
 
-    @torch.inference_mode()
-    def predict_one(self, model: MethodModel, example: dict[str, Tensor], knob: float) -> Prediction:
-        """Exit when `patience` consecutive layers left the prediction unchanged (official counter)."""
-        patience = int(knob)
+    def exit_signal(self, model: MethodModel, example: dict[str, Tensor]) -> ExitSignal:
+        """The statistic is the official counter: consecutive layers that left the prediction unchanged
+        (argmax; regression: |change| < tolerance)."""
+        last = model.n_layers - 1
         tol = self.params.regression_tolerance
         state: dict = {"prev": None, "counter": 0}
 
-        def after(i: int, hidden: Tensor) -> bool:
-            logits = exit_logits(model, i, hidden)[0]
+        def signal(i: int, hidden: Tensor) -> tuple[Tensor, float | None]:
+            logits = exit_logits(model, i, hidden)
             if self.task.is_regression:
                 pred = logits.view(-1)[0]
                 same = state["prev"] is not None and bool((pred - state["prev"]).abs() < tol)
             else:
-                pred = logits.argmax(-1)
+                pred = logits[0].argmax(-1)
                 same = state["prev"] is not None and bool(pred == state["prev"])
             state["counter"] = state["counter"] + 1 if same else 0
-            state["prev"], state["logits"] = pred, logits
-            return 0 < patience <= state["counter"]  # patience 0: no early exit, as the official code
+            state["prev"] = pred
+            return logits, (float(state["counter"]) if i < last else None)
 
-        out = model.engine.run(example["input_ids"], example["attention_mask"], example["token_type_ids"],
-                               after=after)
-        return Prediction(state["logits"], out.executed)
+        return signal
+
+    def exits(self, statistic: float, knob: float) -> bool:
+        """Exit when `patience` consecutive layers left the prediction unchanged; patience 0 never exits."""
+        return 0 < int(knob) <= statistic

@@ -1,21 +1,22 @@
 """BERT-kL: the fine-tuned BERT cut after its first k layers (the paper's BERT-9L / BERT-6L bound).
 
 The smallest complete method, and the template for a new baseline (README, "Add a baseline"):
-a Params dataclass (its config keys), knobs(), train(), load(), predict_one(). No extra training:
-the stage-1 model is copied and simply run with fewer layers, its own head on layer k's output.
+a Params dataclass (its config keys), knobs(), load(), predict_one(); a method that learns something
+also defines train() (see baselines/pabee.py). Nothing to learn here (``trains = False``): the
+stage-1 model itself is run with fewer layers, its own head on layer k's output.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
 from torch import Tensor
 
-from dpbert.modeling import MethodModel, load_method_model, save_method_model
-from dpbert.models import load_classifier
-from dpbert.registry import Method, MethodParams, Prediction, TrainContext, register
+from dpbert.modeling import MethodModel, load_method_model
+from dpbert.registry import Method, MethodParams, Prediction, register
 
 
 @dataclass
@@ -28,17 +29,12 @@ class BertTruncated(Method):
     name = "bert_truncated"  # the key under `methods:` in the config
     display_name = "BERT-kL"
     knob_name = "layers"
-    needs_finetuned = True  # ctx.finetuned_dir is the stage-1 BERT-base folder
+    needs_finetuned = True  # runs on the stage-1 BERT-base model
+    trains = False  # no job trains it: load() gets the stage-1 folder
     Params = TruncatedParams
 
     def knobs(self) -> list[float]:
         return [float(k) for k in self.params.layers]
-
-    def train(self, ctx: TrainContext) -> None:
-        # Nothing to learn: save a copy of the fine-tuned model as this method's only variant.
-        classifier, tokenizer = load_classifier(ctx.finetuned_dir)
-        save_method_model(MethodModel(classifier), tokenizer, ctx.out_dir / "main",
-                          {"method": self.name, "copied_from": str(ctx.finetuned_dir)})
 
     def load(self, folder: Path) -> MethodModel:
         return load_method_model(folder)[0]
@@ -47,3 +43,13 @@ class BertTruncated(Method):
     def predict_one(self, model: MethodModel, example: dict[str, Tensor], knob: float) -> Prediction:
         # The engine runs embeddings + layers 0..k-1 and nothing else; BERT's own head reads layer k.
         return Prediction(*model.run_fixed_layers(example, range(int(knob)), f"methods.{self.name}.layers"))
+
+    @torch.inference_mode()
+    def predict_knobs(self, model: MethodModel, example: dict[str, Tensor], knobs: Sequence[float]) -> list[Prediction]:
+        """Every depth k off one pass over the deepest k's layers: the head reads layer k's state."""
+        depths = [int(k) for k in knobs]
+        for k in depths:
+            model.check_layers(range(k), f"methods.{self.name}.layers")
+        out = model.engine.run(example["input_ids"], example["attention_mask"], example["token_type_ids"],
+                               layers=range(max(depths)), keep_states=True)
+        return [Prediction(model.final_head(out.states[k - 1])[0], out.executed[:k]) for k in depths]

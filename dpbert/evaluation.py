@@ -1,22 +1,24 @@
 """Sweep one trained method over its variants and knob values on the dev set(s), at batch size 1.
 
-For each (variant, knob) point: a full pass over every dev split for the score and the executed
-layers of each example, then the batch-1 latency on a fixed list of dev examples, with BERT-base's
-latency measured in the same process before and after (the denominator of the speed-up).
+Scores: every example of every dev split at batch size 1, all knob values of a variant read off
+``Method.predict_knobs`` (one pass per example where the knob only moves the exit). Latency: a fixed
+list of dev examples, every (variant, knob) point timed with ``predict_one`` in rounds interleaved
+with BERT-base's plain Hugging Face forward, the denominator of the speed-up, in the same process.
 """
 
 from __future__ import annotations
 
 import logging
-import statistics
+from collections.abc import Callable, Sequence
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 
-
 from dpbert.encoding import EncodedSplit
-from dpbert.latency import Latency, measure
+from dpbert.latency import measure_interleaved
 from dpbert.metrics import glue_metrics
 from dpbert.registry import Method, get_method
+from dpbert.runtime import phase
 
 log = logging.getLogger(__name__)
 
@@ -28,22 +30,16 @@ class LatencySettings:
     repeats: int = 3
 
 
-def predict_split(method: Method, model, split: EncodedSplit, knob: float, device: str):
-    """Batch-1 predictions and executed layers for every example of a split."""
-    preds, executed = [], []
+def predict_split(method: Method, model, split: EncodedSplit, knobs: Sequence[float], device: str):
+    """Batch-1 predictions and executed layers of every example of a split: one (preds, executed) per knob."""
+    preds: list[list] = [[] for _ in knobs]
+    executed: list[list[list[int]]] = [[] for _ in knobs]
     for i in range(len(split)):
-        result = method.predict_one(model, split.example(i, device), knob)
-        out = result.output.float().cpu()
-        preds.append(out.view(-1)[0].item() if method.task.is_regression else int(out.argmax().item()))
-        executed.append(result.executed)
-    return preds, executed
-
-
-def pooled(a: Latency, b: Latency) -> Latency:
-    """BERT-base timed before and after the method's points: one latency from all repeats."""
-    reps = a.repeats_ms + b.repeats_ms
-    med = statistics.median(reps)
-    return Latency(med, (max(reps) - min(reps)) / med, reps, a.threads, a.device)
+        for k, result in enumerate(method.predict_knobs(model, split.example(i, device), knobs)):
+            out = result.output.float().cpu()
+            preds[k].append(out.view(-1)[0].item() if method.task.is_regression else int(out.argmax().item()))
+            executed[k].append(result.executed)
+    return list(zip(preds, executed))
 
 
 def evaluate_sweep(
@@ -54,58 +50,66 @@ def evaluate_sweep(
     latency: LatencySettings,
     device: str,
     seed: int,
+    phases: dict[str, float] | None = None,
+    lock: Callable[[], AbstractContextManager] = nullcontext,
 ) -> tuple[list[dict], list[dict]]:
-    """Return (sweep rows, per-example prediction rows) for every variant x knob x dev split."""
+    """Return (sweep rows, per-example prediction rows) for every variant x knob x dev split.
+
+    ``lock`` is held while timing (one timing job at a time on a machine); ``phases`` gets the
+    seconds spent loading, scoring and timing."""
+    phases = {} if phases is None else phases
     task = method.task
     bert = get_method("bert")(None, task)
-    base_model = bert.load(Path(base_dir) / "main").to(device)
+    with phase(phases, "load_s"):
+        base_model = bert.load(Path(base_dir) / "main").to(device)
+        models = {v: method.load(Path(model_dir) / v).to(device) for v in method.variants()}
+    knobs = [float(k) for k in method.knobs()]
+    with phase(phases, "score_s"):
+        points, predictions = _score(method, models, dev_splits, knobs, device, seed)
+    # Latency: BERT-base and every point in interleaved rounds (BERT-base's own row is the base itself).
     primary = dev_splits[task.dev_splits[0]]
     timed = [primary.example(i, device) for i in range(min(latency.examples, len(primary)))]
-
-    def time_base() -> Latency:
-        return measure(lambda ex: bert.predict_one(base_model, ex, 0.0), timed,
-                       warmup=latency.warmup, repeats=latency.repeats, device=device)
-
-    base_before = time_base()
-    log.info("BERT-base latency before the sweep: %.3f ms (spread %.1f%%)", base_before.median_ms, 100 * base_before.spread)
-    points: list[dict] = []
-    predictions: list[dict] = []
-    for variant in method.variants():
-        model = method.load(Path(model_dir) / variant).to(device)
-        n_ref = method.reference_layers(model)
-        for knob in method.knobs():
-            row_base = {"task": task.name, "method": method.name, "display_name": method.display_name,
-                        "seed": seed, "variant": variant, "knob_name": method.knob_name, "knob": float(knob)}
-            split_rows = []
-            for split_name, split in dev_splits.items():
-                preds, executed = predict_split(method, model, split, knob, device)
-                metrics = glue_metrics(task.metric, preds, split.labels)
-                mean_layers = sum(len(e) for e in executed) / len(executed)
-                split_rows.append({**row_base, "split": split_name, "score": metrics["score"],
-                                   "metrics": ";".join(f"{k}={v:.4f}" for k, v in sorted(metrics.items())),
-                                   "mean_layers": mean_layers, "n_layers": n_ref,
-                                   "layer_speedup": n_ref / mean_layers if mean_layers else float("inf"),
-                                   "n_examples": len(split)})
-                predictions += [{"variant": variant, "knob": float(knob), "split": split_name, "idx": i,
-                                 "label": split.labels[i], "pred": p, "n_executed": len(e),
-                                 "executed": " ".join(str(j + 1) for j in e)}
-                                for i, (p, e) in enumerate(zip(preds, executed))]
-            if method.timed_with_hf_forward:
-                lat = None  # the reference itself: its latency is BERT-base's, speed-up exactly 1
-            else:
-                lat = measure(lambda ex: method.predict_one(model, ex, knob), timed,
-                              warmup=latency.warmup, repeats=latency.repeats, device=device)
-                log.info("%s %s %s=%g: %.3f ms, layer speed-up %.2f", method.name, variant, method.knob_name,
-                         knob, lat.median_ms, split_rows[0]["layer_speedup"])
-            for r in split_rows:
-                r["_latency"] = lat
-            points += split_rows
-    base_after = time_base()
-    base = pooled(base_before, base_after)
-    log.info("BERT-base latency: %.3f ms (spread %.1f%% over %d repeats)", base.median_ms, 100 * base.spread, len(base.repeats_ms))
+    timed_points = [] if method.timed_with_hf_forward else [(v, k) for v in models for k in knobs]
+    forwards = [lambda ex: bert.predict_one(base_model, ex, 0.0)] + [
+        (lambda m, k: (lambda ex: method.predict_one(m, ex, k)))(models[v], k) for v, k in timed_points]
+    with lock(), phase(phases, "latency_s"):
+        base, *lats = measure_interleaved(forwards, timed, warmup=latency.warmup, repeats=latency.repeats,
+                                          device=device)
+    log.info("BERT-base latency: %.3f ms (spread %.1f%% over %d repeats)", base.median_ms, 100 * base.spread,
+             len(base.repeats_ms))
+    by_point = dict(zip(timed_points, lats))
     for r in points:
-        lat = r.pop("_latency") or base
+        lat = by_point.get((r["variant"], r["knob"]), base)
         r.update({"latency_ms": lat.median_ms, "latency_spread": lat.spread, "base_latency_ms": base.median_ms,
                   "base_latency_spread": base.spread, "latency_speedup": base.median_ms / lat.median_ms,
                   "latency_examples": len(timed), "threads": lat.threads})
+    for (v, k), lat in by_point.items():
+        log.info("%s %s %s=%g: %.3f ms (spread %.1f%%), latency speed-up %.2f", method.name, v, method.knob_name,
+                 k, lat.median_ms, 100 * lat.spread, base.median_ms / lat.median_ms)
+    return points, predictions
+
+
+def _score(method: Method, models: dict, dev_splits: dict[str, EncodedSplit], knobs: list[float], device: str,
+           seed: int) -> tuple[list[dict], list[dict]]:
+    """Sweep rows (without latency) and per-example prediction rows of every variant x knob x split."""
+    task = method.task
+    points: list[dict] = []
+    predictions: list[dict] = []
+    for variant, model in models.items():
+        n_ref = method.reference_layers(model)
+        for split_name, split in dev_splits.items():
+            for knob, (preds, executed) in zip(knobs, predict_split(method, model, split, knobs, device)):
+                metrics = glue_metrics(task.metric, preds, split.labels)
+                mean_layers = sum(len(e) for e in executed) / len(executed)
+                points.append({"task": task.name, "method": method.name, "display_name": method.display_name,
+                               "seed": seed, "variant": variant, "knob_name": method.knob_name, "knob": knob,
+                               "split": split_name, "score": metrics["score"],
+                               "metrics": ";".join(f"{k}={v:.4f}" for k, v in sorted(metrics.items())),
+                               "mean_layers": mean_layers, "n_layers": n_ref,
+                               "layer_speedup": n_ref / mean_layers if mean_layers else float("inf"),
+                               "n_examples": len(split)})
+                predictions += [{"variant": variant, "knob": knob, "split": split_name, "idx": i,
+                                 "label": split.labels[i], "pred": p, "n_executed": len(e),
+                                 "executed": " ".join(str(j + 1) for j in e)}
+                                for i, (p, e) in enumerate(zip(preds, executed))]
     return points, predictions

@@ -65,7 +65,7 @@ def write_submission(method_name: str, tasks: list[str], selected_csv: str, mode
             for split in spec.test_splits:
                 if split not in prepared.splits:
                     raise ValueError(f"{data_paths[task]} has no {split} split: set data.with_test: true and rerun")
-                preds, _ = predict_split(method, model, prepared.splits[split], knob, device)
+                [(preds, _)] = predict_split(method, model, prepared.splits[split], [knob], device)
                 atomic_write_df(submission_frame(spec, preds), tmp / SUBMISSION_FILES[(spec.name, split)], sep="\t")
                 log.info("%s %s %s: %d test predictions at %s %s=%g", method_name, task, split, len(preds),
                          variant, method.knob_name, knob)

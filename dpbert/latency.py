@@ -2,15 +2,19 @@
 
 One measurement = the mean per-example wall time of one pass over a fixed list of examples (so an
 adaptive method's cheap and expensive inputs both count); the reported latency is the median of
-``repeats`` such passes, and the spread (max - min) / median is kept next to it.
+``repeats`` such passes, and the spread (max - min) / median is kept next to it. Forwards that are
+compared (BERT-base and a method's points) are timed in interleaved rounds, never one after the other.
 """
 
 from __future__ import annotations
 
+import fcntl
 import statistics
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass
+from pathlib import Path
 
 import torch
 from torch import Tensor
@@ -47,6 +51,22 @@ def resolve_device(requested: str) -> str:
     return requested
 
 
+@contextmanager
+def timing_lock(path: str | Path | None) -> Iterator[None]:
+    """Hold an exclusive lock on ``path`` while timing, so two jobs of one machine never time at once
+    (``--cores 2``); the OS drops it if the job dies. ``None``: no lock (a cluster, one device per job)."""
+    if path is None:
+        yield
+        return
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
 def _sync(device: str) -> None:
     if device.startswith("cuda"):
         torch.cuda.synchronize()
@@ -61,19 +81,40 @@ def measure(
     device: str,
 ) -> Latency:
     """Time ``forward`` on each example at batch size 1; tokenisation happened before this call."""
+    return measure_interleaved([forward], examples, warmup=warmup, repeats=repeats, device=device)[0]
+
+
+def measure_interleaved(
+    forwards: Sequence[Callable[[dict[str, Tensor]], object]],
+    examples: Sequence[dict[str, Tensor]],
+    *,
+    warmup: int,
+    repeats: int,
+    device: str,
+) -> list[Latency]:
+    """Time several forwards (BERT-base and a method's sweep points) in rounds: each round is one pass
+    of every forward over the examples, so a drift of the machine's speed during the job reaches every
+    forward alike and the ratio of two medians (a speed-up) does not depend on when each was timed."""
     with torch.inference_mode():
-        for i in range(warmup):
-            forward(examples[i % len(examples)])
+        for forward in forwards:
+            for i in range(warmup):
+                forward(examples[i % len(examples)])
         _sync(device)
-        per_repeat: list[float] = []
+        passes: list[list[float]] = [[] for _ in forwards]
         for _ in range(repeats):
-            total = 0.0
-            for example in examples:
-                _sync(device)
-                start = time.perf_counter()
-                forward(example)
-                _sync(device)
-                total += time.perf_counter() - start
-            per_repeat.append(1000.0 * total / len(examples))
-    med = statistics.median(per_repeat)
-    return Latency(med, (max(per_repeat) - min(per_repeat)) / med, per_repeat, torch.get_num_threads(), device)
+            for forward, per_repeat in zip(forwards, passes):
+                per_repeat.append(_one_pass(forward, examples, device))
+    threads = torch.get_num_threads()
+    return [Latency(statistics.median(p), (max(p) - min(p)) / statistics.median(p), p, threads, device) for p in passes]
+
+
+def _one_pass(forward: Callable[[dict[str, Tensor]], object], examples: Sequence[dict[str, Tensor]], device: str) -> float:
+    """Mean per-example wall time (ms) of one pass; each example timed alone, the device synced around it."""
+    total = 0.0
+    for example in examples:
+        _sync(device)
+        start = time.perf_counter()
+        forward(example)
+        _sync(device)
+        total += time.perf_counter() - start
+    return 1000.0 * total / len(examples)

@@ -46,12 +46,17 @@ class MethodModel(nn.Module):
         """Static methods (truncation, LayerDrop pruning): exactly ``layers``, then BERT's own head.
 
         ``knob_key`` names the config key that chose the layers, for the error on an impossible depth."""
+        layers = self.check_layers(layers, knob_key)
+        out = self.engine.run(example["input_ids"], example["attention_mask"], example["token_type_ids"], layers=layers)
+        return self.final_head(out.hidden)[0], out.executed
+
+    def check_layers(self, layers, knob_key: str) -> list[int]:
+        """The 0-based layer list, or an error naming the config key that asked for an impossible depth."""
         layers = list(layers)
         if not layers or not all(0 <= i < self.n_layers for i in layers):
             raise ValueError(f"{knob_key} asks for layers {[i + 1 for i in layers]}, but the model has "
                              f"{self.n_layers} layers; use depths in 1..{self.n_layers}.")
-        out = self.engine.run(example["input_ids"], example["attention_mask"], example["token_type_ids"], layers=layers)
-        return self.final_head(out.hidden)[0], out.executed
+        return layers
 
     def backbone_parameters(self) -> list[nn.Parameter]:
         return list(self.classifier.parameters())

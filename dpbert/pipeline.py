@@ -1,32 +1,73 @@
-"""The two jobs of every method, as plain functions the Snakemake scripts (and tests) call."""
+"""The job of every (task, method, seed): train the method, then sweep it at batch size 1.
+
+One process does both, so a run pays the start-up of Python, torch and transformers (about 4 s of
+CPU a process on the project's machines, unless the job is a fork of the warm worker) once per method
+instead of twice. ``phases.json`` records where the job's time went: start-up, training, loading,
+scoring and latency, and whether the job ran warm.
+"""
 
 from __future__ import annotations
 
+import json
 import logging
+import os
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
+import torch
 
 from dpbert.evaluation import LatencySettings, evaluate_sweep
-from dpbert.latency import describe_device, resolve_device
+from dpbert.latency import describe_device, resolve_device, timing_lock
 from dpbert.models import ModelSource
 from dpbert.prepare import load_prepared
-from dpbert.registry import TrainContext, build_method
-from dpbert.runtime import atomic_dir, atomic_write_df
+from dpbert.registry import Method, TrainContext, build_method
+from dpbert.runtime import atomic_dir, atomic_write_df, atomic_write_text, phase, process_age_s
 from dpbert.tasks import get_task
 from dpbert.training import seed_everything, set_rescue_dir
+from dpbert.warm import CHILD_ENV
+
+POINTER_FILE = "method.json"  # what a method that trains nothing leaves in its model folder
+
+
+def run_method(
+    *, task: str, method: str, seed: int, method_params: dict[str, Any], training: dict[str, Any],
+    model: dict[str, Any], latency: dict[str, Any], profile: str, data_path: str, base_dir: str | None,
+    model_out: str, sweep_out: str, predictions_out: str, phases_out: str, timing_lock_path: str | None,
+    log: logging.Logger,
+) -> None:
+    """Train (into ``model_out``, atomically), then sweep; ``base_dir`` is the stage-1 BERT-base folder
+    (None for BERT-base itself, whose own folder is then the base)."""
+    impl = build_method(method, method_params, get_task(task))  # imports every method, torch, transformers
+    import transformers.models.bert.modeling_bert  # noqa: F401  (so that start-up counts all the imports)
+
+    phases = {"startup_s": process_age_s(), "warm": float(bool(os.environ.get(CHILD_ENV)))}
+    prepared = load_prepared(data_path)
+    with phase(phases, "train_s"):
+        if impl.trains:
+            train_method(impl, prepared, seed=seed, training=training, model=model,
+                         finetuned_dir=base_dir if impl.needs_finetuned else None, out_dir=model_out, log=log)
+        else:
+            with atomic_dir(model_out) as tmp:
+                (tmp / POINTER_FILE).write_text(json.dumps(
+                    {"method": method, "trains": False, "weights": str(base_dir)}, indent=2))
+            log.info("%s trains nothing: it runs the stage-1 model in %s", method, base_dir)
+    evaluate_method(impl, prepared, seed=seed, latency=latency, profile=profile,
+                    model_dir=model_out if impl.trains else base_dir, base_dir=base_dir or model_out,
+                    sweep_out=sweep_out, predictions_out=predictions_out, timing_lock_path=timing_lock_path,
+                    phases=phases, log=log)
+    phases["total_s"] = process_age_s()
+    atomic_write_text(phases_out, json.dumps({k: round(v, 3) for k, v in phases.items()}, indent=2))
+    log.info("phases: %s", ", ".join(f"{k} {v:.1f}" for k, v in phases.items()))
 
 
 def train_method(
-    *, task: str, method: str, seed: int, method_params: dict[str, Any], training: dict[str, Any],
-    model: dict[str, Any], data_path: str, finetuned_dir: str | None, out_dir: str, log: logging.Logger,
+    impl: Method, prepared, *, seed: int, training: dict[str, Any], model: dict[str, Any],
+    finetuned_dir: str | None, out_dir: str, log: logging.Logger,
 ) -> None:
-    spec = get_task(task)
-    impl = build_method(method, method_params, spec)
-    prepared = load_prepared(data_path)
+    spec = impl.task
     device = resolve_device(training.get("device", "cpu"))
-    log.info("training %s on %s, seed %d, device %s, variants %s", method, task, seed, device, impl.variants())
+    log.info("training %s on %s, seed %d, device %s, variants %s", impl.name, spec.name, seed, device, impl.variants())
     with atomic_dir(out_dir) as tmp:
         ctx = TrainContext(
             task=spec,
@@ -49,16 +90,17 @@ def train_method(
 
 
 def evaluate_method(
-    *, task: str, method: str, seed: int, method_params: dict[str, Any], latency: dict[str, Any], profile: str,
-    data_path: str, model_dir: str, base_dir: str, sweep_out: str, predictions_out: str, log: logging.Logger,
+    impl: Method, prepared, *, seed: int, latency: dict[str, Any], profile: str, model_dir: str, base_dir: str,
+    sweep_out: str, predictions_out: str, timing_lock_path: str | None, phases: dict[str, float],
+    log: logging.Logger,
 ) -> None:
-    spec = get_task(task)
-    impl = build_method(method, method_params, spec)
-    prepared = load_prepared(data_path)
     device = resolve_device(latency.get("device", "cpu"))
+    torch.set_num_threads(int(latency.get("threads", 1)))  # scoring and timing at the protocol's thread count
     settings = LatencySettings(**{k: latency[k] for k in ("examples", "warmup", "repeats") if k in latency})
-    log.info("sweeping %s on %s: variants %s, %s in %s", method, task, impl.variants(), impl.knob_name, impl.knobs())
-    rows, predictions = evaluate_sweep(impl, Path(model_dir), Path(base_dir), prepared.dev_splits(), settings, device, seed)
+    log.info("sweeping %s on %s: variants %s, %s in %s", impl.name, impl.task.name, impl.variants(),
+             impl.knob_name, impl.knobs())
+    rows, predictions = evaluate_sweep(impl, Path(model_dir), Path(base_dir), prepared.dev_splits(), settings,
+                                       device, seed, phases=phases, lock=lambda: timing_lock(timing_lock_path))
     backbone = _backbone_description(base_dir)
     for r in rows:
         r.update({"profile": profile, "backbone": backbone, "device": describe_device(device)})

@@ -10,6 +10,7 @@ from __future__ import annotations
 import difflib
 import logging
 from abc import ABC, abstractmethod
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any, ClassVar
@@ -65,6 +66,7 @@ class Method(ABC):
     supports_regression: ClassVar[bool] = True
     static: ClassVar[bool] = False  # one speed-up for every input: not windowed in selection
     timed_with_hf_forward: ClassVar[bool] = False  # BERT-base only: timed through HF's forward
+    trains: ClassVar[bool] = True  # False: nothing to learn, it runs the stage-1 model (BERT-kL)
     Params: ClassVar[type[MethodParams]] = MethodParams
 
     def __init__(self, params: dict[str, Any] | None, task: TaskSpec):
@@ -79,9 +81,9 @@ class Method(ABC):
     def knobs(self) -> list[float]:
         """Inference-time knob values swept without retraining."""
 
-    @abstractmethod
     def train(self, ctx: TrainContext) -> None:
-        """Train every variant and save it under ``ctx.out_dir / variant``."""
+        """Train every variant and save it under ``ctx.out_dir / variant`` (never called if ``trains`` is False)."""
+        raise NotImplementedError(f"method '{self.name}' trains (trains = True) but defines no train()")
 
     @abstractmethod
     def load(self, folder: Path):
@@ -90,6 +92,12 @@ class Method(ABC):
     @abstractmethod
     def predict_one(self, model, example: dict[str, Tensor], knob: float) -> Prediction:
         """Batch-size-1 inference with the knob; exit/skip decisions per example, no wasted layers."""
+
+    def predict_knobs(self, model, example: dict[str, Tensor], knobs: Sequence[float]) -> list[Prediction]:
+        """Batch-1 predictions at every knob value, for scoring a sweep (latency is timed per knob with
+        ``predict_one``). A method whose knob only moves the exit point overrides this to read every
+        knob off one pass; tests hold the override equal to ``predict_one`` knob by knob."""
+        return [self.predict_one(model, example, k) for k in knobs]
 
     def reference_layers(self, model) -> int:
         """N for the layer speed-up N / mean executed layers (the BERT-base depth)."""

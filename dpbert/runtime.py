@@ -6,6 +6,7 @@ import logging
 import os
 import shutil
 import sys
+import time
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -59,3 +60,20 @@ def atomic_write_df(df, path: str | Path, **kwargs) -> None:
     tmp = path.with_name(path.name.removesuffix(suffix) + ".partial" + suffix)
     df.to_csv(tmp, index=False, **kwargs)
     tmp.replace(path)
+
+
+@contextmanager
+def phase(phases: dict[str, float], name: str):
+    """Add the block's wall time to ``phases[name]`` (where a job's time goes, for phases.json)."""
+    start = time.perf_counter()
+    try:
+        yield
+    finally:
+        phases[name] = phases.get(name, 0.0) + time.perf_counter() - start
+
+
+def process_age_s() -> float:
+    """Seconds since this process started: at a job's first line, what interpreter start-up and imports cost."""
+    import psutil
+
+    return time.time() - psutil.Process().create_time()

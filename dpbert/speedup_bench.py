@@ -18,7 +18,7 @@ from pathlib import Path
 import torch
 
 from dpbert.benchmodels import random_classifier, random_examples
-from dpbert.latency import describe_device, measure
+from dpbert.latency import describe_device, measure_interleaved
 from dpbert.modeling import MethodModel
 from dpbert.registry import get_method
 from dpbert.tasks import get_task
@@ -64,16 +64,11 @@ def _truncated(clf, k: int) -> tuple[MethodModel, object, float]:
 
 
 def run(shape: str, device: str, n_examples: int, repeats: int, warmup: int) -> list[dict]:
+    """Every case and the HF forward timed in interleaved rounds (one pass of each per round)."""
     clf = random_classifier(shape).to(device)
     examples = random_examples(n_examples, clf.config.vocab_size, device=device)
     n = clf.config.num_hidden_layers
     half = n // 2
-
-    def timed(forward):
-        return measure(forward, examples, warmup=warmup, repeats=repeats, device=device)
-
-    rows = []
-    hf = timed(lambda ex: clf(**ex).logits)
     engine_model = MethodModel(clf).eval()
 
     def engine_forward(ex):
@@ -87,6 +82,7 @@ def run(shape: str, device: str, n_examples: int, repeats: int, warmup: int) -> 
         "DeeBERT (exit at 6)": (lambda: _deebert_exit_at(clf, half), None, half),
         "PABEE (patience 5)": (lambda: _pabee_patience(clf, half), None, half),
     }
+    forwards = [lambda ex: clf(**ex).logits]
     for name, (build, forward, expected_layers) in cases.items():
         model, method, knob = build()
         if forward is None:
@@ -94,7 +90,10 @@ def run(shape: str, device: str, n_examples: int, repeats: int, warmup: int) -> 
             executed = {len(method.predict_one(model, ex, knob).executed) for ex in examples}
             assert executed == {expected_layers}, (name, executed)
             forward = (lambda m, mt, k: (lambda ex: mt.predict_one(m, ex, k)))(model, method, knob)
-        lat = timed(forward)
+        forwards.append(forward)
+    hf, *lats = measure_interleaved(forwards, examples, warmup=warmup, repeats=repeats, device=device)
+    rows = []
+    for (name, (_b, _f, expected_layers)), lat in zip(cases.items(), lats):
         lat_speedup = hf.median_ms / lat.median_ms
         layer_speedup = n / expected_layers
         rows.append({"case": name, "shape": shape, "device": describe_device(device), "hf_ms": hf.median_ms,

@@ -9,8 +9,8 @@ from baselines.distilbert import DistilBert, distillation_loss, every_other, ini
 from baselines.layerdrop import LayerDrop, draw_kept, evenly_spaced
 from baselines.truncated import BertTruncated
 from dpbert.engine import count_layer_calls
-from dpbert.modeling import MethodModel
-from dpbert.models import ModelSource, save_classifier
+from dpbert.modeling import MethodModel, save_method_model
+from dpbert.models import ModelSource, load_classifier, save_classifier
 from dpbert.registry import TrainContext, get_method
 from dpbert.tasks import get_task
 from tests.conftest import tiny_classifier, toy_split
@@ -181,9 +181,10 @@ def test_distilbert_hub_offline_fails_fast(tmp_path, monkeypatch, tokenizer):
 def test_truncation(tmp_path, tokenizer):
     ctx = _ctx(tmp_path, tokenizer)
     method = BertTruncated({"layers": [4, 2]}, ctx.task)
-    assert method.knobs() == [4.0, 2.0]
-    method.train(ctx)
-    model = method.load(ctx.out_dir / "main")
+    assert method.knobs() == [4.0, 2.0] and method.trains is False  # no job trains it: the stage-1 model runs
+    stage1 = tmp_path / "stage1" / "main"  # a BERT-base run's folder, as the workflow gives it
+    save_method_model(MethodModel(load_classifier(ctx.finetuned_dir)[0]), tokenizer, stage1, {"method": "bert"})
+    model = method.load(stage1)
     ex = ctx.dev.example(0)
     full = model.final_head(model.engine.run(ex["input_ids"], ex["attention_mask"], ex["token_type_ids"]).hidden)[0]
     pred = method.predict_one(model, ex, 4.0)

@@ -87,7 +87,7 @@ def test_reporting_does_not_retrain(micro_run):
     dry = snakemake(micro_run, "figures/figure3.png", "-n", "--quiet", "rules")
     assert dry.returncode == 0, dry.stdout[-2000:]
     jobs = {ln.split()[0] for ln in dry.stdout.splitlines() if ln.strip() and ln.split()[0] in
-            {"prepare_data", "train", "evaluate", "table1", "figure3"}}
+            {"prepare_data", "run_method", "table1", "figure3"}}
     assert jobs == {"figure3"}, dry.stdout[-2000:]
 
 
@@ -137,7 +137,7 @@ def test_slurm_profile_dry_run_lists_jobs_with_resources(tmp_path):
     result = snakemake(tmp_path, "results/table1.csv", "-n", "--workflow-profile", str(ROOT / "workflow/profiles/slurm"))
     out = result.stdout + result.stderr
     assert result.returncode == 0, out[-2000:]
-    assert "rule train:" in out and "mem_mb=4000" in out and "runtime=60" in out and "gpu=0" in out
+    assert "rule run_method:" in out and "mem_mb=4000" in out and "runtime=90" in out and "gpu=0" in out
 
 
 def test_paper_profile_asks_for_gpus():
@@ -145,7 +145,8 @@ def test_paper_profile_asks_for_gpus():
 
     cfg = yaml.safe_load((ROOT / "workflow/config/paper.yaml").read_text())
     validate(cfg, str(ROOT / "workflow/schemas/config.schema.yaml"), set_default=True)
-    assert cfg["resources"]["train"]["gpu"] == 1 and cfg["training"]["device"] == "cuda"
+    assert cfg["resources"]["method"]["gpu"] == 1 and cfg["training"]["device"] == "cuda"
+    assert cfg["latency"]["exclusive"] is False  # a cluster: one GPU per job, no machine-wide timing lock
     assert cfg["seeds"] == [1, 2, 3] and cfg["selection"]["speedup"] == "latency"
 
 

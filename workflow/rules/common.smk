@@ -34,11 +34,18 @@ def method_tasks(method):
     ]
 
 
-def train_inputs(wc):
+def method_inputs(wc):
+    """The task's data, and the stage-1 BERT-base run: what a method starts from and is timed against."""
     inputs = {"data": f"{W}/data/{wc.task}.pt"}
-    if METHODS[wc.method].needs_finetuned:
-        inputs["finetuned"] = f"{W}/models/{wc.task}/bert/{wc.seed}"
+    if wc.method != "bert":
+        inputs["base"] = f"{W}/models/{wc.task}/bert/{wc.seed}"
     return inputs
+
+
+def weights_dir(task, method, seed):
+    """The folder holding a method's variants: its own, or BERT-base's for a method that trains nothing."""
+    owner = method if METHODS[method].trains else "bert"
+    return f"{W}/models/{task}/{owner}/{seed}"
 
 
 def all_sweeps():
@@ -50,11 +57,19 @@ def all_sweeps():
     ]
 
 
-def all_benchmarks():
-    return [
-        f"{W}/benchmarks/{rule}/{task}/{method}/{seed}.tsv"
-        for rule in ("train", "evaluate")
-        for method in METHODS
-        for task in method_tasks(method)
-        for seed in SEEDS
-    ]
+def all_job_records():
+    """Snakemake's benchmark file and the job's own phases.json, per method job."""
+    return {
+        "benchmarks": [
+            f"{W}/benchmarks/run_method/{task}/{method}/{seed}.tsv"
+            for method in METHODS
+            for task in method_tasks(method)
+            for seed in SEEDS
+        ],
+        "phases": [
+            f"{W}/runs/{task}/{method}/{seed}/phases.json"
+            for method in METHODS
+            for task in method_tasks(method)
+            for seed in SEEDS
+        ],
+    }

@@ -9,5 +9,6 @@ rule prepare_data:
     params:
         data=config["data"],
         model=config["model"],
+        warm_worker=config["execution"]["warm_worker"],
     script:
         "../scripts/prepare_data.py"

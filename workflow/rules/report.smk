@@ -26,9 +26,9 @@ rule table1:
 
 
 rule rule_benchmarks:
-    """Per-rule wall time and peak memory of the training and sweep jobs (Snakemake benchmark files)."""
+    """Where a run's time goes: wall time and peak memory per job, split into start-up, training, scoring, timing."""
     input:
-        all_benchmarks(),
+        **all_job_records(),
     output:
         jobs="results/rule_benchmarks_jobs.csv",
         summary="results/rule_benchmarks.csv",

@@ -3,7 +3,7 @@ rule glue_test:
     input:
         selected=rules.table1.output.selected,
         models=lambda wc: [
-            f"{W}/models/{t}/{wc.method}/{SEEDS[0]}" for t in method_tasks(wc.method)
+            weights_dir(t, wc.method, SEEDS[0]) for t in method_tasks(wc.method)
         ],
         data=lambda wc: [f"{W}/data/{t}.pt" for t in method_tasks(wc.method)],
     output:
@@ -13,7 +13,7 @@ rule glue_test:
     conda:
         "../../environment.yml"
     resources:
-        gpu=config["resources"]["evaluate"]["gpu"],
+        gpu=config["resources"]["method"]["gpu"],
     params:
         tasks=lambda wc: method_tasks(wc.method),
         method_params=lambda wc: config["methods"][wc.method],

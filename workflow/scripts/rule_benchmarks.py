@@ -10,6 +10,6 @@ from dpbert.runtime import atomic_write_df, setup  # noqa: E402
 
 sm = snakemake  # noqa: F821
 setup(sm.log[0], threads=1)
-jobs = read_benchmarks(list(sm.input))
+jobs = read_benchmarks(list(sm.input.benchmarks), list(sm.input.phases))
 atomic_write_df(jobs, sm.output.jobs)
 atomic_write_df(summarise(jobs), sm.output.summary)

@@ -1,0 +1,91 @@
+"""Scoring a sweep from one pass per example (Method.predict_knobs) must equal predict_one knob by knob.
+
+The early-exit methods and BERT-kL read every knob off one pass; any difference from the timed,
+exiting ``predict_one`` (an output bit, an executed layer) would make the table's scores describe
+another model than the latencies. Heads are scaled up so that exits spread over the layers.
+"""
+
+import pytest
+import torch
+
+from baselines._early_exit import ExitModules, new_ramps
+from baselines.berxit import LTE, Berxit
+from baselines.dact_bert import DactBert, HaltingGate
+from baselines.deebert import DeeBert
+from baselines.pabee import Pabee
+from baselines.truncated import BertTruncated
+from dpbert.evaluation import predict_split
+from dpbert.modeling import MethodModel
+from dpbert.tasks import get_task
+from tests.conftest import tiny_classifier, toy_split
+
+N = 6
+CLS, REG = get_task("MNLI"), get_task("STS-B")
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+def _spread_model(name: str, regression: bool) -> MethodModel:
+    """A random model whose exit statistics vary across layers and inputs (large head weights)."""
+    c = tiny_classifier(num_labels=1 if regression else 3, layers=N, seed=5)
+    extra = {
+        "deebert": lambda: ExitModules(new_ramps(c)),
+        "berxit": lambda: ExitModules(new_ramps(c), lte=LTE(32)),
+        "pabee": lambda: ExitModules(new_ramps(c, own_poolers=False)),
+        "dact_bert": lambda: ExitModules(new_ramps(c), halting=HaltingGate(32)),
+        "bert_truncated": lambda: None,
+    }[name]()
+    model = MethodModel(c, extra).eval()
+    g = torch.Generator().manual_seed(11)
+    with torch.no_grad():
+        for module in [*([] if extra is None else extra.modules()), c.classifier]:
+            if isinstance(module, torch.nn.Linear):
+                module.weight.copy_(torch.randn(module.weight.shape, generator=g) * 0.6)
+                module.bias.copy_(torch.randn(module.bias.shape, generator=g) * 0.5)
+    return model
+
+
+CASES = [
+    (DeeBert, False, [0.0, 0.2, 0.5, 0.8, 1.0, 1.05, 2.0]),
+    (Berxit, False, [0.1, 0.3, 0.5, 0.6, 0.7, 0.9]),
+    (Berxit, True, [0.2, 0.5, 0.8]),
+    (Pabee, False, [0, 1, 2, 3, 5]),
+    (Pabee, True, [0, 1, 2, 3]),
+    (DactBert, False, [0.0]),
+    (DactBert, True, [0.9, 0.5, 0.3, 0.1, 0.01]),
+    (BertTruncated, False, [6, 5, 3, 1]),
+]
+
+
+@pytest.mark.parametrize("cls,regression,knobs", CASES, ids=[f"{c.name}-{'reg' if r else 'cls'}" for c, r, _ in CASES])
+def test_one_pass_scoring_equals_predict_one(cls, regression, knobs):
+    task = REG if regression else CLS
+    method = cls(None, task)
+    model = _spread_model(cls.name, regression)
+    split = toy_split(24, regression, seed=3)
+    depths = set()
+    for i in range(len(split)):
+        ex = split.example(i)
+        together = method.predict_knobs(model, ex, knobs)
+        assert len(together) == len(knobs)
+        for knob, pred in zip(knobs, together):
+            alone = method.predict_one(model, ex, knob)
+            assert pred.executed == alone.executed, (knob, i)
+            assert torch.equal(pred.output, alone.output), (knob, i)
+            depths.add(len(alone.executed))
+    assert len(depths) >= (2 if cls is not DactBert or regression else 1), depths  # exits really vary
+
+
+def test_predict_split_groups_by_knob():
+    method = BertTruncated(None, CLS)
+    model = _spread_model("bert_truncated", False)
+    split = toy_split(5, seed=1)
+    per_knob = predict_split(method, model, split, [6.0, 2.0], "cpu")
+    assert [len(preds) for preds, _ in per_knob] == [5, 5]
+    assert all(e == [0, 1, 2, 3, 4, 5] for e in per_knob[0][1]) and all(e == [0, 1] for e in per_knob[1][1])

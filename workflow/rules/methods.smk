@@ -1,0 +1,31 @@
+rule run_method:
+    """Train one method on one task with one seed (all its variants), then sweep its knob on dev at batch size 1."""
+    input:
+        unpack(method_inputs),
+    output:
+        model=directory(f"{W}/models/{{task}}/{{method}}/{{seed}}"),
+        sweep=f"{W}/runs/{{task}}/{{method}}/{{seed}}/sweep.csv",
+        predictions=f"{W}/runs/{{task}}/{{method}}/{{seed}}/predictions.csv.gz",
+        phases=f"{W}/runs/{{task}}/{{method}}/{{seed}}/phases.json",
+    log:
+        f"{W}/logs/run_method/{{task}}/{{method}}/{{seed}}.log",
+    benchmark:
+        f"{W}/benchmarks/run_method/{{task}}/{{method}}/{{seed}}.tsv"
+    conda:
+        "../../environment.yml"
+    threads: config["training"]["threads"]
+    resources:
+        mem_mb=config["resources"]["method"]["mem_mb"],
+        runtime=config["resources"]["method"]["runtime"],
+        gpu=config["resources"]["method"]["gpu"],
+    params:
+        method_params=lambda wc: config["methods"][wc.method],
+        training=config["training"],
+        model=config["model"],
+        latency=config["latency"],
+        profile=config["profile"],
+        # one timing phase at a time on this machine (--cores 2); none on a cluster
+        timing_lock=f"{W}/timing.lock" if config["latency"]["exclusive"] else None,
+        warm_worker=config["execution"]["warm_worker"],
+    script:
+        "../scripts/run_method.py"

@@ -1,0 +1,33 @@
+"""Snakemake script: train one method (every variant) on one task with one seed, then sweep it."""
+
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(snakemake.scriptdir).parents[1]))  # noqa: F821
+from dpbert.warm import run_job_warm  # noqa: E402
+
+run_job_warm(snakemake.params.warm_worker)  # noqa: F821  (returns in the process that runs the job)
+
+from dpbert.pipeline import run_method  # noqa: E402
+from dpbert.runtime import setup  # noqa: E402
+
+sm = snakemake  # noqa: F821
+log = setup(sm.log[0], threads=sm.threads)
+run_method(
+    task=sm.wildcards.task,
+    method=sm.wildcards.method,
+    seed=int(sm.wildcards.seed),
+    method_params=sm.params.method_params,
+    training=sm.params.training,
+    model=sm.params.model,
+    latency=sm.params.latency,
+    profile=sm.params.profile,
+    data_path=sm.input.data,
+    base_dir=sm.input.get("base"),
+    model_out=sm.output.model,
+    sweep_out=sm.output.sweep,
+    predictions_out=sm.output.predictions,
+    phases_out=sm.output.phases,
+    timing_lock_path=sm.params.timing_lock,
+    log=log,
+)
