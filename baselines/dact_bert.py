@@ -114,6 +114,9 @@ class DactBert(ExitCriterion):
     def knobs(self) -> list[float]:
         return list(self.params.regression_thresholds) if self.task.is_regression else [0.0]
 
+    def training_epochs(self, finetune: dict) -> float:
+        return super().training_epochs(finetune) * len(self.params.taus)  # one model per tau
+
     def loss(self, model: MethodModel, batch: dict[str, Tensor], tau: float) -> Tensor:
         """L_task(a_N) + tau * (1 + sum_{n<N} p_n), from one pass over all layers."""
         reg = self.task.is_regression

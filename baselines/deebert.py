@@ -27,7 +27,7 @@ from baselines._early_exit import (
 )
 from dpbert.modeling import MethodModel, save_method_model
 from dpbert.models import load_classifier
-from dpbert.registry import MethodParams, TrainContext, register
+from dpbert.registry import FORWARD_SHARE, MethodParams, TrainContext, register
 from dpbert.training import TrainSettings, task_loss, train_loop
 
 # The official scripts' entropy sweep. S = 0 never exits (entropy >= 0): it is the no-exit point;
@@ -76,6 +76,9 @@ class DeeBert(ExitCriterion):
         finally:
             for param in model.backbone_parameters():
                 param.requires_grad_(True)
+
+    def training_epochs(self, finetune: dict) -> float:
+        return super().training_epochs(finetune) * FORWARD_SHARE  # frozen backbone: forward passes only
 
     def train(self, ctx: TrainContext) -> None:
         check_classification(self.display_name, self.task)

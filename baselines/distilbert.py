@@ -28,7 +28,7 @@ from torch.nn import functional as F
 from dpbert.methods.bert_base import finetune_settings
 from dpbert.modeling import META_FILE, MethodModel, load_method_model, save_method_model
 from dpbert.models import ModelLoadError, load_classifier
-from dpbert.registry import Method, MethodParams, Prediction, TrainContext, register
+from dpbert.registry import FORWARD_SHARE, Method, MethodParams, Prediction, TrainContext, register
 from dpbert.training import task_loss, train_loop
 
 KINDS = ("auto", "from_teacher", "hub")
@@ -141,6 +141,10 @@ class DistilBert(Method):
         if ctx.finetuned_dir is not None and (Path(ctx.finetuned_dir) / "config.json").is_file():
             return int(json.loads((Path(ctx.finetuned_dir) / "config.json").read_text())["num_hidden_layers"])
         return 12
+
+    def training_epochs(self, finetune: dict) -> float:
+        student = 0.5  # half depth; from the teacher also costs the teacher's forward pass
+        return super().training_epochs(finetune) * (student + (0 if self.params.student == "hub" else FORWARD_SHARE))
 
     def train(self, ctx: TrainContext) -> None:
         kind = self.kind(ctx.model_source)

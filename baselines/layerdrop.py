@@ -60,6 +60,9 @@ class LayerDrop(Method):
     def knobs(self) -> list[float]:
         return [float(k) for k in self.params.kept_layers]
 
+    def training_epochs(self, finetune: dict) -> float:
+        return super().training_epochs(finetune) * (1 - self.params.p)  # dropped layers cost nothing
+
     def train(self, ctx: TrainContext) -> None:
         p = self.params
         if not 0.0 <= p.p < 1.0:

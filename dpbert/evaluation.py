@@ -3,7 +3,9 @@
 Scores: every example of every dev split at batch size 1, all knob values of a variant read off
 ``Method.predict_knobs`` (one pass per example where the knob only moves the exit). Latency: a fixed
 list of dev examples, every (variant, knob) point timed with ``predict_one`` in rounds interleaved
-with BERT-base's plain Hugging Face forward, the denominator of the speed-up, in the same process.
+with BERT-base (``latency.reference``: through the engine, or its plain Hugging Face forward), the
+denominator of the speed-up, in the same process;
+the latency speed-up is the median over rounds of the round's ratio (``paired_speedup``).
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from dpbert.encoding import EncodedSplit
-from dpbert.latency import measure_interleaved
+from dpbert.latency import measure_interleaved, paired_speedup
 from dpbert.metrics import glue_metrics
 from dpbert.registry import Method, get_method
 from dpbert.runtime import phase
@@ -28,6 +30,7 @@ class LatencySettings:
     examples: int = 100
     warmup: int = 10
     repeats: int = 3
+    reference: str = "engine"  # BERT-base timed through: engine (the methods' code path) | hf (its HF forward)
 
 
 def predict_split(method: Method, model, split: EncodedSplit, knobs: Sequence[float], device: str):
@@ -69,8 +72,11 @@ def evaluate_sweep(
     # Latency: BERT-base and every point in interleaved rounds (BERT-base's own row is the base itself).
     primary = dev_splits[task.dev_splits[0]]
     timed = [primary.example(i, device) for i in range(min(latency.examples, len(primary)))]
-    timed_points = [] if method.timed_with_hf_forward else [(v, k) for v in models for k in knobs]
-    forwards = [lambda ex: bert.predict_one(base_model, ex, 0.0)] + [
+    timed_points = [] if method.is_reference else [(v, k) for v in models for k in knobs]
+    reference = getattr(latency, "reference", "engine")
+    base_forward = ((lambda ex: bert.hf_forward(base_model, ex)) if reference == "hf"
+                    else (lambda ex: bert.predict_one(base_model, ex, 0.0)))
+    forwards = [base_forward] + [
         (lambda m, k: (lambda ex: method.predict_one(m, ex, k)))(models[v], k) for v, k in timed_points]
     with lock(), phase(phases, "latency_s"):
         base, *lats = measure_interleaved(forwards, timed, warmup=latency.warmup, repeats=latency.repeats,
@@ -80,12 +86,15 @@ def evaluate_sweep(
     by_point = dict(zip(timed_points, lats))
     for r in points:
         lat = by_point.get((r["variant"], r["knob"]), base)
+        speedup, speedup_spread = paired_speedup(base, lat)
         r.update({"latency_ms": lat.median_ms, "latency_spread": lat.spread, "base_latency_ms": base.median_ms,
-                  "base_latency_spread": base.spread, "latency_speedup": base.median_ms / lat.median_ms,
+                  "base_latency_spread": base.spread, "latency_speedup": speedup,
+                  "latency_speedup_spread": speedup_spread, "latency_reference": reference,
                   "latency_examples": len(timed), "threads": lat.threads})
     for (v, k), lat in by_point.items():
-        log.info("%s %s %s=%g: %.3f ms (spread %.1f%%), latency speed-up %.2f", method.name, v, method.knob_name,
-                 k, lat.median_ms, 100 * lat.spread, base.median_ms / lat.median_ms)
+        speedup, speedup_spread = paired_speedup(base, lat)
+        log.info("%s %s %s=%g: %.3f ms (spread %.1f%%), latency speed-up %.2f (spread %.1f%%)", method.name, v,
+                 method.knob_name, k, lat.median_ms, 100 * lat.spread, speedup, 100 * speedup_spread)
     return points, predictions
 
 

@@ -51,6 +51,15 @@ def resolve_device(requested: str) -> str:
     return requested
 
 
+def paired_speedup(base: Latency, other: Latency) -> tuple[float, float]:
+    """Speed-up of ``other`` over ``base`` timed in the same rounds: the median over rounds of the
+    round's ratio, and the spread (max - min) / median of those ratios. A slowdown of the machine
+    that lasts a round slows both passes of the round, so it cancels in the ratio."""
+    ratios = [b / o for b, o in zip(base.repeats_ms, other.repeats_ms)]
+    med = statistics.median(ratios)
+    return med, (max(ratios) - min(ratios)) / med
+
+
 @contextmanager
 def timing_lock(path: str | Path | None) -> Iterator[None]:
     """Hold an exclusive lock on ``path`` while timing, so two jobs of one machine never time at once

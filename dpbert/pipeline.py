@@ -22,7 +22,7 @@ from dpbert.latency import describe_device, resolve_device, timing_lock
 from dpbert.models import ModelSource
 from dpbert.prepare import load_prepared
 from dpbert.registry import Method, TrainContext, build_method
-from dpbert.runtime import atomic_dir, atomic_write_df, atomic_write_text, phase, process_age_s
+from dpbert.runtime import atomic_dir, atomic_write_df, atomic_write_text, peak_rss_mb, phase, process_age_s
 from dpbert.tasks import get_task
 from dpbert.training import seed_everything, set_rescue_dir
 from dpbert.warm import CHILD_ENV
@@ -57,6 +57,7 @@ def run_method(
                     sweep_out=sweep_out, predictions_out=predictions_out, timing_lock_path=timing_lock_path,
                     phases=phases, log=log)
     phases["total_s"] = process_age_s()
+    phases["peak_rss_mb"] = peak_rss_mb()  # the job's own (Snakemake's benchmark sees a warm job's client only)
     atomic_write_text(phases_out, json.dumps({k: round(v, 3) for k, v in phases.items()}, indent=2))
     log.info("phases: %s", ", ".join(f"{k} {v:.1f}" for k, v in phases.items()))
 
@@ -96,7 +97,7 @@ def evaluate_method(
 ) -> None:
     device = resolve_device(latency.get("device", "cpu"))
     torch.set_num_threads(int(latency.get("threads", 1)))  # scoring and timing at the protocol's thread count
-    settings = LatencySettings(**{k: latency[k] for k in ("examples", "warmup", "repeats") if k in latency})
+    settings = LatencySettings(**{k: latency[k] for k in ("examples", "warmup", "repeats", "reference") if k in latency})
     log.info("sweeping %s on %s: variants %s, %s in %s", impl.name, impl.task.name, impl.variants(),
              impl.knob_name, impl.knobs())
     rows, predictions = evaluate_sweep(impl, Path(model_dir), Path(base_dir), prepared.dev_splits(), settings,

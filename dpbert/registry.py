@@ -22,6 +22,9 @@ from dpbert.tasks import TaskSpec
 
 _REGISTRY: dict[str, type[Method]] = {}
 
+# For planning a run (dpbert.plan): a forward pass without a backward costs about a third of a training step.
+FORWARD_SHARE = 1 / 3
+
 
 class UnknownMethodError(ValueError):
     pass
@@ -65,7 +68,7 @@ class Method(ABC):
     needs_finetuned: ClassVar[bool] = True  # starts from the stage-1 BERT-base run
     supports_regression: ClassVar[bool] = True
     static: ClassVar[bool] = False  # one speed-up for every input: not windowed in selection
-    timed_with_hf_forward: ClassVar[bool] = False  # BERT-base only: timed through HF's forward
+    is_reference: ClassVar[bool] = False  # BERT-base only: the denominator of every speed-up, not timed on its own
     trains: ClassVar[bool] = True  # False: nothing to learn, it runs the stage-1 model (BERT-kL)
     Params: ClassVar[type[MethodParams]] = MethodParams
 
@@ -98,6 +101,14 @@ class Method(ABC):
         ``predict_one``). A method whose knob only moves the exit point overrides this to read every
         knob off one pass; tests hold the override equal to ``predict_one`` knob by knob."""
         return [self.predict_one(model, example, k) for k in knobs]
+
+    def training_epochs(self, finetune: dict[str, Any]) -> float:
+        """For planning a run (dpbert.plan), not for training: the full-model training passes over the
+        training set that ``train`` makes, all stages and variants counted (a forward-only pass counts
+        ``FORWARD_SHARE``). Default: one fine-tuning of ``epochs`` (else ``training.finetune.epochs``)."""
+        if not self.trains:
+            return 0.0
+        return float(getattr(self.params, "epochs", None) or finetune.get("epochs", 3))
 
     def reference_layers(self, model) -> int:
         """N for the layer speed-up N / mean executed layers (the BERT-base depth)."""

@@ -28,8 +28,11 @@ def read_benchmarks(paths: list[str], phase_paths: list[str] | None = None) -> p
         rule, task, method, seed = parts[-4], parts[-3], parts[-2], Path(parts[-1]).stem
         bench = pd.read_csv(path, sep="\t")
         job = phases.get((task, method, seed), {})
+        # a warm job's process is a fork of the warm worker: its peak memory is in phases.json, not
+        # in Snakemake's benchmark (which measures the job's thin client)
+        rss = job.get("peak_rss_mb", float(bench["max_rss"].iloc[0]))
         rows.append({"rule": rule, "task": task, "method": method, "seed": seed,
-                     "seconds": float(bench["s"].iloc[0]), "max_rss_mb": float(bench["max_rss"].iloc[0]),
+                     "seconds": float(bench["s"].iloc[0]), "max_rss_mb": float(rss),
                      **{p: float(job.get(p, float("nan"))) for p in PHASES}})
     return pd.DataFrame(rows, columns=["rule", "task", "method", "seed", "seconds", "max_rss_mb", *PHASES])
 

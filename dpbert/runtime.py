@@ -77,3 +77,10 @@ def process_age_s() -> float:
     import psutil
 
     return time.time() - psutil.Process().create_time()
+
+
+def peak_rss_mb() -> float:
+    """Peak resident memory of this process so far, in MB."""
+    import resource
+
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0

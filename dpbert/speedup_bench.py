@@ -1,12 +1,15 @@
 """Does skipping half the layers halve the batch-1 latency? Measured, method by method.
 
     python -m dpbert.speedup_bench --shape bert-base      (or --shape demo; --device cuda on a GPU)
+    python -m dpbert.speedup_bench --shape bert-base --stability 3   (one latency's spread over 3 measurements)
 
 Each method runs a random-weight model whose decisions are pinned so that exactly 6 of 12 layers
 execute on every input (planners alternate; DeeBERT's off-ramps are certain only at layer 6; PABEE's
 predictions never change, so patience 5 exits at layer 6). Its latency speed-up over the plain
 Hugging Face forward, divided by its layer speed-up (2.0), is the share of the skipped layers' time
-that the method really saves: 1.0 means the planners / exit heads cost nothing.
+that the method really saves: 1.0 means the planners / exit heads cost nothing ("vs eng": the same
+against the engine at full depth, the workflow's default reference). Every case is timed in the
+same rounds as the HF forward; a speed-up is the median of the per-round ratios.
 """
 
 from __future__ import annotations
@@ -18,7 +21,7 @@ from pathlib import Path
 import torch
 
 from dpbert.benchmodels import random_classifier, random_examples
-from dpbert.latency import describe_device, measure_interleaved
+from dpbert.latency import describe_device, measure, measure_interleaved, paired_speedup
 from dpbert.modeling import MethodModel
 from dpbert.registry import get_method
 from dpbert.tasks import get_task
@@ -92,15 +95,27 @@ def run(shape: str, device: str, n_examples: int, repeats: int, warmup: int) -> 
             forward = (lambda m, mt, k: (lambda ex: mt.predict_one(m, ex, k)))(model, method, knob)
         forwards.append(forward)
     hf, *lats = measure_interleaved(forwards, examples, warmup=warmup, repeats=repeats, device=device)
+    engine = lats[0]  # the harness's reference (latency.reference: engine)
     rows = []
     for (name, (_b, _f, expected_layers)), lat in zip(cases.items(), lats):
-        lat_speedup = hf.median_ms / lat.median_ms
+        lat_speedup, speedup_spread = paired_speedup(hf, lat)
+        over_engine, _ = paired_speedup(engine, lat)
         layer_speedup = n / expected_layers
         rows.append({"case": name, "shape": shape, "device": describe_device(device), "hf_ms": hf.median_ms,
                      "hf_spread": hf.spread, "ms": lat.median_ms, "spread": lat.spread,
-                     "latency_speedup": lat_speedup, "layer_speedup": layer_speedup,
-                     "ratio": lat_speedup / layer_speedup})
+                     "latency_speedup": lat_speedup, "speedup_spread": speedup_spread,
+                     "layer_speedup": layer_speedup, "ratio": lat_speedup / layer_speedup,
+                     "ratio_vs_engine": over_engine / layer_speedup})
     return rows
+
+
+def stability(shape: str, device: str, n_examples: int, repeats: int, warmup: int, measurements: int) -> list[float]:
+    """The latency protocol on the HF forward, ``measurements`` times in one process: the latencies it
+    gives (each the median of ``repeats`` passes). Their spread is how far one latency can be trusted."""
+    clf = random_classifier(shape).to(device)
+    examples = random_examples(n_examples, clf.config.vocab_size, device=device)
+    return [measure(lambda ex: clf(**ex).logits, examples, warmup=warmup, repeats=repeats, device=device).median_ms
+            for _ in range(measurements)]
 
 
 def main() -> None:
@@ -112,12 +127,23 @@ def main() -> None:
     ap.add_argument("--warmup", type=int, default=5)
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--json", type=Path, default=None)
+    ap.add_argument("--stability", type=int, default=0, metavar="N",
+                    help="instead: run the latency protocol N times on the HF forward and print the spread")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
+    if args.stability:
+        lats = stability(args.shape, args.device, args.examples, args.repeats, args.warmup, args.stability)
+        spread = (max(lats) - min(lats)) / sorted(lats)[len(lats) // 2]
+        print(f"HF forward, {args.shape} shape, {args.examples} examples x {args.repeats} passes, measured "
+              f"{len(lats)} times: {', '.join(f'{x:.2f}' for x in lats)} ms; spread {100 * spread:.1f}%")
+        return
     rows = run(args.shape, args.device, args.examples, args.repeats, args.warmup)
-    print(f"{'case':28s} {'ms':>8s} {'spread':>7s} {'lat x':>6s} {'layer x':>7s} {'ratio':>6s}   (HF forward {rows[0]['hf_ms']:.3f} ms, spread {100 * rows[0]['hf_spread']:.1f}%, {rows[0]['device']})")
+    print(f"{'case':28s} {'ms':>8s} {'spread':>7s} {'lat x':>6s} {'spread':>7s} {'layer x':>7s} {'ratio':>6s} "
+          f"{'vs eng':>6s}   (HF forward {rows[0]['hf_ms']:.3f} ms, spread {100 * rows[0]['hf_spread']:.1f}%, "
+          f"{rows[0]['device']})")
     for r in rows:
-        print(f"{r['case']:28s} {r['ms']:8.3f} {100 * r['spread']:6.1f}% {r['latency_speedup']:6.3f} {r['layer_speedup']:7.2f} {r['ratio']:6.3f}")
+        print(f"{r['case']:28s} {r['ms']:8.3f} {100 * r['spread']:6.1f}% {r['latency_speedup']:6.3f} "
+              f"{100 * r['speedup_spread']:6.1f}% {r['layer_speedup']:7.2f} {r['ratio']:6.3f} {r['ratio_vs_engine']:6.3f}")
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps(rows, indent=2))

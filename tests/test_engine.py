@@ -67,3 +67,23 @@ def test_soft_gate_mixes_layer_output_and_input():
     out = engine.run(ids, mask, types, plan=lambda i, h: gate)
     expected = gate.view(-1, 1, 1) * full + (1 - gate.view(-1, 1, 1)) * h0
     torch.testing.assert_close(out.hidden, expected)
+
+
+def test_bert_base_through_the_engine_equals_its_hugging_face_forward():
+    """BERT-base, the denominator of every speed-up, is timed through the engine (latency.reference:
+    engine): its batch-1 logits must be the HF forward's, bit for bit, or the two would time different models."""
+    from dpbert.methods.bert_base import BertBase
+    from dpbert.modeling import MethodModel
+    from dpbert.tasks import get_task
+    from tests.conftest import toy_split
+
+    model = MethodModel(tiny_classifier(layers=4)).eval()
+    method = BertBase(None, get_task("SST-2"))
+    split = toy_split(8, seed=6)
+    for i in range(len(split)):
+        ex = split.example(i)
+        pred = method.predict_one(model, ex, 0.0)
+        with torch.inference_mode():
+            hf = BertBase.hf_forward(model, ex)
+        torch.testing.assert_close(pred.output, hf, rtol=0, atol=0)
+        assert pred.executed == [0, 1, 2, 3]

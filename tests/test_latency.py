@@ -66,3 +66,15 @@ def test_timing_lock_is_exclusive_between_jobs(tmp_path):
         fcntl.flock(other, fcntl.LOCK_UN)
     with timing_lock(None):  # a cluster: no lock, no file
         pass
+
+
+def test_paired_speedup_cancels_a_slow_round():
+    from dpbert.latency import Latency, paired_speedup
+
+    # round 2 ran on a machine twice as slow: both passes of the round doubled
+    base = Latency(10.0, 1.0, [10.0, 20.0, 10.0], 1, "cpu")
+    point = Latency(5.0, 1.0, [5.0, 10.0, 5.0], 1, "cpu")
+    speedup, spread = paired_speedup(base, point)
+    assert speedup == 2.0 and spread == 0.0  # the medians' ratio would be exposed to the slow round
+    speedup, spread = paired_speedup(base, Latency(5.0, 0.0, [5.0, 8.0, 4.0], 1, "cpu"))
+    assert speedup == 2.5 and spread == pytest.approx((2.5 - 2.0) / 2.5)

@@ -24,12 +24,13 @@ def test_summary_adds_up_per_rule_and_method(tmp_path):
         _bench(tmp_path / "bench/run_method/SST-2/pabee/1.tsv", 5.0, 300),
     ]
     phases = [
-        _phases(tmp_path / "runs/SST-2/bert/1/phases.json", startup_s=3.0, train_s=5.0, score_s=1.0),
+        _phases(tmp_path / "runs/SST-2/bert/1/phases.json", startup_s=3.0, train_s=5.0, score_s=1.0, peak_rss_mb=650),
         _phases(tmp_path / "runs/RTE/bert/1/phases.json", startup_s=2.5, train_s=1.5, latency_s=0.5),
     ]
     jobs = read_benchmarks(paths, phases)
     assert list(jobs["task"]) == ["SST-2", "RTE", "SST-2"] and set(jobs["rule"]) == {"run_method"}
     assert list(jobs["startup_s"].iloc[:2]) == [3.0, 2.5] and jobs["startup_s"].isna().iloc[2]
+    assert list(jobs["max_rss_mb"]) == [650, 700, 300]  # the job's own peak when it recorded one
     summary = summarise(jobs)
     bert = summary[summary["method"] == "bert"].iloc[0]
     assert (bert["jobs"], bert["total_s"], bert["max_s"], bert["peak_rss_mb"]) == (2, 15.0, 10.0, 700)

@@ -17,7 +17,7 @@ from torch import Tensor, nn
 from dpbert.engine import cls_state
 from dpbert.modeling import MethodModel, load_method_model, save_method_model
 from dpbert.models import load_classifier
-from dpbert.registry import Method, MethodParams, Prediction, TrainContext, register
+from dpbert.registry import FORWARD_SHARE, Method, MethodParams, Prediction, TrainContext, register
 from dpbert.training import TrainSettings, task_loss, train_loop
 
 
@@ -82,6 +82,13 @@ class _DPBertBase(Method):
 
     def knobs(self) -> list[float]:
         return list(self.params.thresholds)
+
+    def training_epochs(self, finetune: dict) -> float:
+        """Per target rate: stage 2 (frozen weights, gradients still flow back through every layer to the
+        planners: ~2/3 of a step) and stage 3 (a full step, plus the greedy path's forward if it is the baseline)."""
+        p = self.params
+        stage3 = (p.stage3_epochs or finetune.get("epochs", 3)) * (1 + (FORWARD_SHARE if p.baseline == "greedy" else 0))
+        return len(p.target_rates) * (p.stage2_epochs * (1 - FORWARD_SHARE) + stage3)
 
     def _settings(self, ctx: TrainContext, **overrides) -> TrainSettings:
         return TrainSettings.from_dict(ctx.settings["finetune"], batch_size=self.params.batch_size, **overrides)

@@ -1,0 +1,57 @@
+"""Planning a profile: exact pass counts from the config, and the schedule on N devices."""
+
+import pytest
+import yaml
+from snakemake.utils import validate
+
+from dpbert.plan import Job, critical_path, makespan, method_passes, plan_jobs, split_sizes
+from dpbert.registry import build_method
+from dpbert.tasks import get_task
+from tests.conftest import ROOT
+
+
+def _config(path="tests/config/micro.yaml"):
+    cfg = yaml.safe_load((ROOT / path).read_text())
+    validate(cfg, str(ROOT / "workflow/schemas/config.schema.yaml"), set_default=True)
+    return cfg
+
+
+def test_schedule_respects_dependencies_and_devices():
+    jobs = [Job("a", 10), Job("b", 4, ["a"]), Job("c", 4, ["a"]), Job("d", 6), Job("e", 1, ["b", "c", "d"])]
+    assert critical_path(jobs)["a"] == 15 and critical_path(jobs)["d"] == 7
+    assert makespan(jobs, 1) == sum(j.seconds for j in jobs)
+    # two devices: a | d, then b | c, then e  ->  10 + 4 + 1
+    assert makespan(jobs, 2) == 15
+    assert makespan(jobs, 100) == 15  # never below the critical path
+
+
+def test_pass_counts_follow_the_config():
+    cfg = _config()
+    sizes = split_sizes("SST-2", cfg["data"])
+    assert sizes == {"train": 64, "dev": 24}
+    lat = cfg["latency"]
+    per_point = lat["warmup"] + lat["repeats"] * min(lat["examples"], 24)
+    # DeeBERT: 4-layer micro model, 1 epoch of stage 2 (forward only), one scoring pass for all 13 knobs
+    dee = build_method("deebert", cfg["methods"]["deebert"], get_task("SST-2"))
+    train, forwards = method_passes(dee, sizes, cfg)
+    assert train == pytest.approx(64 / 3)
+    assert forwards == 24 + (1 + 13) * per_point
+    # DPBERT scores each knob with its own pass (the plan decides the path): 1 variant x 1 knob
+    dp = build_method("dpbert", cfg["methods"]["dpbert"], get_task("SST-2"))
+    train, forwards = method_passes(dp, sizes, cfg)
+    assert train == pytest.approx(64 * (1 * 2 / 3 + 1))
+    assert forwards == 24 + 2 * per_point
+    # BERT-kL trains nothing
+    assert method_passes(build_method("bert_truncated", {"layers": [3, 2]}, get_task("SST-2")), sizes, cfg)[0] == 0
+
+
+def test_paper_plan_has_every_job_of_the_dag():
+    cfg = _config("workflow/config/paper.yaml")
+    jobs = plan_jobs(cfg, train_s=0.005, forward_s=0.008)
+    names = {j.name for j in jobs}
+    assert "MNLI/bert/1" in names and "STS-B/deebert/1" not in names  # no regression exit
+    assert sum(j.stage.startswith("stage 1") for j in jobs) == 8 * 3
+    assert {j.name for j in jobs if j.stage == "GLUE test files"} == {f"glue_test/{m}" for m in cfg["methods"]}
+    assert all(j.deps == ["MNLI/bert/2"] for j in jobs if j.name.startswith("MNLI/") and j.name.endswith("/2")
+               and "/bert/" not in j.name)
+    assert split_sizes("MNLI", cfg["data"])["train"] == 392702
