@@ -73,7 +73,7 @@ def evaluate_sweep(
     primary = dev_splits[task.dev_splits[0]]
     timed = [primary.example(i, device) for i in range(min(latency.examples, len(primary)))]
     timed_points = [] if method.is_reference else [(v, k) for v in models for k in knobs]
-    reference = getattr(latency, "reference", "engine")
+    reference = latency.reference
     base_forward = ((lambda ex: bert.hf_forward(base_model, ex)) if reference == "hf"
                     else (lambda ex: bert.predict_one(base_model, ex, 0.0)))
     forwards = [base_forward] + [

@@ -44,6 +44,8 @@ class Job:
     seconds: float
     deps: list[str] = field(default_factory=list)
     stage: str = ""
+    train_passes: float = 0.0  # training example-passes
+    forwards: float = 0.0  # batch-1 forwards (scoring, timing, test files)
 
 
 def split_sizes(task: str, data: dict[str, Any]) -> dict[str, int]:
@@ -94,10 +96,12 @@ def plan_jobs(config: dict[str, Any], train_s: float, forward_s: float) -> list[
             for seed in seeds:
                 deps = [] if name == "bert" else [f"{task}/bert/{seed}"]
                 jobs.append(Job(f"{task}/{name}/{seed}", train * train_s + forwards * forward_s, deps,
-                                "stage 1 (BERT-base)" if name == "bert" else "methods"))
+                                "stage 1 (BERT-base)" if name == "bert" else "methods", train, forwards))
             if config["data"].get("with_test"):
                 test = test_jobs.setdefault(name, Job(f"glue_test/{name}", 0.0, stage="GLUE test files"))
-                test.seconds += sum(sizes.get(s, 0) for s in spec.test_splits) * forward_s
+                n_test = sum(sizes.get(s, 0) for s in spec.test_splits)
+                test.seconds += n_test * forward_s
+                test.forwards += n_test
     everything = [j.name for j in jobs]  # the test files need Table 1, i.e. every sweep
     for test in test_jobs.values():
         test.deps = everything
@@ -201,8 +205,10 @@ def render(config: dict[str, Any], jobs: list[Job], train_s: float, forward_s: f
         f"example, {1000 * forward_s:.2f} ms per batch-1 forward.",
         "",
         "Jobs per stage: " + ", ".join(f"{k} {v}" for k, v in stages.items()) + ".",
-        f"Device time in all: {total / 3600:.1f} h; critical path (stage-1 BERT-base, then the longest method "
-        f"job, then the GLUE test files): {longest / 3600:.1f} h.",
+        f"Device time in all: {total / 3600:.1f} h: {sum(j.train_passes for j in jobs) / 1e6:.1f} M training "
+        f"example-passes ({sum(j.train_passes for j in jobs) * train_s / 3600:.1f} h) and "
+        f"{sum(j.forwards for j in jobs) / 1e6:.2f} M batch-1 forwards ({sum(j.forwards for j in jobs) * forward_s / 3600:.1f} h). "
+        f"Critical path (stage-1 BERT-base, then the longest method job, then the GLUE test files): {longest / 3600:.1f} h.",
         "",
         "| devices | wall time (h) |",
         "|---|---|",

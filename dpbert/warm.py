@@ -59,6 +59,9 @@ def run_job_warm(enabled: bool) -> None:
         return
     with sock:
         status = _run_remote(sock)
+    if status is None:
+        print("warm worker did not start the job; running it in its own process", file=sys.stderr)
+        return
     sys.exit(status)
 
 
@@ -104,18 +107,21 @@ def _connect_or_start(address: str) -> socket.socket:
         raise OSError(f"no warm server at {address} after {START_TIMEOUT_S:.0f} s (see {address}.log)")
 
 
-def _run_remote(sock: socket.socket) -> int:
-    """Send this job (argv, cwd, env, stdio) to the server; forward signals; return the child's status."""
+def _run_remote(sock: socket.socket) -> int | None:
+    """Send this job (argv, cwd, env, stdio) to the server; forward signals; return the child's status,
+    or None if the server never started it (the job then runs here)."""
     request = json.dumps({"argv": sys.argv, "cwd": os.getcwd(), "env": dict(os.environ)}).encode() + b"\n"
     for stream in (sys.stdout, sys.stderr):
         stream.flush()
-    socket.send_fds(sock, [request], [0, 1, 2])
     reader = sock.makefile("rb")
-    first = reader.readline()
-    if not first:
-        print("warm server closed the connection before starting the job", file=sys.stderr)
-        return 1
-    pid = json.loads(first)["pid"]
+    try:
+        sock.settimeout(START_TIMEOUT_S)  # a server that does not answer at once is stuck, not busy
+        socket.send_fds(sock, [request], [0, 1, 2])
+        first = reader.readline()
+        pid = json.loads(first)["pid"]
+    except (OSError, ValueError, KeyError):
+        return None
+    sock.settimeout(None)  # the job itself may run for hours
 
     def forward(signum, _frame):
         with contextlib.suppress(ProcessLookupError):
@@ -154,7 +160,7 @@ def _serve(address: str) -> None:
         while running or time.monotonic() - idle_since < IDLE_S:
             for _key, _ in selector.select(timeout=0.05):
                 conn, _ = server.accept()
-                conn.setblocking(True)
+                conn.settimeout(10.0)  # a job sends its request at once; never let one block the server
                 pid = _start_child(conn, server)
                 if pid is not None:
                     running[pid] = conn
@@ -189,6 +195,7 @@ def _start_child(conn: socket.socket, server: socket.socket) -> int | None:
     except (OSError, ValueError, ConnectionError):
         conn.close()
         return None
+    conn.settimeout(None)
     pid = os.fork()
     if pid == 0:  # the child: become the job
         server.close()

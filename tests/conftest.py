@@ -49,3 +49,12 @@ def tokenizer():
     from dpbert.models import word_level_tokenizer
 
     return word_level_tokenizer([f"w{i}" for i in range(55)], 64)
+
+
+@pytest.fixture(scope="module")
+def one_thread():
+    """Tiny models: thread start-up dominates, and oversubscribed cores made such tests 20x slower."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)

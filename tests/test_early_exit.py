@@ -23,13 +23,7 @@ N = 4
 CLS, REG = get_task("SST-2"), get_task("STS-B")
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny models: thread start-up dominates, and oversubscribed cores made this file 20x slower."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _ctx(tmp_path, tokenizer, regression=False):

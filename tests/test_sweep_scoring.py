@@ -23,12 +23,7 @@ N = 6
 CLS, REG = get_task("MNLI"), get_task("STS-B")
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _spread_model(name: str, regression: bool) -> MethodModel:

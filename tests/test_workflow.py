@@ -192,3 +192,22 @@ def test_missing_task_folder_is_rejected_before_any_job(tmp_path):
     out = result.stdout + result.stderr
     assert result.returncode != 0
     assert "SST-2" in out and "lacks dev.tsv" in out and "Traceback" not in out, out[-1500:]
+
+
+@pytest.mark.e2e
+def test_warm_and_cold_jobs_give_identical_results(tmp_path):
+    """The warm worker changes how a job's process starts, never what it computes."""
+    cfg = write_config(tmp_path, tasks=["SST-2"], methods={"bert": {}, "pabee": {"patiences": [1, 2]},
+                                                           "dpbert": {"target_rates": [0.3], "stage2_epochs": 1,
+                                                                      "stage3_epochs": 1}})
+    sweeps = {}
+    for mode in ("1", "0"):
+        workdir = tmp_path / f"warm{mode}"
+        result = snakemake(workdir, "results/table1.csv", "--cores", "1", config=cfg, env={"DPBERT_WARM": mode})
+        assert result.returncode == 0, (result.stdout + result.stderr)[-2000:]
+        phases = (workdir / "work/micro/runs/SST-2/pabee/1/phases.json").read_text()
+        assert f'"warm": {float(mode == "1")}' in phases
+        keys = ["task", "method", "variant", "knob", "split"]
+        sweeps[mode] = pd.read_csv(workdir / "results" / "sweeps.csv").sort_values(keys).reset_index(drop=True)
+    for col in ["score", "layer_speedup", "mean_layers"]:
+        pd.testing.assert_series_equal(sweeps["1"][col], sweeps["0"][col], check_exact=True)
