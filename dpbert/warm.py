@@ -52,8 +52,13 @@ def run_job_warm(enabled: bool) -> None:
     already is the forked child, or when the server cannot be had."""
     if not enabled or os.environ.get(CHILD_ENV) or os.environ.get(DISABLE_ENV) == "0" or os.name != "posix":
         return
+    address = server_address()
+    if len(os.fsencode(address)) >= 100:  # AF_UNIX paths are limited to ~108 bytes
+        print(f"warm worker unavailable (socket path too long: {address}); running this job in its own process",
+              file=sys.stderr)
+        return
     try:
-        sock = _connect_or_start(server_address())
+        sock = _connect_or_start(address)
     except OSError as exc:
         print(f"warm worker unavailable ({exc}); running this job in its own process", file=sys.stderr)
         return
@@ -94,17 +99,18 @@ def _connect_or_start(address: str) -> socket.socket:
         except OSError:
             pass
         log = open(address + ".log", "a")  # noqa: SIM115 (handed to the server process)
-        subprocess.Popen([sys.executable, "-c", "import runpy, sys; runpy.run_path(sys.argv[1], run_name='__warm__')",
-                          __file__, address], stdin=subprocess.DEVNULL, stdout=log, stderr=log,
-                         start_new_session=True, close_fds=True)
+        server = subprocess.Popen([sys.executable, "-c", "import runpy, sys; runpy.run_path(sys.argv[1], "
+                                   "run_name='__warm__')", __file__, address], stdin=subprocess.DEVNULL,
+                                  stdout=log, stderr=log, start_new_session=True, close_fds=True)
         log.close()
         deadline = time.monotonic() + START_TIMEOUT_S
-        while time.monotonic() < deadline:
+        while time.monotonic() < deadline and server.poll() is None:
             try:
                 return _connect(address)
             except OSError:
                 time.sleep(0.05)
-        raise OSError(f"no warm server at {address} after {START_TIMEOUT_S:.0f} s (see {address}.log)")
+        why = f"exited with status {server.returncode}" if server.poll() is not None else "did not answer"
+        raise OSError(f"the warm server {why} (its log: {address}.log)")
 
 
 def _run_remote(sock: socket.socket) -> int | None:

@@ -98,3 +98,23 @@ def test_killing_the_job_kills_its_fork(tmp_path, signum):
         time.sleep(0.1)
     else:
         pytest.fail("the forked child outlived its job")
+
+
+def test_a_server_that_cannot_start_costs_nothing(tmp_path):
+    """A server that dies at start (here: its interpreter is /bin/false) must not stall the job: it runs
+    in its own process at once, with a line saying why."""
+    path = tmp_path / "job.py"
+    path.write_text(textwrap.dedent(f"""
+        import os, sys
+        sys.path.insert(0, {str(ROOT)!r})
+        sys.executable = "/bin/false"
+        from dpbert.warm import run_job_warm
+        run_job_warm(True)
+        print("ran", os.environ.get("DPBERT_WARM_CHILD"))
+    """))
+    env = dict(os.environ)
+    env.pop("DPBERT_WARM_CHILD", None)
+    start = time.time()
+    result = subprocess.run([sys.executable, str(path)], capture_output=True, text=True, env=env, timeout=120)
+    assert result.returncode == 0 and result.stdout.split() == ["ran", "None"], result.stderr
+    assert "warm worker unavailable (the warm server exited" in result.stderr and time.time() - start < 30
