@@ -154,6 +154,7 @@ def measure_costs(device: str, batch_size: int, max_length: int, threads: int) -
     import torch
 
     from dpbert.benchmodels import random_classifier
+    from dpbert.latency import measure
 
     torch.set_num_threads(threads)
     model = random_classifier("bert-base").to(device)
@@ -180,16 +181,8 @@ def measure_costs(device: str, batch_size: int, max_length: int, threads: int) -
     sync()
     train_s = (time.perf_counter() - start) / (steps * batch_size)
     model.eval()
-    one = ids[:1]
-    with torch.inference_mode():
-        for _ in range(3):
-            model(input_ids=one)
-        sync()
-        start = time.perf_counter()
-        for _ in range(20):
-            model(input_ids=one)
-            sync()
-    return train_s, (time.perf_counter() - start) / 20
+    forward = measure(lambda ex: model(**ex), [{"input_ids": ids[:1]}], warmup=3, repeats=20, device=device)
+    return train_s, forward.median_ms / 1000
 
 
 def render(config: dict[str, Any], jobs: list[Job], train_s: float, forward_s: float, source: str,
