@@ -64,8 +64,9 @@ def evaluate_sweep(
     task = method.task
     bert = get_method("bert")(None, task)
     with phase(phases, "load_s"):
-        base_model = bert.load(Path(base_dir) / "main").to(device)
         models = {v: method.load(Path(model_dir) / v).to(device) for v in method.variants()}
+        # BERT-base's own job times the model it just loaded; every other job loads the stage-1 folder
+        base_model = models["main"] if method.is_reference else bert.load(Path(base_dir) / "main").to(device)
     knobs = [float(k) for k in method.knobs()]
     with phase(phases, "score_s"):
         points, predictions = _score(method, models, dev_splits, knobs, device, seed)

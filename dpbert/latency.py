@@ -103,7 +103,7 @@ def measure_interleaved(
 ) -> list[Latency]:
     """Time several forwards (BERT-base and a method's sweep points) in rounds: each round is one pass
     of every forward over the examples, so a drift of the machine's speed during the job reaches every
-    forward alike and the ratio of two medians (a speed-up) does not depend on when each was timed."""
+    forward alike; ``paired_speedup`` then compares two forwards round by round."""
     with torch.inference_mode():
         for forward in forwards:
             for i in range(warmup):
@@ -114,7 +114,8 @@ def measure_interleaved(
             for forward, per_repeat in zip(forwards, passes):
                 per_repeat.append(_one_pass(forward, examples, device))
     threads = torch.get_num_threads()
-    return [Latency(statistics.median(p), (max(p) - min(p)) / statistics.median(p), p, threads, device) for p in passes]
+    medians = [statistics.median(p) for p in passes]
+    return [Latency(m, (max(p) - min(p)) / m, p, threads, device) for m, p in zip(medians, passes)]
 
 
 def _one_pass(forward: Callable[[dict[str, Tensor]], object], examples: Sequence[dict[str, Tensor]], device: str) -> float:
