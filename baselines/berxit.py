@@ -22,8 +22,9 @@ from baselines._early_exit import (
     ExitModules,
     ExitSignal,
     all_exits,
-    exit_logits_from_pooled,
-    exit_pooled,
+    host_linear1,
+    host_sigmoid,
+    infer_exit,
     load_exit_model,
     new_ramps,
 )
@@ -42,6 +43,10 @@ class LTE(nn.Module):
 
     def forward(self, pooled: Tensor) -> Tensor:
         return torch.sigmoid(self.fc(pooled)).squeeze(-1)
+
+    def error_one(self, pooled: Tensor) -> float:
+        """``forward`` for one example (pooled of shape (1, hidden)) as a host float (inference)."""
+        return host_sigmoid(host_linear1(self.fc, pooled))
 
 
 def lte_targets(logits: Tensor, labels: Tensor, is_regression: bool) -> Tensor:
@@ -111,9 +116,8 @@ class Berxit(ExitCriterion):
         last = model.n_layers - 1
 
         def signal(i: int, hidden: Tensor) -> tuple[Tensor, float | None]:
-            pooled = exit_pooled(model, i, hidden)
-            logits = exit_logits_from_pooled(model, i, pooled)
-            return logits, (model.extra.lte(pooled).item() if i < last else None)
+            pooled, logits = infer_exit(model, i, hidden)
+            return logits, (model.extra.lte.error_one(pooled) if i < last else None)
 
         return signal
 

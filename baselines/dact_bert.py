@@ -24,6 +24,7 @@ applied at every step), reading the raw [CLS] state c_n; exits after layers 1..N
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -35,7 +36,11 @@ from baselines._early_exit import (
     ExitModules,
     ExitSignal,
     all_exits,
-    exit_logits,
+    host_linear1,
+    host_sigmoid,
+    host_softmax,
+    host_values,
+    infer_exit,
     load_exit_model,
     new_ramps,
 )
@@ -60,6 +65,10 @@ class HaltingGate(nn.Module):
     def forward(self, hidden: Tensor) -> Tensor:
         return 1 - torch.sigmoid(self.gate(cls_state(hidden))).squeeze(-1)
 
+    def continue_one(self, hidden: Tensor) -> float:
+        """``forward`` for one example (hidden of shape (1, seq, hidden)) as a host float (inference)."""
+        return 1 - host_sigmoid(host_linear1(self.gate, cls_state(hidden)))
+
 
 def exit_answer(logits: Tensor, is_regression: bool) -> Tensor:
     """y_n: softmax probabilities (classification) or the scalar value (regression), shape (batch, k)."""
@@ -72,10 +81,14 @@ def accumulate(y: Tensor, a_prev: Tensor, p_prev: Tensor) -> Tensor:
     return y * p + a_prev * (1 - p)
 
 
-def cannot_be_overtaken(a: Tensor, p: float, remaining: int) -> bool:
-    """Halting rule for one example: a_top * (1 - p_n)^R - a_second - p_n * R > 0 (on host floats: one
-    read of the k class probabilities instead of a handful of tensor ops, ~17 us a layer at batch 1)."""
-    top, second = sorted(a.view(-1).tolist(), reverse=True)[:2]
+def accumulate_host(y: Sequence[float], a_prev: Sequence[float], p_prev: float) -> list[float]:
+    """``accumulate`` for one example on host floats (inference: no tensor op per class)."""
+    return [yk * p_prev + ak * (1 - p_prev) for yk, ak in zip(y, a_prev)]
+
+
+def cannot_be_overtaken(a: Sequence[float], p: float, remaining: int) -> bool:
+    """Halting rule for one example: a_top * (1 - p_n)^R - a_second - p_n * R > 0."""
+    top, second = sorted(a, reverse=True)[:2]
     return top * (1 - p) ** remaining - second - p * remaining > 0
 
 
@@ -157,16 +170,15 @@ class DactBert(ExitCriterion):
         no longer be overtaken (classification: 1.0 or 0.0)."""
         reg = self.task.is_regression
         last = model.n_layers - 1
-        state: dict = {"a": None, "p": torch.ones(1, device=example["input_ids"].device)}
+        state: dict = {"a": None, "p": 1.0}  # a_0 = 0 (set at the first layer, where k is known), p_0 = 1
 
-        def signal(i: int, hidden: Tensor) -> tuple[Tensor, float | None]:
-            y = exit_answer(exit_logits(model, i, hidden), reg)
-            a_prev = torch.zeros_like(y) if state["a"] is None else state["a"]
-            state["a"] = accumulate(y, a_prev, state["p"])
+        def signal(i: int, hidden: Tensor) -> tuple[list[float], float | None]:
+            values = host_values(infer_exit(model, i, hidden)[1])
+            y = values if reg else host_softmax(values)
+            state["a"] = accumulate_host(y, [0.0] * len(y) if state["a"] is None else state["a"], state["p"])
             if i == last:
                 return state["a"], None
-            state["p"] = model.extra.halting(hidden) * state["p"]
-            p_n = state["p"].item()
+            state["p"] = p_n = model.extra.halting.continue_one(hidden) * state["p"]
             return state["a"], (p_n if reg else float(cannot_be_overtaken(state["a"], p_n, last - i)))
 
         return signal
@@ -174,5 +186,5 @@ class DactBert(ExitCriterion):
     def exits(self, statistic: float, knob: float) -> bool:
         return statistic < knob if self.task.is_regression else statistic > 0
 
-    def final_output(self, answer: Tensor) -> Tensor:
-        return answer_output(answer, self.task.is_regression)[0]
+    def final_output(self, answer: list[float]) -> Tensor:
+        return answer_output(torch.tensor(answer, dtype=torch.float32), self.task.is_regression)

@@ -20,8 +20,9 @@ from baselines._early_exit import (
     ExitSignal,
     all_exits,
     check_classification,
-    entropy,
-    exit_logits,
+    host_entropy,
+    host_values,
+    infer_exit,
     load_exit_model,
     new_ramps,
 )
@@ -97,8 +98,8 @@ class DeeBert(ExitCriterion):
         last = model.n_layers - 1
 
         def signal(i: int, hidden: Tensor) -> tuple[Tensor, float | None]:
-            logits = exit_logits(model, i, hidden)
-            return logits, (entropy(logits).item() if i < last else None)
+            logits = infer_exit(model, i, hidden)[1]
+            return logits, (host_entropy(host_values(logits)) if i < last else None)
 
         return signal
 

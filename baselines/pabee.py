@@ -20,7 +20,9 @@ from baselines._early_exit import (
     ExitModules,
     ExitSignal,
     all_exits,
-    exit_logits,
+    host_argmax,
+    host_values,
+    infer_exit,
     load_exit_model,
     new_ramps,
 )
@@ -85,13 +87,14 @@ class Pabee(ExitCriterion):
         state: dict = {"prev": None, "counter": 0}
 
         def signal(i: int, hidden: Tensor) -> tuple[Tensor, float | None]:
-            logits = exit_logits(model, i, hidden)
+            logits = infer_exit(model, i, hidden)[1]
+            values = host_values(logits)
             if self.task.is_regression:
-                pred = logits.view(-1)[0]
-                same = state["prev"] is not None and bool((pred - state["prev"]).abs() < tol)
+                pred = values[0]
+                same = state["prev"] is not None and abs(pred - state["prev"]) < tol
             else:
-                pred = logits[0].argmax(-1)
-                same = state["prev"] is not None and bool(pred == state["prev"])
+                pred = host_argmax(values)
+                same = state["prev"] is not None and pred == state["prev"]
             state["counter"] = state["counter"] + 1 if same else 0
             state["prev"] = pred
             return logits, (float(state["counter"]) if i < last else None)

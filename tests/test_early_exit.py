@@ -6,9 +6,20 @@ import math
 import pytest
 import torch
 
-from baselines._early_exit import ExitModules, entropy, new_ramps
+from baselines._early_exit import (
+    ExitModules,
+    entropy,
+    exit_logits_from_pooled,
+    exit_pooled,
+    host_argmax,
+    host_entropy,
+    host_sigmoid,
+    host_values,
+    infer_exit,
+    new_ramps,
+)
 from baselines.berxit import LTE, Berxit, lte_targets
-from baselines.dact_bert import DactBert, HaltingGate, accumulate, cannot_be_overtaken
+from baselines.dact_bert import DactBert, HaltingGate, accumulate, accumulate_host, cannot_be_overtaken
 from baselines.deebert import DeeBert
 from baselines.pabee import Pabee, weighted_loss
 from dpbert.engine import count_layer_calls
@@ -197,7 +208,8 @@ def test_helpers_by_hand():
     a2 = accumulate(y2, a1, torch.tensor([0.25]))
     torch.testing.assert_close(a2, torch.tensor([[0.65, 0.35]]))
     # 0.65 * 0.75^1 - 0.35 - 0.25 * 1 < 0 (can still flip); with p = 0.05 it cannot
-    assert not cannot_be_overtaken(a2[0], 0.25, 1) and cannot_be_overtaken(a2[0], 0.05, 1)
+    a = a2[0].tolist()
+    assert not cannot_be_overtaken(a, 0.25, 1) and cannot_be_overtaken(a, 0.05, 1)
     # LTE targets are the exit's error; PABEE weights layer i by i / sum i
     assert lte_targets(torch.tensor([[2.0, 0.0], [0.0, 2.0]]), torch.tensor([0, 0]), False).tolist() == [0.0, 1.0]
     assert lte_targets(torch.tensor([[1.0]]), torch.tensor([3.0]), True).item() == pytest.approx(math.tanh(2.0))
@@ -213,3 +225,74 @@ def test_default_knobs_cover_exiting():
     assert DactBert(None, CLS).knobs() == [0.0] and DactBert(None, CLS).variants() == ["tau0.001", "tau0.005"]
     assert all(0 < k < 1 for k in DactBert(None, REG).knobs())
 
+
+
+# (4) the inference path (infer_exit, host statistics) computes the same function as the modules
+def _hidden(model, seed=0):
+    ex = toy_split(3, seed=seed).example(1)
+    with torch.no_grad():
+        return model.engine.run(ex["input_ids"], ex["attention_mask"], ex["token_type_ids"], keep_states=True).states
+
+
+def _module_path(model, i, h):
+    pooled = exit_pooled(model, i, h)
+    return pooled, exit_logits_from_pooled(model, i, pooled)
+
+
+@pytest.mark.parametrize("name", ["deebert", "berxit", "pabee", "dact_bert"])
+def test_infer_exit_equals_module_path(name):
+    model = _model(name)
+    with torch.inference_mode():
+        for i, h in enumerate(_hidden(model)):
+            fast, ref = infer_exit(model, i, h), _module_path(model, i, h)
+            for a, b in zip(fast, ref):
+                if i == N - 1:  # BERT's own head: exactly as BERT-base runs it
+                    torch.testing.assert_close(a, b, rtol=0, atol=0)
+                else:
+                    torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)
+
+
+def test_infer_exit_follows_weight_changes():
+    """The transposed copies are rebuilt after an in-place update, a new parameter, or a reload."""
+    model = _model("deebert")
+    states = _hidden(model)
+
+    def agree() -> bool:
+        with torch.inference_mode():
+            return all(torch.allclose(infer_exit(model, i, h)[1], _module_path(model, i, h)[1], atol=1e-6)
+                       for i, h in enumerate(states[:-1]))
+
+    assert agree()
+    with torch.no_grad():
+        model.extra.ramps.poolers[0].dense.weight.mul_(-3.0)
+    assert agree()
+    model.extra.ramps.poolers[1].dense.weight = torch.nn.Parameter(torch.randn(32, 32))
+    assert agree()
+    model.extra.load_state_dict(_model("deebert").extra.state_dict())
+    assert agree()
+
+
+def test_infer_exit_in_training_mode_uses_the_modules():
+    """Dropout is active in training mode: the inference shortcut must not apply there."""
+    model = _model("deebert").train()
+    h = _hidden(model)[0]
+    torch.manual_seed(5)
+    fast = infer_exit(model, 0, h)[1]
+    torch.manual_seed(5)
+    torch.testing.assert_close(fast, _module_path(model, 0, h)[1], rtol=0, atol=0)
+
+
+def test_host_statistics_equal_tensor_ones():
+    logits = torch.tensor([[1.5, -0.25, 0.75]])
+    assert host_entropy(host_values(logits)) == pytest.approx(entropy(logits).item(), rel=1e-6)
+    assert host_argmax([0.5, 2.0, 2.0]) == int(torch.tensor([0.5, 2.0, 2.0]).argmax()) == 1
+    for x in (-1000.0, -3.0, 0.0, 2.5, 1000.0):
+        assert host_sigmoid(x) == pytest.approx(torch.sigmoid(torch.tensor(x, dtype=torch.float64)).item())
+    y, a = torch.tensor([[0.2, 0.8]]), torch.tensor([[0.6, 0.4]])
+    assert accumulate_host(y[0].tolist(), a[0].tolist(), 0.3) == pytest.approx(
+        accumulate(y, a, torch.tensor([0.3]))[0].tolist())
+    h = _hidden(_model("dact_bert"))[0]
+    gate, lte = HaltingGate(32), LTE(32)
+    assert gate.continue_one(h) == pytest.approx(gate(h).item(), rel=1e-6)
+    pooled = torch.randn(1, 32)
+    assert lte.error_one(pooled) == pytest.approx(lte(pooled).item(), rel=1e-6)

@@ -21,11 +21,12 @@ def _loop(forward, examples):
             forward(ex)
 
 
-@pytest.mark.parametrize("case", ["truncated", "dpbert", "deebert", "pabee"])
+@pytest.mark.parametrize("case", ["truncated", "dpbert", "deebert", "pabee", "berxit", "dact_bert"])
 @pytest.mark.benchmark(group="method-6-of-12")
 def test_method_half_depth(benchmark, bert_base, case):
     clf, examples = bert_base
-    build = {"truncated": sb._truncated, "pabee": sb._pabee_patience, "deebert": sb._deebert_exit_at}
+    build = {"truncated": sb._truncated, "pabee": sb._pabee_patience, "deebert": sb._deebert_exit_at,
+             "berxit": sb._berxit_exit_at, "dact_bert": sb._dact_halt_at}
     model, method, knob = sb._dpbert_alternating(clf) if case == "dpbert" else build[case](clf, 6)
     assert {len(method.predict_one(model, ex, knob).executed) for ex in examples} == {6}
     benchmark(_loop, lambda ex: method.predict_one(model, ex, knob), examples)
@@ -53,13 +54,29 @@ def test_one_planner_decision(benchmark, hidden):
         benchmark(lambda: bool(planners.prob(0, hidden).item() >= 0.5))
 
 
+def _deebert_decision(clf):
+    """DeeBERT's decision at off-ramp 1 as inference runs it (infer_exit, entropy on host floats)."""
+    from baselines._early_exit import host_entropy, host_values, infer_exit
+
+    model = sb._deebert_exit_at(clf, 6)[0]
+    return lambda h: host_entropy(host_values(infer_exit(model, 0, h)[1])) < 0.3
+
+
 @pytest.mark.benchmark(group="per-layer-cost")
 def test_one_offramp_entropy_decision(benchmark, bert_base, hidden):
-    from baselines._early_exit import entropy, new_ramps
-
-    ramps = new_ramps(bert_base[0]).eval()
+    """Cache-hot: the same decision over and over (its weights stay in cache)."""
+    decide = _deebert_decision(bert_base[0])
     with torch.inference_mode():
-        benchmark(lambda: entropy(ramps.classifiers[0](ramps.poolers[0](hidden))).item() < 0.3)
+        benchmark(decide, hidden)
+
+
+@pytest.mark.benchmark(group="per-layer-cost")
+def test_one_layer_then_offramp_decision(benchmark, bert_base, hidden):
+    """What inference pays: a decision right after a layer evicted its weights (minus test_one_layer)."""
+    layer = bert_base[0].bert.encoder.layer[0]
+    decide = _deebert_decision(bert_base[0])
+    with torch.inference_mode():
+        benchmark(lambda: decide(layer(hidden, None)))
 
 
 @pytest.mark.benchmark(group="per-layer-cost")
