@@ -101,9 +101,11 @@ def measure_interleaved(
     repeats: int,
     device: str,
 ) -> list[Latency]:
-    """Time several forwards (BERT-base and a method's sweep points) in rounds: each round is one pass
-    of every forward over the examples, so a drift of the machine's speed during the job reaches every
-    forward alike; ``paired_speedup`` then compares two forwards round by round."""
+    """Time several forwards (BERT-base and a method's sweep points) in rounds. A round is one pass of
+    every forward over the examples, interleaved example by example: each example is run by every
+    forward in turn (the order rotated from one example to the next) before the next example, so two
+    forwards' passes of a round span the same seconds and a burst of load on a shared machine reaches
+    them alike. ``paired_speedup`` then compares two forwards round by round."""
     with torch.inference_mode():
         for forward in forwards:
             for i in range(warmup):
@@ -111,20 +113,26 @@ def measure_interleaved(
         _sync(device)
         passes: list[list[float]] = [[] for _ in forwards]
         for _ in range(repeats):
-            for forward, per_repeat in zip(forwards, passes):
-                per_repeat.append(_one_pass(forward, examples, device))
+            for k, total in enumerate(_one_round(forwards, examples, device)):
+                passes[k].append(1000.0 * total / len(examples))
     threads = torch.get_num_threads()
     medians = [statistics.median(p) for p in passes]
     return [Latency(m, (max(p) - min(p)) / m, p, threads, device) for m, p in zip(medians, passes)]
 
 
-def _one_pass(forward: Callable[[dict[str, Tensor]], object], examples: Sequence[dict[str, Tensor]], device: str) -> float:
-    """Mean per-example wall time (ms) of one pass; each example timed alone, the device synced around it."""
-    total = 0.0
-    for example in examples:
-        _sync(device)
-        start = time.perf_counter()
-        forward(example)
-        _sync(device)
-        total += time.perf_counter() - start
-    return 1000.0 * total / len(examples)
+def _one_round(
+    forwards: Sequence[Callable[[dict[str, Tensor]], object]], examples: Sequence[dict[str, Tensor]], device: str
+) -> list[float]:
+    """Each forward's total wall time (s) over the examples; each call timed alone, the device synced
+    around it; example j starts with forward j mod len(forwards)."""
+    totals = [0.0] * len(forwards)
+    n = len(forwards)
+    for j, example in enumerate(examples):
+        for step in range(n):
+            k = (j + step) % n
+            _sync(device)
+            start = time.perf_counter()
+            forwards[k](example)
+            _sync(device)
+            totals[k] += time.perf_counter() - start
+    return totals

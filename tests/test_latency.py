@@ -37,11 +37,27 @@ def test_rounds_interleave_every_forward(clock):
                                       device="cpu")
     warm, timed = calls[:4], calls[4:]
     assert warm == [("base", 0), ("base", 1), ("point", 0), ("point", 1)]
-    # each round: one pass of base over the examples, then one of the point: never all of one first
-    one_round = [("base", 0), ("base", 1), ("base", 2), ("point", 0), ("point", 1), ("point", 2)]
+    # each round: every example run by every forward before the next example, the order rotating
+    one_round = [("base", 0), ("point", 0), ("point", 1), ("base", 1), ("base", 2), ("point", 2)]
     assert timed == one_round * 3
     assert base.median_ms == pytest.approx(4.0) and point.median_ms == pytest.approx(2.0)
     assert base.spread == pytest.approx(0.0) and len(base.repeats_ms) == 3 and base.device == "cpu"
+
+
+def test_a_burst_of_load_reaches_both_forwards_of_a_round(clock):
+    """The machine runs 3x slower for 60 ms in the middle of round 2: base and point share the burst,
+    so that round's speed-up stays ~2 (timed pass after pass, base alone would take it: ~3.3)."""
+
+    def fwd(cost):
+        def forward(_ex):
+            clock.now += cost * (3.0 if 0.240 <= clock.now < 0.300 else 1.0)
+        return forward
+
+    base, point = measure_interleaved([fwd(0.004), fwd(0.002)], [{}] * 30, warmup=0, repeats=3, device="cpu")
+    ratios = [b / p for b, p in zip(base.repeats_ms, point.repeats_ms)]
+    assert ratios[0] == pytest.approx(2.0) and ratios[2] == pytest.approx(2.0)
+    assert base.repeats_ms[1] > 1.1 * base.repeats_ms[0]  # the burst did land in round 2
+    assert 1.8 < ratios[1] < 2.2
 
 
 def test_median_and_spread_of_passes(clock):
