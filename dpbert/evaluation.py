@@ -3,7 +3,7 @@
 Scores: every example of every dev split at batch size 1, all knob values of a variant read off
 ``Method.predict_knobs`` (one pass per example where the knob only moves the exit). Latency: a fixed
 list of dev examples, every (variant, knob) point timed with ``predict_one`` in rounds interleaved
-with BERT-base (``latency.reference``: through the engine, or its plain Hugging Face forward), the
+example by example with BERT-base (``latency.reference``: through the engine, or its plain Hugging Face forward), the
 denominator of the speed-up, in the same process;
 the latency speed-up is the median over rounds of the round's ratio (``paired_speedup``).
 """

@@ -10,7 +10,7 @@ at layer 6; DACT's halting rule first holds at layer 6). Its latency speed-up ov
 Hugging Face forward, divided by its layer speed-up (2.0), is the share of the skipped layers' time
 that the method really saves: 1.0 means the planners / exit heads cost nothing ("vs eng": the same
 against the engine at full depth, the workflow's default reference). Every case is timed in the
-same rounds as the HF forward; a speed-up is the median of the per-round ratios.
+same rounds as the HF forward, example by example; a speed-up is the median of the per-round ratios.
 """
 
 from __future__ import annotations
@@ -114,7 +114,7 @@ def _truncated(clf, k: int) -> tuple[MethodModel, object, float]:
 
 
 def run(shape: str, device: str, n_examples: int, repeats: int, warmup: int) -> list[dict]:
-    """Every case and the HF forward timed in interleaved rounds (one pass of each per round)."""
+    """Every case and the HF forward timed in interleaved rounds (``measure_interleaved``)."""
     clf = random_classifier(shape).to(device)
     examples = random_examples(n_examples, clf.config.vocab_size, device=device)
     n = clf.config.num_hidden_layers
