@@ -146,11 +146,6 @@ def exit_logits_from_pooled(model: MethodModel, i: int, pooled: Tensor) -> Tenso
     return ramps.classifiers[i](ramps.dropout(pooled))
 
 
-def exit_logits(model: MethodModel, i: int, hidden: Tensor) -> Tensor:
-    """Logits of exit ``i`` on the hidden state after layer ``i`` (BERT's head for the last layer)."""
-    return exit_logits_from_pooled(model, i, exit_pooled(model, i, hidden))
-
-
 def infer_exit(model: MethodModel, i: int, hidden: Tensor) -> tuple[Tensor, Tensor]:
     """(pooled, logits) of exit ``i`` at inference: ``exit_pooled`` and ``exit_logits_from_pooled`` in
     eval mode, computed faster (see ``OffRamps.transposed``; dropout is the identity in eval mode).
@@ -193,7 +188,8 @@ def host_softmax(values: Sequence[float]) -> list[float]:
 
 
 def host_entropy(values: Sequence[float]) -> float:
-    """``entropy`` of one example's logits on host floats (no tensor ops: ~15 us less a decision)."""
+    """Entropy (nats) of softmax(logits) of one example, on host floats (DeeBERT's exit criterion; no
+    tensor ops: ~15 us less a decision)."""
     return -sum(p * math.log(p) for p in host_softmax(values) if p > 0)
 
 
@@ -217,12 +213,6 @@ def all_exits(model: MethodModel, batch: dict[str, Tensor], *, backbone_grad: bo
     pooled = [exit_pooled(model, i, h) for i, h in enumerate(out.states)]
     logits = [exit_logits_from_pooled(model, i, p) for i, p in enumerate(pooled)]
     return AllExits(pooled, logits, out.states)
-
-
-def entropy(logits: Tensor) -> Tensor:
-    """Entropy of softmax(logits) over the last dimension (DeeBERT's exit criterion), in nats."""
-    logp = torch.log_softmax(logits.float(), dim=-1)
-    return -(logp.exp() * logp).sum(-1)
 
 
 def check_classification(method_name: str, task) -> None:

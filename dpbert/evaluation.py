@@ -84,18 +84,16 @@ def evaluate_sweep(
                                           device=device)
     log.info("BERT-base latency: %.3f ms (spread %.1f%% over %d repeats)", base.median_ms, 100 * base.spread,
              len(base.repeats_ms))
-    by_point = dict(zip(timed_points, lats))
+    timings = {pt: (lat, *paired_speedup(base, lat)) for pt, lat in zip(timed_points, lats)}
+    for (v, k), (lat, speedup, speedup_spread) in timings.items():
+        log.info("%s %s %s=%g: %.3f ms (spread %.1f%%), latency speed-up %.2f (spread %.1f%%)", method.name, v,
+                 method.knob_name, k, lat.median_ms, 100 * lat.spread, speedup, 100 * speedup_spread)
     for r in points:
-        lat = by_point.get((r["variant"], r["knob"]), base)
-        speedup, speedup_spread = paired_speedup(base, lat)
+        lat, speedup, speedup_spread = timings.get((r["variant"], r["knob"]), (base, 1.0, 0.0))  # BERT-base: itself
         r.update({"latency_ms": lat.median_ms, "latency_spread": lat.spread, "base_latency_ms": base.median_ms,
                   "base_latency_spread": base.spread, "latency_speedup": speedup,
                   "latency_speedup_spread": speedup_spread, "latency_reference": reference,
                   "latency_examples": len(timed), "threads": lat.threads})
-    for (v, k), lat in by_point.items():
-        speedup, speedup_spread = paired_speedup(base, lat)
-        log.info("%s %s %s=%g: %.3f ms (spread %.1f%%), latency speed-up %.2f (spread %.1f%%)", method.name, v,
-                 method.knob_name, k, lat.median_ms, 100 * lat.spread, speedup, 100 * speedup_spread)
     return points, predictions
 
 

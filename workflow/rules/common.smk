@@ -48,28 +48,25 @@ def weights_dir(task, method, seed):
     return f"{W}/models/{task}/{owner}/{seed}"
 
 
-def all_sweeps():
+def method_jobs():
+    """Every run_method job of the config: (task, method, seed)."""
     return [
-        f"{W}/runs/{task}/{method}/{seed}/sweep.csv"
+        (task, method, seed)
         for method in METHODS
         for task in method_tasks(method)
         for seed in SEEDS
     ]
 
 
+def all_sweeps():
+    return [f"{W}/runs/{t}/{m}/{s}/sweep.csv" for t, m, s in method_jobs()]
+
+
 def all_job_records():
     """Snakemake's benchmark file and the job's own phases.json, per method job."""
     return {
         "benchmarks": [
-            f"{W}/benchmarks/run_method/{task}/{method}/{seed}.tsv"
-            for method in METHODS
-            for task in method_tasks(method)
-            for seed in SEEDS
+            f"{W}/benchmarks/run_method/{t}/{m}/{s}.tsv" for t, m, s in method_jobs()
         ],
-        "phases": [
-            f"{W}/runs/{task}/{method}/{seed}/phases.json"
-            for method in METHODS
-            for task in method_tasks(method)
-            for seed in SEEDS
-        ],
+        "phases": [f"{W}/runs/{t}/{m}/{s}/phases.json" for t, m, s in method_jobs()],
     }
