@@ -24,9 +24,10 @@ import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
 
-from dpbert.engine import cls_state
+from dpbert.engine import check_state_kind, cls_state, token_state
 from dpbert.modeling import MethodModel, load_method_model
-from dpbert.registry import Method, Prediction
+from dpbert.models import build_start, load_classifier
+from dpbert.registry import Method, MethodParams, Prediction, TrainContext
 
 # (layer i, hidden state after it) -> (the answer if the example exits at i: what ``final_output`` turns
 # into the prediction, the exit's (1, k) logits or DACT's accumulated answer on host floats; the exit
@@ -34,16 +35,32 @@ from dpbert.registry import Method, Prediction
 ExitSignal = Callable[[int, Tensor], "tuple[Tensor | list[float], float | None]"]
 
 
+@dataclass
+class ExitParams(MethodParams):
+    """What every early-exit method's config entry shares (its own knob grid comes on top)."""
+
+    epochs: float | None = None  # None: training.finetune.epochs
+    lr: float | None = None  # None: training.finetune.lr
+    batch_size: int | None = None  # None: training.finetune.batch_size
+    # lr of the modules the method adds (off-ramps, LTE unit, halting gate); None: lr (the papers').
+    # Ours, for short budgets: a freshly initialised head trained at a fine-tuning lr for a few dozen
+    # steps barely leaves its initialisation (Adam moves a weight by about lr per step).
+    head_lr: float | None = None
+    # What an off-ramp (and DACT's halting gate) reads after layers 1..N-1: cls (the [CLS] state, the
+    # papers') or mean (masked token mean; see dpbert.engine.STATE_KINDS). Layer N's exit is always BERT's head.
+    state: str = "cls"
+
+
 class Pooler(nn.Module):
-    """BERT's pooler (dense + tanh on the [CLS] state), one per off-ramp (DeeBERT, BERxiT, DACT)."""
+    """BERT's pooler (dense + tanh), one per off-ramp (DeeBERT, BERxiT, DACT), on the state it is given."""
 
     def __init__(self, hidden_size: int):
         super().__init__()
         self.dense = nn.Linear(hidden_size, hidden_size)
         self.activation = nn.Tanh()
 
-    def forward(self, hidden: Tensor) -> Tensor:
-        return self.activation(self.dense(cls_state(hidden)))
+    def forward(self, state: Tensor) -> Tensor:
+        return self.activation(self.dense(state))
 
 
 class OffRamps(nn.Module):
@@ -54,8 +71,9 @@ class OffRamps(nn.Module):
     """
 
     def __init__(self, n_layers: int, hidden_size: int, num_labels: int, dropout: float = 0.1,
-                 own_poolers: bool = True, initializer_range: float = 0.02):
+                 own_poolers: bool = True, initializer_range: float = 0.02, state: str = "cls"):
         super().__init__()
+        self.state = check_state_kind(state, "an early-exit method's state")
         n = max(0, n_layers - 1)
         self.poolers = nn.ModuleList(Pooler(hidden_size) for _ in range(n)) if own_poolers else None
         self.classifiers = nn.ModuleList(nn.Linear(hidden_size, num_labels) for _ in range(n))
@@ -106,11 +124,11 @@ class ExitModules(nn.Module):
             self.add_module(name, module)
 
 
-def new_ramps(classifier: nn.Module, own_poolers: bool = True) -> OffRamps:
-    """Off-ramps shaped for a fine-tuned ``BertForSequenceClassification``, poolers copied from its pooler."""
+def new_ramps(classifier: nn.Module, own_poolers: bool = True, state: str = "cls") -> OffRamps:
+    """Off-ramps shaped for a ``BertForSequenceClassification``, poolers copied from its pooler."""
     cfg = classifier.config
     ramps = OffRamps(cfg.num_hidden_layers, cfg.hidden_size, cfg.num_labels, _dropout(cfg), own_poolers,
-                     cfg.initializer_range)
+                     cfg.initializer_range, state)
     ramps.init_poolers_from(classifier.bert.pooler)
     return ramps
 
@@ -121,22 +139,35 @@ def _dropout(cfg) -> float:
 
 
 def load_exit_model(folder: Path, build: Callable[[OffRamps, object], ExitModules],
-                    own_poolers: bool = True) -> MethodModel:
+                    own_poolers: bool = True, state: str = "cls") -> MethodModel:
     """Load a saved early-exit model: ``build(ramps, cfg)`` makes an empty extra of the right shape."""
     from transformers import BertConfig
 
     cfg = BertConfig.from_pretrained(Path(folder) / "backbone")
     ramps = OffRamps(cfg.num_hidden_layers, cfg.hidden_size, cfg.num_labels, _dropout(cfg), own_poolers,
-                     cfg.initializer_range)
-    return load_method_model(folder, build(ramps, cfg))[0]
+                     cfg.initializer_range, state)
+    model, _tokenizer, meta = load_method_model(folder, build(ramps, cfg))
+    saved = meta.get("state", "cls")
+    if saved != state:
+        raise ValueError(f"the early-exit model in {folder} was trained reading the '{saved}' state, but the "
+                         f"config's state is '{state}' now; set it back, or delete the folder and rerun.")
+    return model
 
 
-def exit_pooled(model: MethodModel, i: int, hidden: Tensor) -> Tensor:
-    """The pooled representation exit ``i`` classifies (the backbone's pooler at the last layer)."""
+def _pool_state(pooler: nn.Module | None, state: Tensor) -> Tensor:
+    """BERT's pooler (dense + tanh) applied to a state vector; no pooler: the state itself."""
+    return state if pooler is None else pooler.activation(pooler.dense(state))
+
+
+def exit_pooled(model: MethodModel, i: int, hidden: Tensor, attention_mask: Tensor | None = None) -> Tensor:
+    """The pooled representation exit ``i`` classifies (the backbone's pooler on [CLS] at the last layer)."""
     ramps: OffRamps = model.extra.ramps
-    if i >= ramps.n_ramps or ramps.poolers is None:
+    if i >= ramps.n_ramps:
         return model.engine.pool(hidden)
-    return ramps.poolers[i](hidden)
+    state = token_state(hidden, attention_mask, ramps.state)
+    if ramps.poolers is None:
+        return _pool_state(model.classifier.bert.pooler, state)
+    return ramps.poolers[i](state)
 
 
 def exit_logits_from_pooled(model: MethodModel, i: int, pooled: Tensor) -> Tensor:
@@ -146,22 +177,22 @@ def exit_logits_from_pooled(model: MethodModel, i: int, pooled: Tensor) -> Tenso
     return ramps.classifiers[i](ramps.dropout(pooled))
 
 
-def infer_exit(model: MethodModel, i: int, hidden: Tensor) -> tuple[Tensor, Tensor]:
+def infer_exit(model: MethodModel, i: int, hidden: Tensor, attention_mask: Tensor | None = None) -> tuple[Tensor, Tensor]:
     """(pooled, logits) of exit ``i`` at inference: ``exit_pooled`` and ``exit_logits_from_pooled`` in
     eval mode, computed faster (see ``OffRamps.transposed``; dropout is the identity in eval mode).
     Layer N's exit is BERT's own head run exactly as BERT-base runs it, so a prediction that never exits
     equals BERT-base's bit for bit; a model in training mode takes the module path (dropout active)."""
     ramps: OffRamps = model.extra.ramps
     if model.training or i >= ramps.n_ramps:
-        pooled = exit_pooled(model, i, hidden)
+        pooled = exit_pooled(model, i, hidden, attention_mask)
         return pooled, exit_logits_from_pooled(model, i, pooled)
     pooler = ramps.poolers[i] if ramps.poolers is not None else model.classifier.bert.pooler
-    cls = cls_state(hidden)
-    if pooler is None:  # a backbone without a pooler: the head reads the [CLS] state itself
-        pooled = cls
+    state = cls_state(hidden) if ramps.state == "cls" else token_state(hidden, attention_mask, ramps.state)
+    if pooler is None:  # a backbone without a pooler: the head reads the state itself
+        pooled = state
     else:
         dense = pooler.dense
-        pooled = pooler.activation(torch.addmm(dense.bias, cls, ramps.transposed(dense.weight)))
+        pooled = pooler.activation(torch.addmm(dense.bias, state, ramps.transposed(dense.weight)))
     lin = ramps.classifiers[i]
     return pooled, F.linear(pooled, lin.weight, lin.bias)
 
@@ -210,7 +241,7 @@ def all_exits(model: MethodModel, batch: dict[str, Tensor], *, backbone_grad: bo
     with torch.set_grad_enabled(backbone_grad and torch.is_grad_enabled()):
         out = model.engine.run(batch["input_ids"], batch["attention_mask"], batch["token_type_ids"],
                                keep_states=True)
-    pooled = [exit_pooled(model, i, h) for i, h in enumerate(out.states)]
+    pooled = [exit_pooled(model, i, h, batch["attention_mask"]) for i, h in enumerate(out.states)]
     logits = [exit_logits_from_pooled(model, i, p) for i, p in enumerate(pooled)]
     return AllExits(pooled, logits, out.states)
 
@@ -225,6 +256,35 @@ def check_classification(method_name: str, task) -> None:
 
 class ExitCriterion(Method):
     """An early-exit method: one statistic per layer, and a knob-dependent rule that reads it."""
+
+    Params = ExitParams
+
+    def __init__(self, params, task):
+        super().__init__(params, task)
+        check_state_kind(self.params.state, f"methods.{self.name}.state")
+
+    def starting_model(self, ctx: TrainContext):
+        """(classifier, tokenizer) to train from: the stage-1 model if the method ``needs_finetuned``, else
+        the pretrained backbone with a new task head (as BERT-base starts)."""
+        if self.needs_finetuned:
+            return load_classifier(ctx.finetuned_dir)
+        return build_start(ctx.model_source, self.task.num_labels, ctx.seed)
+
+    def new_ramps(self, classifier: nn.Module, own_poolers: bool = True) -> OffRamps:
+        return new_ramps(classifier, own_poolers, self.params.state)
+
+    def load_exit(self, folder: Path, build: Callable[[OffRamps, object], ExitModules],
+                  own_poolers: bool = True) -> MethodModel:
+        return load_exit_model(folder, build, own_poolers, self.params.state)
+
+    def param_groups(self, model: MethodModel, backbone_lr: float) -> list[dict]:
+        """The backbone at the training lr, the method's new modules at ``head_lr`` (default: the same)."""
+        head_lr = self.params.head_lr or backbone_lr
+        return [{"params": model.backbone_parameters(), "lr": backbone_lr},
+                {"params": list(model.extra.parameters()), "lr": head_lr}]
+
+    def meta(self, **values) -> dict:
+        return {"method": self.name, "state": self.params.state, **values}
 
     def exit_signal(self, model: MethodModel, example: dict[str, Tensor]) -> ExitSignal:
         """A fresh per-example function (it may keep state across layers, e.g. PABEE's counter)."""

@@ -2,8 +2,8 @@
 
 One shared LTE unit, Linear(hidden, 1) + sigmoid on each exit's pooled output, estimates that
 exit's error: target 1 - [argmax == label] (classification) or tanh(|pred - y|) (regression),
-targets detached, MSE over all layers. Training alternates from the fine-tuned model, all
-parameters trained: even steps final-layer loss + LTE loss, odd steps the sum of the off-ramp
+targets detached, MSE over all layers. Training alternates from the pretrained backbone (as the
+official code, for the same epochs as BERT-base), all parameters trained: even steps final-layer loss + LTE loss, odd steps the sum of the off-ramp
 losses of layers 1..N-1 + LTE loss. Inference exits at layer i < N when the LTE output is below
 the threshold.
 """
@@ -20,17 +20,15 @@ from baselines._early_exit import (
     AllExits,
     ExitCriterion,
     ExitModules,
+    ExitParams,
     ExitSignal,
     all_exits,
     host_linear1,
     host_sigmoid,
     infer_exit,
-    load_exit_model,
-    new_ramps,
 )
 from dpbert.modeling import MethodModel, save_method_model
-from dpbert.models import load_classifier
-from dpbert.registry import MethodParams, TrainContext, register
+from dpbert.registry import TrainContext, register
 from dpbert.training import TrainSettings, task_loss, train_loop
 
 
@@ -65,13 +63,10 @@ def lte_loss(model: MethodModel, exits: AllExits, labels: Tensor, is_regression:
 
 
 @dataclass
-class BerxitParams(MethodParams):
+class BerxitParams(ExitParams):
     # Ours: the official scripts sweep the threshold too; this grid spans "almost always exit at
     # layer 1" to "almost never exit" on an error-probability scale (threshold <= 0 never exits).
     thresholds: list[float] = field(default_factory=lambda: [0.05, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8])
-    epochs: float | None = None  # None: training.finetune.epochs
-    lr: float | None = None  # None: training.finetune.lr
-    batch_size: int | None = None  # None: training.finetune.batch_size
 
 
 @register
@@ -79,7 +74,9 @@ class Berxit(ExitCriterion):
     name = "berxit"
     display_name = "BERxiT"
     knob_name = "lte_threshold"
-    needs_finetuned = True
+    refinable = True  # a threshold on the LTE unit's estimated error: the window search refines it
+    knob_range = (0.0, 1.0)  # the LTE output is a sigmoid: <= 0 never exits, >= 1 exits at layer 1
+    needs_finetuned = False  # the official code trains from the pretrained backbone
     supports_regression = True
     Params = BerxitParams
 
@@ -98,25 +95,27 @@ class Berxit(ExitCriterion):
 
     def train(self, ctx: TrainContext) -> None:
         p = self.params
-        classifier, tokenizer = load_classifier(ctx.finetuned_dir)
-        extra = ExitModules(new_ramps(classifier), lte=LTE(classifier.config.hidden_size))
+        classifier, tokenizer = self.starting_model(ctx)
+        extra = ExitModules(self.new_ramps(classifier), lte=LTE(classifier.config.hidden_size))
         model = MethodModel(classifier, extra).to(ctx.device)
         settings = TrainSettings.from_dict(ctx.settings["finetune"], epochs=p.epochs, lr=p.lr, batch_size=p.batch_size)
         losses = train_loop(
-            model.parameters(), lambda batch, step: self.loss(model, batch, step), ctx.train, settings,
+            self.param_groups(model, settings.lr), lambda batch, step: self.loss(model, batch, step), ctx.train,
+            settings,
             seed=ctx.seed, desc=f"BERxiT alternating on {self.task.name}", device=ctx.device, modules=[model],
         )
         save_method_model(model.cpu(), tokenizer, ctx.out_dir / "main",
-                          {"method": self.name, "settings": settings.as_dict(), "final_loss": losses[-1]})
+                          self.meta(settings=settings.as_dict(), head_lr=p.head_lr, final_loss=losses[-1]))
 
     def load(self, folder: Path) -> MethodModel:
-        return load_exit_model(folder, lambda ramps, cfg: ExitModules(ramps, lte=LTE(cfg.hidden_size)))
+        return self.load_exit(folder, lambda ramps, cfg: ExitModules(ramps, lte=LTE(cfg.hidden_size)))
 
     def exit_signal(self, model: MethodModel, example: dict[str, Tensor]) -> ExitSignal:
         last = model.n_layers - 1
+        mask = example["attention_mask"]
 
         def signal(i: int, hidden: Tensor) -> tuple[Tensor, float | None]:
-            pooled, logits = infer_exit(model, i, hidden)
+            pooled, logits = infer_exit(model, i, hidden, mask)
             return logits, (model.extra.lte.error_one(pooled) if i < last else None)
 
         return signal

@@ -18,7 +18,7 @@ p_n < threshold; the thresholds are the knob. The output is log(a_n) (logits who
 same argmax) for classification and a_n for regression.
 
 Reconstructions (ours): one halting gate shared by all layers (DACT's halting unit is one module
-applied at every step), reading the raw [CLS] state c_n; exits after layers 1..N-1 are off-ramps
+applied at every step), reading the state ``state`` (the raw [CLS] state c_n, or the masked token mean); exits after layers 1..N-1 are off-ramps
 (own pooler copied from the fine-tuned pooler + dropout + linear), layer N's is BERT's own head.
 """
 
@@ -34,6 +34,7 @@ from torch import Tensor, nn
 from baselines._early_exit import (
     ExitCriterion,
     ExitModules,
+    ExitParams,
     ExitSignal,
     all_exits,
     host_linear1,
@@ -41,33 +42,31 @@ from baselines._early_exit import (
     host_softmax,
     host_values,
     infer_exit,
-    load_exit_model,
-    new_ramps,
 )
-from dpbert.engine import cls_state
+from dpbert.engine import check_state_kind, token_state
 from dpbert.modeling import MethodModel, save_method_model
-from dpbert.models import load_classifier
-from dpbert.registry import MethodParams, TrainContext, register
+from dpbert.registry import TrainContext, register
 from dpbert.training import TrainSettings, task_loss, train_loop
 
 PROB_FLOOR = 1e-12  # log(a_n) of a class with zero accumulated probability
 
 
 class HaltingGate(nn.Module):
-    """h_n = 1 - sigmoid(gate(c_n)): the probability of continuing past layer n."""
+    """h_n = 1 - sigmoid(gate(s_n)): the probability of continuing past layer n, from the state s_n."""
 
-    def __init__(self, hidden_size: int, init_bias: float = 0.0):
+    def __init__(self, hidden_size: int, init_bias: float = 0.0, state: str = "cls"):
         super().__init__()
+        self.state = check_state_kind(state, "methods.dact_bert.state")
         self.gate = nn.Linear(hidden_size, 1)
         nn.init.normal_(self.gate.weight, std=0.02)
         nn.init.constant_(self.gate.bias, init_bias)
 
-    def forward(self, hidden: Tensor) -> Tensor:
-        return 1 - torch.sigmoid(self.gate(cls_state(hidden))).squeeze(-1)
+    def forward(self, hidden: Tensor, attention_mask: Tensor | None = None) -> Tensor:
+        return 1 - torch.sigmoid(self.gate(token_state(hidden, attention_mask, self.state))).squeeze(-1)
 
-    def continue_one(self, hidden: Tensor) -> float:
+    def continue_one(self, hidden: Tensor, attention_mask: Tensor | None = None) -> float:
         """``forward`` for one example (hidden of shape (1, seq, hidden)) as a host float (inference)."""
-        return 1 - host_sigmoid(host_linear1(self.gate, cls_state(hidden)))
+        return 1 - host_sigmoid(host_linear1(self.gate, token_state(hidden, attention_mask, self.state)))
 
 
 def exit_answer(logits: Tensor, is_regression: bool) -> Tensor:
@@ -101,16 +100,13 @@ def variant_name(tau: float) -> str:
 
 
 @dataclass
-class DactParams(MethodParams):
+class DactParams(ExitParams):
     # Ponder-cost weights, one model each. Paper grid {0, 1e-4, 5e-4, 1e-3, 5e-3}; the default is the
     # subset at the fast end (each value is one full training run).
     taus: list[float] = field(default_factory=lambda: [1e-3, 5e-3])
     # Regression only (our choice): halt when p_n < threshold; ignored for classification.
     regression_thresholds: list[float] = field(default_factory=lambda: [0.5, 0.2, 0.1, 0.05, 0.01])
     gate_init_bias: float = 0.0  # our choice: h_n starts at 0.5 (plain zero-bias init)
-    epochs: float | None = None  # None: training.finetune.epochs
-    lr: float | None = None  # None: training.finetune.lr
-    batch_size: int | None = None  # None: training.finetune.batch_size
 
 
 @register
@@ -118,6 +114,11 @@ class DactBert(ExitCriterion):
     name = "dact_bert"
     display_name = "DACT-BERT"
     knob_name = "halt_threshold"  # regression only; classification's rule has no knob ([0.0], unused)
+    # Window search: the regression threshold on p_n in [0, 1] is refinable; classification's knob is a
+    # dummy and its trade-off is tau, a training-time variant, which cannot be refined at inference.
+    refinable = True
+    refinable_tasks = "regression"
+    knob_range = (0.0, 1.0)
     needs_finetuned = True
     supports_regression = True
     Params = DactParams
@@ -142,43 +143,47 @@ class DactBert(ExitCriterion):
         for n, logits in enumerate(exits.logits):
             a = accumulate(exit_answer(logits, reg), a, p_prev)
             if n < n_layers - 1:
-                p_prev = model.extra.halting(exits.states[n]) * p_prev
+                p_prev = model.extra.halting(exits.states[n], batch["attention_mask"]) * p_prev
                 ponder = ponder + p_prev
         return task_loss(answer_output(a, reg), batch["labels"], reg) + tau * ponder.mean()
 
     def train(self, ctx: TrainContext) -> None:
         p = self.params
         for tau in p.taus:
-            classifier, tokenizer = load_classifier(ctx.finetuned_dir)
-            extra = ExitModules(new_ramps(classifier), halting=HaltingGate(classifier.config.hidden_size, p.gate_init_bias))
+            classifier, tokenizer = self.starting_model(ctx)
+            extra = ExitModules(self.new_ramps(classifier),
+                                halting=HaltingGate(classifier.config.hidden_size, p.gate_init_bias, p.state))
             model = MethodModel(classifier, extra).to(ctx.device)
             settings = TrainSettings.from_dict(ctx.settings["finetune"], epochs=p.epochs, lr=p.lr, batch_size=p.batch_size)
             losses = train_loop(
-                model.parameters(), lambda batch, _s, tau=tau: self.loss(model, batch, tau), ctx.train, settings,
+                self.param_groups(model, settings.lr), lambda batch, _s, tau=tau: self.loss(model, batch, tau),
+                ctx.train, settings,
                 seed=ctx.seed, desc=f"DACT-BERT (tau={tau:g}) on {self.task.name}", device=ctx.device,
                 modules=[model],
             )
             save_method_model(model.cpu(), tokenizer, ctx.out_dir / variant_name(tau),
-                              {"method": self.name, "tau": tau, "settings": settings.as_dict(),
-                               "final_loss": losses[-1]})
+                              self.meta(tau=tau, settings=settings.as_dict(), head_lr=p.head_lr,
+                                        final_loss=losses[-1]))
 
     def load(self, folder: Path) -> MethodModel:
-        return load_exit_model(folder, lambda ramps, cfg: ExitModules(ramps, halting=HaltingGate(cfg.hidden_size)))
+        return self.load_exit(folder, lambda ramps, cfg: ExitModules(
+            ramps, halting=HaltingGate(cfg.hidden_size, state=self.params.state)))
 
     def exit_signal(self, model: MethodModel, example: dict[str, Tensor]) -> ExitSignal:
         """The accumulated answer a_n; the statistic is p_n (regression) or whether the top class can
         no longer be overtaken (classification: 1.0 or 0.0)."""
         reg = self.task.is_regression
         last = model.n_layers - 1
+        mask = example["attention_mask"]
         state: dict = {"a": None, "p": 1.0}  # a_0 = 0 (set at the first layer, where k is known), p_0 = 1
 
         def signal(i: int, hidden: Tensor) -> tuple[list[float], float | None]:
-            values = host_values(infer_exit(model, i, hidden)[1])
+            values = host_values(infer_exit(model, i, hidden, mask)[1])
             y = values if reg else host_softmax(values)
             state["a"] = accumulate_host(y, [0.0] * len(y) if state["a"] is None else state["a"], state["p"])
             if i == last:
                 return state["a"], None
-            state["p"] = p_n = model.extra.halting.continue_one(hidden) * state["p"]
+            state["p"] = p_n = model.extra.halting.continue_one(hidden, mask) * state["p"]
             return state["a"], (p_n if reg else float(cannot_be_overtaken(state["a"], p_n, last - i)))
 
         return signal

@@ -11,24 +11,22 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import torch
 from torch import Tensor
 
 from baselines._early_exit import (
     ExitCriterion,
     ExitModules,
+    ExitParams,
     ExitSignal,
     all_exits,
     check_classification,
     host_entropy,
     host_values,
     infer_exit,
-    load_exit_model,
-    new_ramps,
 )
 from dpbert.modeling import MethodModel, save_method_model
 from dpbert.models import load_classifier
-from dpbert.registry import FORWARD_SHARE, MethodParams, TrainContext, register
+from dpbert.registry import FORWARD_SHARE, TrainContext, register
 from dpbert.training import TrainSettings, task_loss, train_loop
 
 # The official scripts' entropy sweep. S = 0 never exits (entropy >= 0): it is the no-exit point;
@@ -37,11 +35,11 @@ OFFICIAL_ENTROPIES = [0.0, 0.001, 0.005, 0.01, 0.05, 0.1, 0.15, 0.2, 0.3, 0.4, 0
 
 
 @dataclass
-class DeeBertParams(MethodParams):
+class DeeBertParams(ExitParams):
+    """``epochs``: stage 2 (the official scripts reuse stage 1's); stage 2 trains only the off-ramps, at
+    ``head_lr`` if set, else ``lr``."""
+
     entropies: list[float] = field(default_factory=lambda: list(OFFICIAL_ENTROPIES))  # S grid (official scripts)
-    epochs: float | None = None  # stage 2; None: training.finetune.epochs (the official scripts reuse stage 1's)
-    lr: float | None = None  # stage 2 (off-ramps only); None: training.finetune.lr
-    batch_size: int | None = None  # None: training.finetune.batch_size
 
 
 @register
@@ -49,6 +47,8 @@ class DeeBert(ExitCriterion):
     name = "deebert"
     display_name = "DeeBERT"
     knob_name = "entropy"
+    refinable = True  # a threshold on the off-ramp entropy: the window search scores values between the grid's
+    knob_range = (0.0, 1.0986122886681098)  # [0, ln 3]: nats of a <= 3-class off-ramp; S above the max exits at layer 1
     needs_finetuned = True
     supports_regression = False  # the paper has no STS-B entry: no regression exit criterion
     Params = DeeBertParams
@@ -67,7 +67,8 @@ class DeeBert(ExitCriterion):
             ramp_logits = exits.logits[:-1]  # layers 1..N-1; the last exit is the frozen final head
             return sum(task_loss(lg, batch["labels"], False) for lg in ramp_logits)
 
-        settings = TrainSettings.from_dict(ctx.settings["finetune"], epochs=p.epochs, lr=p.lr, batch_size=p.batch_size)
+        settings = TrainSettings.from_dict(ctx.settings["finetune"], epochs=p.epochs, lr=p.head_lr or p.lr,
+                                           batch_size=p.batch_size)
         try:
             # As the official run_glue (model.train()): dropout stays on in the frozen backbone too.
             return train_loop(
@@ -84,21 +85,22 @@ class DeeBert(ExitCriterion):
     def train(self, ctx: TrainContext) -> None:
         check_classification(self.display_name, self.task)
         classifier, tokenizer = load_classifier(ctx.finetuned_dir)
-        model = MethodModel(classifier, ExitModules(new_ramps(classifier))).to(ctx.device)
+        model = MethodModel(classifier, ExitModules(self.new_ramps(classifier))).to(ctx.device)
         if model.extra.ramps.n_ramps == 0:
             raise ValueError("DeeBERT needs a backbone with at least 2 layers (off-ramps after layers 1..N-1)")
         losses = self.stage2(model, ctx)
         save_method_model(model.cpu(), tokenizer, ctx.out_dir / "main",
-                          {"method": self.name, "stage1": str(ctx.finetuned_dir), "stage2_final_loss": losses[-1]})
+                          self.meta(stage1=str(ctx.finetuned_dir), stage2_final_loss=losses[-1]))
 
     def load(self, folder: Path) -> MethodModel:
-        return load_exit_model(folder, lambda ramps, _cfg: ExitModules(ramps))
+        return self.load_exit(folder, lambda ramps, _cfg: ExitModules(ramps))
 
     def exit_signal(self, model: MethodModel, example: dict[str, Tensor]) -> ExitSignal:
         last = model.n_layers - 1
+        mask = example["attention_mask"]
 
         def signal(i: int, hidden: Tensor) -> tuple[Tensor, float | None]:
-            logits = infer_exit(model, i, hidden)[1]
+            logits = infer_exit(model, i, hidden, mask)[1]
             return logits, (host_entropy(host_values(logits)) if i < last else None)
 
         return signal

@@ -1,8 +1,9 @@
 """PABEE (Zhou et al. 2020): patience-based early exit.
 
 A linear classifier after every layer over one shared pooler (the backbone's, as in the official
-code); the last layer's is BERT's own head. One training stage from the fine-tuned model, all
-parameters trained, loss sum_i i * L_i / sum_i i (deeper layers weigh more). Inference counts
+code); the last layer's is BERT's own head. One training stage from the pretrained backbone (as the
+official code, for the same epochs as BERT-base), all parameters trained, loss sum_i i * L_i / sum_i i
+(deeper layers weigh more). Inference counts
 consecutive layers whose prediction did not change (argmax; regression: |change| < tolerance)
 and exits when the count reaches the patience, answering with the current layer's output.
 """
@@ -12,23 +13,20 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import torch
 from torch import Tensor
 
 from baselines._early_exit import (
     ExitCriterion,
     ExitModules,
+    ExitParams,
     ExitSignal,
     all_exits,
     host_argmax,
     host_values,
     infer_exit,
-    load_exit_model,
-    new_ramps,
 )
 from dpbert.modeling import MethodModel, save_method_model
-from dpbert.models import load_classifier
-from dpbert.registry import MethodParams, TrainContext, register
+from dpbert.registry import TrainContext, register
 from dpbert.training import TrainSettings, task_loss, train_loop
 
 
@@ -39,13 +37,10 @@ def weighted_loss(logits: list[Tensor], labels: Tensor, is_regression: bool) -> 
 
 
 @dataclass
-class PabeeParams(MethodParams):
+class PabeeParams(ExitParams):
     # Official scripts' patience grid (12 layers). A patience >= N never fires: all layers run.
     patiences: list[int] = field(default_factory=lambda: [3, 4, 5, 6, 7, 8])  # 0 disables exiting
     regression_tolerance: float = 0.1  # |change| below this counts as "unchanged" (paper's STS-B value)
-    epochs: float | None = None  # None: training.finetune.epochs
-    lr: float | None = None  # None: training.finetune.lr
-    batch_size: int | None = None  # None: training.finetune.batch_size
 
 
 @register
@@ -53,7 +48,11 @@ class Pabee(ExitCriterion):
     name = "pabee"
     display_name = "PABEE"
     knob_name = "patience"
-    needs_finetuned = True
+    # An integer count: the window search only fills integer gaps of the grid (knob_range None: never
+    # beyond the grid's ends); the default grid 3..8 has none, so it adds nothing there.
+    refinable = True
+    knob_integer = True
+    needs_finetuned = False  # the official code trains from the pretrained backbone
     supports_regression = True
     Params = PabeeParams
 
@@ -62,32 +61,33 @@ class Pabee(ExitCriterion):
 
     def train(self, ctx: TrainContext) -> None:
         p = self.params
-        classifier, tokenizer = load_classifier(ctx.finetuned_dir)
-        model = MethodModel(classifier, ExitModules(new_ramps(classifier, own_poolers=False))).to(ctx.device)
+        classifier, tokenizer = self.starting_model(ctx)
+        model = MethodModel(classifier, ExitModules(self.new_ramps(classifier, own_poolers=False))).to(ctx.device)
         settings = TrainSettings.from_dict(ctx.settings["finetune"], epochs=p.epochs, lr=p.lr, batch_size=p.batch_size)
 
         def loss_fn(batch: dict[str, Tensor], _step: int) -> Tensor:
             return weighted_loss(all_exits(model, batch).logits, batch["labels"], self.task.is_regression)
 
         losses = train_loop(
-            model.parameters(), loss_fn, ctx.train, settings, seed=ctx.seed,
+            self.param_groups(model, settings.lr), loss_fn, ctx.train, settings, seed=ctx.seed,
             desc=f"PABEE weighted training on {self.task.name}", device=ctx.device, modules=[model],
         )
         save_method_model(model.cpu(), tokenizer, ctx.out_dir / "main",
-                          {"method": self.name, "settings": settings.as_dict(), "final_loss": losses[-1]})
+                          self.meta(settings=settings.as_dict(), head_lr=p.head_lr, final_loss=losses[-1]))
 
     def load(self, folder: Path) -> MethodModel:
-        return load_exit_model(folder, lambda ramps, _cfg: ExitModules(ramps), own_poolers=False)
+        return self.load_exit(folder, lambda ramps, _cfg: ExitModules(ramps), own_poolers=False)
 
     def exit_signal(self, model: MethodModel, example: dict[str, Tensor]) -> ExitSignal:
         """The statistic is the official counter: consecutive layers that left the prediction unchanged
         (argmax; regression: |change| < tolerance)."""
         last = model.n_layers - 1
         tol = self.params.regression_tolerance
+        mask = example["attention_mask"]
         state: dict = {"prev": None, "counter": 0}
 
         def signal(i: int, hidden: Tensor) -> tuple[Tensor, float | None]:
-            logits = infer_exit(model, i, hidden)[1]
+            logits = infer_exit(model, i, hidden, mask)[1]
             values = host_values(logits)
             if self.task.is_regression:
                 pred = values[0]

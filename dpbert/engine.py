@@ -96,8 +96,35 @@ class LayerwiseBackbone(nn.Module):
 
 
 def cls_state(hidden: Tensor) -> Tensor:
-    """The [CLS] token's state, what planners and exit heads look at."""
+    """The [CLS] token's state: what BERT's own pooler reads."""
     return hidden[:, 0]
+
+
+STATE_KINDS: tuple[str, ...] = ("cls", "mean")
+"""What a planner, off-ramp or halting unit reads of the hidden states (a method's ``state`` key):
+``cls``, the [CLS] token's state (the early-exit papers' choice, through BERT's pooler), or ``mean``,
+the mean of the token states over the attention mask. On a backbone whose [CLS] state only carries
+the input in its last layer (all-MiniLM-L6-v2, a mean-pooling sentence encoder) a [CLS]-reading
+decision sees nearly the same vector for every input; see docs in the README, "Method state"."""
+
+
+def check_state_kind(kind: str, where: str) -> str:
+    if kind not in STATE_KINDS:
+        raise ValueError(f"{where} is '{kind}', but the state a decision reads must be one of "
+                         f"{', '.join(STATE_KINDS)}; fix the config entry.")
+    return kind
+
+
+def token_state(hidden: Tensor, attention_mask: Tensor | None, kind: str = "cls") -> Tensor:
+    """The (batch, hidden) state a decision reads: [CLS] (``cls``) or the masked token mean (``mean``)."""
+    if kind == "cls":
+        return hidden[:, 0]
+    if kind == "mean":
+        if attention_mask is None:
+            return hidden.mean(1)
+        weights = attention_mask.to(hidden.dtype).unsqueeze(-1)
+        return (hidden * weights).sum(1) / weights.sum(1).clamp_min(1.0)
+    raise ValueError(f"unknown state kind '{kind}' (expected one of {', '.join(STATE_KINDS)})")
 
 
 @torch.no_grad()

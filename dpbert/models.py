@@ -146,6 +146,12 @@ def build_classifier(src: ModelSource, num_labels: int, vocab_size: int, seed: i
         raise ModelLoadError(f"could not load the model '{location}': {exc}") from exc
 
 
+def build_start(src: ModelSource, num_labels: int, seed: int):
+    """(classifier, tokenizer) a method trains from when it starts from the pretrained backbone."""
+    tokenizer = load_tokenizer(src)
+    return build_classifier(src, num_labels, len(tokenizer), seed), tokenizer
+
+
 def save_classifier(model, tokenizer, folder: Path) -> None:
     folder.mkdir(parents=True, exist_ok=True)
     model.save_pretrained(folder)

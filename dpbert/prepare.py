@@ -42,6 +42,13 @@ def prepare_task(task: str, data_cfg: dict, model_cfg: dict, out: str | Path, lo
     )
     source = ModelSource.from_config(model_cfg)
     tokenizer = load_tokenizer(source)
+    budget = data_cfg.get("max_train_tokens")
+    if budget:
+        before = len(splits["train"])
+        splits["train"] = cap_tokens(splits["train"], tokenizer, source.max_length, int(budget),
+                                     int(data_cfg.get("seed", 0)))
+        log.info("%s/train: %d of %d examples fit data.max_train_tokens = %d", spec.name, len(splits["train"]),
+                 before, budget)
     encoded = {}
     for name, examples in splits.items():
         encoded[name] = encode_examples(examples, tokenizer, source.max_length, spec.is_regression).to_dict()
@@ -58,6 +65,27 @@ def prepare_task(task: str, data_cfg: dict, model_cfg: dict, out: str | Path, lo
     tmp = out.with_name(out.name + ".partial")
     torch.save(payload, tmp)
     tmp.replace(out)
+
+
+def cap_tokens(examples: list, tokenizer, max_length: int, budget: int, seed: int) -> list:
+    """The examples of a seeded shuffle whose tokens add up to at most ``budget``, in original order.
+
+    Why: a training step's cost grows with its tokens, so a token budget gives every task about the same
+    training compute (CoLA's 11-token sentences get ~6x the examples of RTE's 66-token pairs)."""
+    import random
+
+    texts_b = [e.text_b for e in examples] if examples and examples[0].text_b is not None else None
+    lengths = [len(ids) for ids in tokenizer([e.text_a for e in examples], texts_b, truncation=True,
+                                             max_length=max_length)["input_ids"]]
+    order = list(range(len(examples)))
+    random.Random(f"dpbert-tokens|{seed}").shuffle(order)
+    kept, total = [], 0
+    for i in order:
+        if total + lengths[i] > budget:
+            break
+        kept.append(i)
+        total += lengths[i]
+    return [examples[i] for i in sorted(kept)]
 
 
 def load_prepared(path: str | Path) -> PreparedTask:

@@ -346,3 +346,18 @@ def test_stsb_test_label_nan(glue_root: Path) -> None:
                                           _t("0", "g", "f", "y", "o", "n", "n", "a b", "c d")])
     s = load_glue_tsv("STS-B", glue_root, with_test=True)
     assert math.isnan(s["test"][0].label) and s["test"][0].text_b == "c d"
+
+
+def test_token_cap_keeps_a_seeded_subset_within_the_budget(tokenizer) -> None:
+    from dpbert.prepare import cap_tokens
+
+    examples = [Example(f"e{i}", " ".join(f"w{j}" for j in range(1 + i % 9)), None, i % 2) for i in range(60)]
+    lengths = {e.guid: len(e.text_a.split()) + 2 for e in examples}  # [CLS] ... [SEP]
+    kept = cap_tokens(examples, tokenizer, 64, 100, seed=0)
+    assert sum(lengths[e.guid] for e in kept) <= 100
+    assert sum(lengths[e.guid] for e in kept) > 100 - 11  # it stops only when the next example does not fit
+    assert kept == [e for e in examples if e in kept]  # original order
+    assert kept != examples[: len(kept)]  # a shuffled subset, not a prefix
+    assert cap_tokens(examples, tokenizer, 64, 100, seed=0) == kept
+    assert cap_tokens(examples, tokenizer, 64, 100, seed=1) != kept
+    assert cap_tokens(examples, tokenizer, 64, 10**6, seed=0) == examples

@@ -23,13 +23,16 @@ from baselines.deebert import DeeBert
 from baselines.pabee import Pabee, weighted_loss
 from dpbert.engine import count_layer_calls
 from dpbert.modeling import MethodModel
-from dpbert.models import load_classifier, save_classifier
+from dpbert.models import ModelSource, load_classifier, save_classifier
 from dpbert.registry import TrainContext
 from dpbert.tasks import get_task
 from tests.conftest import tiny_classifier, toy_split
 
 FAST = {"finetune": {"epochs": 1, "batch_size": 16, "lr": 1e-3}}
 N = 4
+# The backbone BERxiT and PABEE train from (they start from the pretrained model, not stage 1): tiny_classifier's shape
+TINY_SOURCE = ModelSource("small", small={"num_hidden_layers": N, "hidden_size": 32, "num_attention_heads": 2,
+                                          "intermediate_size": 64, "max_position_embeddings": 64}, max_length=64)
 CLS, REG = get_task("SST-2"), get_task("STS-B")
 
 
@@ -41,7 +44,7 @@ def _ctx(tmp_path, tokenizer, regression=False):
     save_classifier(tiny_classifier(num_labels=1 if regression else 2, layers=N), tokenizer, base)
     return TrainContext(task=REG if regression else CLS, train=toy_split(64, regression),
                         dev=toy_split(24, regression, seed=1), finetuned_dir=base, out_dir=tmp_path / "out",
-                        seed=3, settings=FAST, model_source=None, device="cpu", log=logging.getLogger("test"))
+                        seed=3, settings=FAST, model_source=TINY_SOURCE, device="cpu", log=logging.getLogger("test"))
 
 
 def _model(name: str, regression=False, gate_bias=0.0) -> MethodModel:

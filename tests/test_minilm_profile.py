@@ -58,3 +58,21 @@ def test_minilm_profile_runs_end_to_end_on_a_local_glue_folder(tmp_path):
     table = pd.read_csv(tmp_path / "results" / "table1.csv")
     assert list(table["model"]) == ["BERT-base", "DPBERT"] and list(table.columns).count("SST-2") == 1
     assert table["backbone"].str.contains("MiniLM").all() and (table["profile"] == "minilm").all()
+
+
+def test_minilm_profile_runs_every_method_with_six_layer_settings():
+    """The profile runs every method the demo runs, its depths fit the 6-layer backbone, and every decision
+    unit reads the token mean (all-MiniLM's [CLS] hardly varies with the input before its last layer)."""
+    from dpbert.registry import build_method
+    from dpbert.tasks import get_task
+
+    minilm = yaml.safe_load((ROOT / "workflow/config/minilm.yaml").read_text())
+    demo = yaml.safe_load((ROOT / "workflow/config/config.yaml").read_text())
+    assert set(minilm["methods"]) == set(demo["methods"])
+    task = get_task("MRPC")
+    methods = {name: build_method(name, params, task) for name, params in minilm["methods"].items()}
+    assert max(methods["bert_truncated"].params.layers) < 6 and methods["layerdrop"].params.kept_layers == [3]
+    assert max(methods["pabee"].params.patiences) < 6
+    stated = {name for name, m in methods.items() if hasattr(m.params, "state")}
+    assert stated == {"deebert", "berxit", "pabee", "dact_bert", "dpbert", "dpbert_soft"}
+    assert all(methods[name].params.state == "mean" for name in stated)

@@ -9,7 +9,7 @@ import torch
 from torch import Tensor
 
 from dpbert.modeling import MethodModel, load_method_model, save_method_model
-from dpbert.models import build_classifier, load_tokenizer
+from dpbert.models import build_start
 from dpbert.registry import Method, MethodParams, Prediction, TrainContext, register
 from dpbert.training import TrainSettings, task_loss, train_loop
 
@@ -39,8 +39,7 @@ class BertBase(Method):
         return [0.0]
 
     def train(self, ctx: TrainContext) -> None:
-        tokenizer = load_tokenizer(ctx.model_source)
-        classifier = build_classifier(ctx.model_source, self.task.num_labels, len(tokenizer), ctx.seed)
+        classifier, tokenizer = build_start(ctx.model_source, self.task.num_labels, ctx.seed)
         model = MethodModel(classifier).to(ctx.device)
         settings = finetune_settings(ctx, epochs=self.params.epochs, lr=self.params.lr, batch_size=self.params.batch_size)
 

@@ -1,6 +1,7 @@
 """DPBERT (dynamic planning) and its ablation DPBERT-soft, as restated in METHODS.md.
 
-A planner per layer, p_i = sigmoid(w_i . c_{i-1} + b_i), decides before layer i whether it runs.
+A planner per layer, p_i = sigmoid(w_i . s_{i-1} + b_i), decides before layer i whether it runs; s is
+the state it reads (``state``: the [CLS] state, or the masked mean of the token states).
 Stage 1 is the BERT-base run; stage 2 trains the planners with soft gates on a frozen backbone;
 stage 3 trains backbone and planners jointly with REINFORCE (DPBERT) or keeps the soft gates
 (DPBERT-soft). The target skip rate t is the speed knob: one stage-3 model per t.
@@ -8,13 +9,14 @@ stage 3 trains backbone and planners jointly with REINFORCE (DPBERT) or keeps th
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
 from torch import Tensor, nn
 
-from dpbert.engine import cls_state
+from dpbert.engine import check_state_kind, token_state
 from dpbert.modeling import MethodModel, load_method_model, save_method_model
 from dpbert.models import load_classifier
 from dpbert.registry import FORWARD_SHARE, Method, MethodParams, Prediction, TrainContext, register
@@ -22,18 +24,19 @@ from dpbert.training import TrainSettings, task_loss, train_loop
 
 
 class Planners(nn.Module):
-    """One linear planner per layer (not shared), reading the [CLS] state before that layer."""
+    """One linear planner per layer (not shared), reading the state (``cls`` | ``mean``) before that layer."""
 
-    def __init__(self, n_layers: int, hidden_size: int, init_bias: float = 2.0):
+    def __init__(self, n_layers: int, hidden_size: int, init_bias: float = 2.0, state: str = "cls"):
         super().__init__()
+        self.state = check_state_kind(state, "methods.dpbert.state")
         self.gates = nn.ModuleList(nn.Linear(hidden_size, 1) for _ in range(n_layers))
         for gate in self.gates:
             nn.init.normal_(gate.weight, std=0.02)
             nn.init.constant_(gate.bias, init_bias)
 
-    def prob(self, i: int, hidden: Tensor) -> Tensor:
+    def prob(self, i: int, hidden: Tensor, attention_mask: Tensor | None = None) -> Tensor:
         """p_i for every example of the batch, shape (batch,)."""
-        return torch.sigmoid(self.gates[i](cls_state(hidden))).squeeze(-1)
+        return torch.sigmoid(self.gates[i](token_state(hidden, attention_mask, self.state))).squeeze(-1)
 
 
 @dataclass
@@ -41,6 +44,13 @@ class DPBertParams(MethodParams):
     target_rates: list[float] = field(default_factory=lambda: [0.25, 0.35, 0.45])  # t, one model each
     thresholds: list[float] = field(default_factory=lambda: [0.5])  # inference rule p_i >= threshold
     planner_init_bias: float = 2.0  # our choice: planners start near "execute every layer"
+    # What a planner reads (reconstruction: the paper says "token representation as state"): cls, the
+    # [CLS] state (as the early-exit papers' heads), or mean, the masked mean of the token states.
+    state: str = "cls"
+    # The skip rate rho in the penalty (rho - t)^2. soft (the paper's): mean of 1 - p_i. hard (ours):
+    # the share of decisions p_i < 0.5 that inference takes, with the soft rate's gradient (straight
+    # through). With soft, p_i = 0.55 everywhere gives rho = 0.45 while every hard decision runs the layer.
+    rate_estimate: str = "soft"
     beta: float = 1.0  # weight of the rate penalty (rho - t)^2; paper grid {0.1, 0.5, 1, 1.5}
     stage2_epochs: float = 5  # paper: 5 epochs
     stage2_lr: float = 2e-5  # planners only (backbone frozen)
@@ -57,9 +67,20 @@ class DPBertParams(MethodParams):
     baseline: str = "batch_mean"  # REINFORCE baseline: batch_mean | greedy (self-critical)
 
 
-def rate_penalty(probs: Tensor, target: float) -> tuple[Tensor, Tensor]:
-    """rho = mean skip probability over layers and batch; penalty (rho - t)^2."""
-    rho = (1 - probs).mean()
+RATE_ESTIMATES = ("soft", "hard")
+
+
+def rate_penalty(probs: Tensor, target: float, estimate: str = "soft", threshold: float = 0.5) -> tuple[Tensor, Tensor]:
+    """Penalty (rho - t)^2 and rho. soft: rho = mean skip probability over layers and batch. hard: rho =
+    the share of decisions p < threshold (what inference skips), with the soft rate's gradient (straight-
+    through), so the penalty keeps pushing until the hard decisions themselves skip at the rate t."""
+    soft = (1 - probs).mean()
+    if estimate == "soft":
+        rho = soft
+    elif estimate == "hard":
+        rho = (probs.detach() < threshold).float().mean() + soft - soft.detach()
+    else:
+        raise ValueError(f"rate_estimate must be one of {', '.join(RATE_ESTIMATES)}, not '{estimate}'")
     return (rho - target) ** 2, rho
 
 
@@ -73,15 +94,46 @@ def variant_name(target: float) -> str:
     return f"t{target:g}"
 
 
+def log_reach(ctx: TrainContext, stage: str, settings: TrainSettings, n_train: int, planner_lr: float) -> None:
+    """Adam moves a parameter by about its lr per step at most: lr x steps bounds how far a planner's
+    bias can move from its initialisation. Below ~1 the planners cannot leave "execute every layer"."""
+    steps = settings.epochs * -(-n_train // settings.batch_size)
+    reach = planner_lr * steps
+    level = logging.WARNING if reach < 1.0 else logging.INFO
+    ctx.log.log(level, "%s: planner lr %g x %d steps = %.2f (how far Adam can move a planner's bias)%s", stage,
+                planner_lr, steps, reach, "; too little to move it far from its init" if reach < 1.0 else "")
+
+
+def check_saved_state(meta: dict, state: str, method: str, folder: Path) -> None:
+    saved = meta.get("state", "cls")
+    if saved != state:
+        raise ValueError(f"the {method} model in {folder} was trained reading the '{saved}' state, but "
+                         f"methods.{method}.state is '{state}' now; set it back, or delete the folder and "
+                         "rerun to retrain.")
+
+
 class _DPBertBase(Method):
     knob_name = "threshold"
+    # Window search: each variant (target rate t) is swept over the threshold on the planner probability
+    refinable = True
+    knob_range = (0.0, 1.0)  # 0 runs every layer, 1 skips every layer (p_i < 1)
     Params = DPBertParams
 
     def variants(self) -> list[str]:
         return [variant_name(t) for t in self.params.target_rates]
 
+    def __init__(self, params, task):
+        super().__init__(params, task)
+        check_state_kind(self.params.state, f"methods.{self.name}.state")
+        if self.params.rate_estimate not in RATE_ESTIMATES:
+            raise ValueError(f"methods.{self.name}.rate_estimate is '{self.params.rate_estimate}'; use one of "
+                             f"{', '.join(RATE_ESTIMATES)}.")
+
     def knobs(self) -> list[float]:
         return list(self.params.thresholds)
+
+    def _penalty(self, probs: Tensor, target: float) -> Tensor:
+        return rate_penalty(probs, target, self.params.rate_estimate)[0]
 
     def training_epochs(self, finetune: dict) -> float:
         """Per target rate: stage 2 (frozen weights, gradients still flow back through every layer to the
@@ -97,14 +149,15 @@ class _DPBertBase(Method):
         """h_i = p_i T_i(h) + (1 - p_i) h on every layer; loss L_task + beta * (rho - t)^2."""
         probs: list[Tensor] = []
 
+        mask = batch["attention_mask"]
+
         def plan(i: int, hidden: Tensor) -> Tensor:
-            probs.append(model.extra.prob(i, hidden))
+            probs.append(model.extra.prob(i, hidden, mask))
             return probs[-1]
 
-        out = model.engine.run(batch["input_ids"], batch["attention_mask"], batch["token_type_ids"], plan=plan)
-        penalty, _ = rate_penalty(torch.stack(probs, 1), target)
+        out = model.engine.run(batch["input_ids"], mask, batch["token_type_ids"], plan=plan)
         loss = task_loss(model.final_head(out.hidden), batch["labels"], self.task.is_regression)
-        return loss + self.params.beta * penalty
+        return loss + self.params.beta * self._penalty(torch.stack(probs, 1), target)
 
     def stage2(self, model: MethodModel, ctx: TrainContext, target: float) -> list[float]:
         """Planner initialisation: frozen backbone, soft gates, task loss + rate penalty."""
@@ -117,6 +170,7 @@ class _DPBertBase(Method):
             return self.soft_gate_loss(model, batch, target)
 
         settings = self._settings(ctx, epochs=p.stage2_epochs, lr=p.stage2_lr)
+        log_reach(ctx, f"{self.name} stage 2", settings, len(ctx.train), settings.lr)
         losses = train_loop(
             model.extra.parameters(), loss_fn, ctx.train, settings, seed=ctx.seed,
             desc=f"{self.name} stage 2 (t={target:g}) on {self.task.name}", device=ctx.device,
@@ -132,6 +186,7 @@ class _DPBertBase(Method):
     def stage3(self, model: MethodModel, ctx: TrainContext, target: float) -> list[float]:
         p = self.params
         base = self._settings(ctx, epochs=p.stage3_epochs, lr=p.stage3_lr)
+        log_reach(ctx, f"{self.name} stage 3", base, len(ctx.train), p.planner_lr or base.lr)
         groups = [
             {"params": model.backbone_parameters(), "lr": base.lr},
             {"params": list(model.extra.parameters()), "lr": p.planner_lr or base.lr},
@@ -145,29 +200,48 @@ class _DPBertBase(Method):
     def train(self, ctx: TrainContext) -> None:
         for target in self.params.target_rates:
             classifier, tokenizer = load_classifier(ctx.finetuned_dir)
-            planners = Planners(classifier.config.num_hidden_layers, classifier.config.hidden_size, self.params.planner_init_bias)
+            planners = Planners(classifier.config.num_hidden_layers, classifier.config.hidden_size,
+                                self.params.planner_init_bias, self.params.state)
             model = MethodModel(classifier, planners).to(ctx.device)
             s2 = self.stage2(model, ctx, target)
             s3 = self.stage3(model, ctx, target)
             save_method_model(
                 model.cpu(), tokenizer, ctx.out_dir / variant_name(target),
-                {"method": self.name, "target_rate": target, "stage2_final_loss": s2[-1], "stage3_final_loss": s3[-1]},
+                {"method": self.name, "target_rate": target, "state": self.params.state,
+                 "stage2_final_loss": s2[-1], "stage3_final_loss": s3[-1]},
             )
 
     def load(self, folder: Path) -> MethodModel:
         from transformers import BertConfig
 
         cfg = BertConfig.from_pretrained(Path(folder) / "backbone")
-        return load_method_model(folder, Planners(cfg.num_hidden_layers, cfg.hidden_size))[0]
+        model, _tok, meta = load_method_model(folder, Planners(cfg.num_hidden_layers, cfg.hidden_size, state=self.params.state))
+        check_saved_state(meta, self.params.state, self.name, folder)
+        return model
 
     @torch.inference_mode()
     def predict_one(self, model: MethodModel, example: dict[str, Tensor], knob: float) -> Prediction:
         """a_i = [p_i >= threshold]; a skipped layer costs only its planner's linear layer."""
+        mask = example["attention_mask"]
         out = model.engine.run(
-            example["input_ids"], example["attention_mask"], example["token_type_ids"],
-            plan=lambda i, hidden: bool(model.extra.prob(i, hidden).item() >= knob),
+            example["input_ids"], mask, example["token_type_ids"],
+            plan=lambda i, hidden: bool(model.extra.prob(i, hidden, mask).item() >= knob),
         )
         return Prediction(model.final_head(out.hidden)[0], out.executed)
+
+    @torch.inference_mode()
+    def planner_probs(self, model: MethodModel, example: dict[str, Tensor], threshold: float = 0.5) -> list[float]:
+        """p_i before every layer along the hard path taken at ``threshold`` (a skipped layer has its p_i
+        too): what the health report reads to tell whether the planners depend on the input."""
+        mask = example["attention_mask"]
+        probs: list[float] = []
+
+        def plan(i: int, hidden: Tensor) -> bool:
+            probs.append(model.extra.prob(i, hidden, mask).item())
+            return probs[-1] >= threshold
+
+        model.engine.run(example["input_ids"], mask, example["token_type_ids"], plan=plan)
+        return probs
 
 
 @register
@@ -180,14 +254,14 @@ class DPBert(_DPBertBase):
         p = self.params
         probs: list[Tensor] = []
         actions: list[Tensor] = []
+        ids, mask, types = batch["input_ids"], batch["attention_mask"], batch["token_type_ids"]
 
         def plan(i: int, hidden: Tensor) -> Tensor:
-            prob = model.extra.prob(i, hidden)
+            prob = model.extra.prob(i, hidden, mask)
             probs.append(prob)
             actions.append(torch.bernoulli(prob.detach()))
             return actions[-1]
 
-        ids, mask, types = batch["input_ids"], batch["attention_mask"], batch["token_type_ids"]
         out = model.engine.run(ids, mask, types, plan=plan)
         losses = task_loss(model.final_head(out.hidden), batch["labels"], self.task.is_regression, reduction="none")
         prob_t, act_t = torch.stack(probs, 1), torch.stack(actions, 1)
@@ -198,7 +272,7 @@ class DPBert(_DPBertBase):
                 greedy: list[Tensor] = []
 
                 def plan_greedy(i: int, hidden: Tensor) -> Tensor:
-                    greedy.append((model.extra.prob(i, hidden) >= 0.5).float())
+                    greedy.append((model.extra.prob(i, hidden, mask) >= 0.5).float())
                     return greedy[-1]
 
                 g_out = model.engine.run(ids, mask, types, plan=plan_greedy)
@@ -210,8 +284,7 @@ class DPBert(_DPBertBase):
             raise ValueError(f"methods.{self.name}.baseline must be 'batch_mean' or 'greedy', not '{p.baseline}'")
         log_pi = act_t * torch.log(prob_t + 1e-8) + (1 - act_t) * torch.log(1 - prob_t + 1e-8)
         policy = -(log_pi * (rewards - baseline)).sum(1).mean()
-        penalty, _ = rate_penalty(prob_t, target)
-        return losses.mean() + policy + p.beta * penalty
+        return losses.mean() + policy + p.beta * self._penalty(prob_t, target)
 
 
 @register
