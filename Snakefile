@@ -32,6 +32,8 @@ rule all:
         "figures/figure3.png",
         "figures/figure4.png",
         "results/reproduction.md",
+        "results/health.csv",
+        "results/health.md",
         # GLUE test-server files, when the profile loads test splits (the paper profile does)
         [f"results/glue_test/{m}" for m in METHODS]
         if config["data"]["with_test"]

@@ -34,10 +34,12 @@ def run_method(
     *, task: str, method: str, seed: int, method_params: dict[str, Any], training: dict[str, Any],
     model: dict[str, Any], latency: dict[str, Any], profile: str, data_path: str, base_dir: str | None,
     model_out: str, sweep_out: str, predictions_out: str, phases_out: str, timing_lock_path: str | None,
-    log: logging.Logger,
+    log: logging.Logger, diagnostics_out: str | None = None, selection: dict[str, Any] | None = None,
 ) -> None:
     """Train (into ``model_out``, atomically), then sweep; ``base_dir`` is the stage-1 BERT-base folder
-    (None for BERT-base itself, whose own folder is then the base)."""
+    (None for BERT-base itself, whose own folder is then the base). ``diagnostics_out``: where the
+    method-health diagnostics go (dpbert.health: per-layer off-ramp scores, planner spread).
+    ``selection``: the config's section, for the sweep's window search (dpbert.evaluation)."""
     impl = build_method(method, method_params, get_task(task))  # imports every method, torch, transformers
     import transformers.models.bert.modeling_bert  # noqa: F401  (so that start-up counts all the imports)
 
@@ -55,7 +57,14 @@ def run_method(
     evaluate_method(impl, prepared, seed=seed, latency=latency, profile=profile,
                     model_dir=model_out if impl.trains else base_dir, base_dir=base_dir or model_out,
                     sweep_out=sweep_out, predictions_out=predictions_out, timing_lock_path=timing_lock_path,
-                    phases=phases, log=log)
+                    phases=phases, log=log, selection=selection)
+    if diagnostics_out:
+        from dpbert.health import write_diagnostics
+
+        with phase(phases, "diagnostics_s"):
+            write_diagnostics(impl, prepared.splits[impl.task.dev_splits[0]],
+                              model_dir=model_out if impl.trains else base_dir,
+                              device=resolve_device(latency.get("device", "cpu")), seed=seed, out_path=diagnostics_out)
     phases["total_s"] = process_age_s()
     phases["peak_rss_mb"] = peak_rss_mb()  # the job's own (Snakemake's benchmark sees a warm job's client only)
     atomic_write_text(phases_out, json.dumps({k: round(v, 3) for k, v in phases.items()}, indent=2))
@@ -93,7 +102,7 @@ def train_method(
 def evaluate_method(
     impl: Method, prepared, *, seed: int, latency: dict[str, Any], profile: str, model_dir: str, base_dir: str,
     sweep_out: str, predictions_out: str, timing_lock_path: str | None, phases: dict[str, float],
-    log: logging.Logger,
+    log: logging.Logger, selection: dict[str, Any] | None = None,
 ) -> None:
     device = resolve_device(latency.get("device", "cpu"))
     torch.set_num_threads(int(latency.get("threads", 1)))  # scoring and timing at the protocol's thread count
@@ -101,7 +110,8 @@ def evaluate_method(
     log.info("sweeping %s on %s: variants %s, %s in %s", impl.name, impl.task.name, impl.variants(),
              impl.knob_name, impl.knobs())
     rows, predictions = evaluate_sweep(impl, Path(model_dir), Path(base_dir), prepared.dev_splits(), settings,
-                                       device, seed, phases=phases, lock=lambda: timing_lock(timing_lock_path))
+                                       device, seed, phases=phases, lock=lambda: timing_lock(timing_lock_path),
+                                       selection=selection)
     backbone = _backbone_description(base_dir)
     for r in rows:
         r.update({"profile": profile, "backbone": backbone, "device": describe_device(device)})

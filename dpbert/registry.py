@@ -71,6 +71,15 @@ class Method(ABC):
     is_reference: ClassVar[bool] = False  # BERT-base only: the denominator of every speed-up, not timed on its own
     trains: ClassVar[bool] = True  # False: nothing to learn, it runs the stage-1 model (BERT-kL)
     Params: ClassVar[type[MethodParams]] = MethodParams
+    # The window search (dpbert.refine): a *refinable* knob is threshold-like, so that the sweep may
+    # score values between the grid's (and, within ``knob_range``, beyond it) to put more points of the
+    # primary dev split inside ``selection.window``; see ``can_refine``. Not refinable: a dummy knob, a
+    # depth or a count of trained models (a training-time variant can never be refined at inference).
+    refinable: ClassVar[bool] = False
+    # Bounds a refined knob may take, inclusive; None: only values between the grid's smallest and largest.
+    knob_range: ClassVar[tuple[float, float] | None] = None
+    knob_integer: ClassVar[bool] = False  # refined values are integers (PABEE's patience)
+    refinable_tasks: ClassVar[str] = "all"  # "all" | "classification" | "regression": where ``refinable`` holds
 
     def __init__(self, params: dict[str, Any] | None, task: TaskSpec):
         self.task = task
@@ -109,6 +118,15 @@ class Method(ABC):
         if not self.trains:
             return 0.0
         return float(getattr(self.params, "epochs", None) or finetune.get("epochs", 3))
+
+    def can_refine(self) -> bool:
+        """Whether the sweep searches this method's knob on this task (``refinable``, ``refinable_tasks``)."""
+        if not self.refinable or self.refinable_tasks == "all":
+            return self.refinable
+        if self.refinable_tasks not in ("classification", "regression"):
+            raise ValueError(f"method '{self.name}': refinable_tasks must be all, classification or regression, "
+                             f"not '{self.refinable_tasks}'")
+        return (self.refinable_tasks == "regression") == self.task.is_regression
 
     def reference_layers(self, model) -> int:
         """N for the layer speed-up N / mean executed layers (the BERT-base depth)."""

@@ -9,7 +9,7 @@ import pandas as pd
 
 from dpbert.runtime import atomic_write_df, atomic_write_text
 from dpbert.selection import mark_window, select_all
-from dpbert.tables import table1, table1_markdown
+from dpbert.tables import mark_degenerate, table1, table1_markdown
 
 log = logging.getLogger(__name__)
 
@@ -36,7 +36,10 @@ def _joined(values) -> str:
 def write_table1(
     *, sweep_paths: list[str], tasks: list[str], methods: list[str], selection: dict[str, Any],
     meta: dict[str, Any], table_out: str, markdown_out: str, sweeps_out: str, selected_out: str,
+    health_records: dict[str, Any] | None = None,
 ) -> pd.DataFrame:
+    """``health_records`` (prediction_paths, diagnostics_paths, jobs: see dpbert.health.load_records):
+    mark the cells of a method that is degenerate on a task, with the same verdicts as results/health.csv."""
     sweep = read_sweeps(sweep_paths)
     lo, hi = selection["window"]
     speedup_col = SPEEDUP_COLUMNS[selection["speedup"]]
@@ -51,6 +54,12 @@ def write_table1(
         "speedup_col": speedup_col,
     }
     table = table1(selected, methods, tasks, speedup_col, full_meta)
+    if health_records is not None:
+        from dpbert.health import degenerate_cells, health_from_records
+
+        health = health_from_records(sweep_paths=sweep_paths, methods=methods, selected=selected,
+                                     selection=selection, **health_records)
+        table = mark_degenerate(table, methods, degenerate_cells(health))
     notes = [meta.get("profile_note", "")] if meta.get("profile_note") else []
     notes.append(
         "speedup is the mean over tasks of the speed-up that selects points "

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pandas as pd
 
-PHASES = ["startup_s", "train_s", "load_s", "score_s", "latency_s"]
+PHASES = ["startup_s", "train_s", "load_s", "score_s", "latency_s", "diagnostics_s"]  # diagnostics: dpbert.health
 
 
 def read_benchmarks(paths: list[str], phase_paths: list[str] | None = None) -> pd.DataFrame:

@@ -30,6 +30,11 @@ REASON_UNCOVERED = "uncovered"
 EMPTY_REASONS_ATTR = "empty_reasons"
 """``table.attrs[EMPTY_REASONS_ATTR]`` maps "model|column" -> reason."""
 
+DEGENERATE_COLUMN = "degenerate"
+"""Optional last column of Table 1 (:func:`mark_degenerate`): the row's task columns whose method is
+degenerate on that task (results/health.csv), joined by ";"; the numeric columns stay numeric."""
+DEGENERATE_MARK = "§"
+
 
 def task_columns(tasks: list[str]) -> list[str]:
     """Table columns for the configured tasks, in the paper's order."""
@@ -122,6 +127,23 @@ def table1(
     return out
 
 
+def mark_degenerate(table: pd.DataFrame, methods: list[str], cells: dict[tuple[str, str], Any]) -> pd.DataFrame:
+    """Copy of a :func:`table1` table (rows in ``methods`` order) with :data:`DEGENERATE_COLUMN`: for
+    each row, its task columns (MNLI: both) whose (task, method) is a key of ``cells``."""
+    out = table.copy()
+    out.attrs = dict(table.attrs)
+    present = set(out.columns)
+    marks = []
+    for method in methods[: len(out)]:
+        cols: list[str] = []
+        for task, m in cells:
+            if m == method:
+                cols += [c for c in (["MNLI-m", "MNLI-mm"] if task == "MNLI" else [task]) if c in present]
+        marks.append(";".join(c for c in out.columns if c in cols))
+    out[DEGENERATE_COLUMN] = marks + [""] * (len(out) - len(marks))
+    return out
+
+
 def table1_spread(table: pd.DataFrame) -> pd.DataFrame:
     """Long (model, column, score_min, score_max) frame recorded by :func:`table1`."""
     return pd.DataFrame(table.attrs.get("spread", []), columns=["model", "column", "score_min", "score_max"])
@@ -171,12 +193,14 @@ def table1_markdown(
         for _, r in spread.iterrows():
             spr[(str(r["model"]), str(r["column"]))] = (r["score_min"], r["score_max"])
 
-    show = [c for c in table.columns if c not in META_COLUMNS]
+    show = [c for c in table.columns if c not in META_COLUMNS and c != DEGENERATE_COLUMN]
     lines = [header, "", "| " + " | ".join(show) + " |", "|" + "|".join("---" for _ in show) + "|"]
     task_cols = [c for c in show if c not in ("model", "speedup", "speedup_latency", "speedup_layer", "avg", "n_seeds")]
+    degenerate_used = False
     for _, r in table.iterrows():
         model = str(r["model"])
         multi = not pd.isna(r.get("n_seeds", pd.NA)) and int(r["n_seeds"]) > 1
+        marked = set(str(r.get(DEGENERATE_COLUMN, "") or "").split(";")) - {"", "nan"}
         cells: list[str] = []
         for c in show:
             v = r[c]
@@ -198,8 +222,15 @@ def table1_markdown(
                 cells.append(f"{_fmt(v, 1)} ({_fmt(mn, 1)}–{_fmt(mx, 1)})")
             else:
                 cells.append(_fmt(v, 1))
+            if c in marked:
+                cells[-1] += DEGENERATE_MARK
+                degenerate_used = True
         lines.append("| " + " | ".join(cells) + " |")
     foot = [legend[k] for k in (REASON_WINDOW, REASON_UNCOVERED) if k in used]
+    if degenerate_used:
+        foot.append(f"{DEGENERATE_MARK} the method is degenerate on this task: it is not shown to learn there "
+                    "(e.g. planners that ignore the input, an off-ramp or a selected point at the majority class); "
+                    "the reason is in results/health.md.")
     if any(not pd.isna(n) and int(n) > 1 for n in table.get("n_seeds", [])):
         foot.append("Cells with several seeds show median (min–max) over seeds.")
     foot.append("avg counts MNLI once as mean(MNLI-m, MNLI-mm), over the tasks a row covers.")
@@ -223,7 +254,7 @@ def compare_with_paper(ours: pd.DataFrame, paper: pd.DataFrame) -> pd.DataFrame:
     if "MNLI-m" in o.columns or "MNLI-mm" in o.columns:
         parts = [o[c].astype(float) for c in ("MNLI-m", "MNLI-mm") if c in o.columns]
         o["MNLI"] = pd.concat(parts, axis=1).mean(axis=1, skipna=True)
-    skip = {"model", "speedup_latency", "speedup_layer", "n_seeds", "MNLI-m", "MNLI-mm", *META_COLUMNS}
+    skip = {"model", "speedup_latency", "speedup_layer", "n_seeds", "MNLI-m", "MNLI-mm", DEGENERATE_COLUMN, *META_COLUMNS}
     p_cols = [c for c in paper.columns if c != "model"]
     o_cols = [c for c in o.columns if c not in skip]
     columns = p_cols + [c for c in o_cols if c not in p_cols]

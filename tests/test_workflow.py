@@ -66,7 +66,10 @@ def test_micro_run_records_executed_layers_and_sweep(micro_run):
     sweep = pd.read_csv(micro_run / "results" / "sweeps.csv")
     assert {"task", "method", "seed", "knob", "latency_speedup", "layer_speedup", "score", "in_window"} <= set(sweep.columns)
     preds = pd.read_csv(micro_run / "work/micro/runs/SST-2/dpbert/1/predictions.csv.gz", keep_default_na=False)
-    assert len(preds) == 24 and (preds["n_executed"] <= 4).all()
+    grid = preds[preds["knob"] == 0.5]  # the grid's threshold; the window search adds refined thresholds
+    assert len(grid) == 24 and (preds["n_executed"] <= 4).all()
+    dp = sweep[(sweep["method"] == "dpbert") & (sweep["task"] == "SST-2")]
+    assert len(preds) == 24 * dp["knob"].nunique()  # one row per dev example and kept threshold
     executed = preds["executed"].astype(str).str.split().map(len)
     assert (executed == preds["n_executed"]).all()
 
@@ -79,6 +82,28 @@ def test_micro_run_renders_every_report(micro_run):
         assert (micro_run / "figures" / f"{fig}.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
         assert (micro_run / "figures" / f"{fig}.pdf").read_bytes()[:5] == b"%PDF-"
     assert "micro" in (micro_run / "results" / "reproduction.md").read_text()
+
+
+@pytest.mark.e2e
+def test_micro_run_writes_method_health(micro_run):
+    from dpbert.registry import get_method
+    from dpbert.tasks import get_task
+
+    cfg = yaml.safe_load(MICRO.read_text())
+    expected = {(t, m) for m in cfg["methods"] for t in cfg["tasks"]
+                if get_method(m).supports_regression or not get_task(t).is_regression}
+    health = pd.read_csv(micro_run / "results" / "health.csv", keep_default_na=False, na_values=[""])
+    assert len(health) == len(expected) and set(zip(health["task"], health["method"])) == expected
+    assert health["verdict"].map(lambda v: v == "ok" or v.startswith("degenerate: ")).all()
+    assert (micro_run / "results" / "health.md").read_text().count("## Verdict rules") == 1
+    for task, method in expected:
+        diag = (micro_run / f"work/micro/runs/{task}/{method}/1/diagnostics.json").read_text()
+        assert f'"method": "{method}"' in diag
+    exits = health[health["kind"] == "exit"]
+    assert len(exits) and (exits["exit_layer_scores"].str.split().map(len) == 4).all()
+    # Table 1 lists the degenerate cells in its own column; the score columns stay numeric
+    table = pd.read_csv(micro_run / "results" / "table1.csv")
+    assert "degenerate" in table.columns and table["SST-2"].dtype == float
 
 
 @pytest.mark.e2e

@@ -62,6 +62,11 @@ def all_sweeps():
     return [f"{W}/runs/{t}/{m}/{s}/sweep.csv" for t, m, s in method_jobs()]
 
 
+def all_run_files(name):
+    """One record file of every method job (predictions.csv.gz, diagnostics.json), in method_jobs() order."""
+    return [f"{W}/runs/{t}/{m}/{s}/{name}" for t, m, s in method_jobs()]
+
+
 def all_job_records():
     """Snakemake's benchmark file and the job's own phases.json, per method job."""
     return {

@@ -7,6 +7,7 @@ rule run_method:
         sweep=f"{W}/runs/{{task}}/{{method}}/{{seed}}/sweep.csv",
         predictions=f"{W}/runs/{{task}}/{{method}}/{{seed}}/predictions.csv.gz",
         phases=f"{W}/runs/{{task}}/{{method}}/{{seed}}/phases.json",
+        diagnostics=f"{W}/runs/{{task}}/{{method}}/{{seed}}/diagnostics.json",
     log:
         f"{W}/logs/run_method/{{task}}/{{method}}/{{seed}}.log",
     benchmark:
@@ -24,6 +25,11 @@ rule run_method:
         model=config["model"],
         latency=config["latency"],
         profile=config["profile"],
+        # the sweep's window search; only the keys it reads, so that changing selection.speedup
+        # (a reporting choice) does not rerun the method jobs
+        selection={
+            k: config["selection"][k] for k in ("window", "min_points_in_window")
+        },
         # one timing phase at a time on this machine (--cores 2); none on a cluster
         timing_lock=f"{W}/timing.lock" if config["latency"]["exclusive"] else None,
         warm_worker=config["execution"]["warm_worker"],

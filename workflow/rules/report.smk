@@ -2,6 +2,9 @@ rule table1:
     """Gather every sweep record; select each method's best point in the speed-up window."""
     input:
         sweeps=all_sweeps(),
+        # what the health verdicts (dpbert.health) read: Table 1 marks a degenerate method's cells
+        predictions=all_run_files("predictions.csv.gz"),
+        diagnostics=all_run_files("diagnostics.json"),
     output:
         table="results/table1.csv",
         markdown="results/table1.md",
@@ -21,8 +24,32 @@ rule table1:
             "data": config["data"]["source"],
             "seeds": SEEDS,
         },
+        jobs=[[t, m, s] for t, m, s in method_jobs()],
     script:
         "../scripts/table1.py"
+
+
+rule health:
+    """Method health: per (task, method), whether the method is shown to learn, and a verdict."""
+    input:
+        sweeps=all_sweeps(),
+        predictions=all_run_files("predictions.csv.gz"),
+        diagnostics=all_run_files("diagnostics.json"),
+        selected=rules.table1.output.selected,
+    output:
+        csv="results/health.csv",
+        markdown="results/health.md",
+    log:
+        "results/logs/health.log",
+    conda:
+        "../../environment.yml"
+    params:
+        methods=list(METHODS),
+        selection=config["selection"],
+        meta={"profile": config["profile"], "seeds": SEEDS},
+        jobs=[[t, m, s] for t, m, s in method_jobs()],
+    script:
+        "../scripts/health.py"
 
 
 rule rule_benchmarks:

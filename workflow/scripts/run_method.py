@@ -28,6 +28,8 @@ run_method(
     sweep_out=sm.output.sweep,
     predictions_out=sm.output.predictions,
     phases_out=sm.output.phases,
+    diagnostics_out=sm.output.diagnostics,
     timing_lock_path=sm.params.timing_lock,
+    selection=sm.params.selection,
     log=log,
 )

@@ -20,4 +20,6 @@ write_table1(
     markdown_out=sm.output.markdown,
     sweeps_out=sm.output.sweeps,
     selected_out=sm.output.selected,
+    health_records={"prediction_paths": list(sm.input.predictions),
+                    "diagnostics_paths": list(sm.input.diagnostics), "jobs": list(sm.params.jobs)},
 )

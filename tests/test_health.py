@@ -1,0 +1,372 @@
+"""Method health: the pure verdict rules, the majority-class score, the per-job diagnostics on a tiny
+model, and Table 1's marks of a degenerate method's cells."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from baselines._early_exit import ExitModules, new_ramps
+from baselines.deebert import DeeBert
+from dpbert.health import (
+    HEALTH_COLUMNS,
+    KIND_EXIT,
+    KIND_PLANNER,
+    KIND_REFERENCE,
+    KIND_STATIC,
+    MAJORITY_MARGIN,
+    NO_WINDOW,
+    build_health,
+    compute_diagnostics,
+    decision_state,
+    degenerate_cells,
+    distinct_paths,
+    exit_layer_predictions,
+    health_markdown,
+    health_row,
+    majority_score,
+    method_kind,
+    mid_layer,
+    skip_monotonic,
+    verdict_reasons,
+)
+from dpbert.modeling import MethodModel
+from dpbert.registry import get_method
+from dpbert.tables import DEGENERATE_COLUMN, mark_degenerate, table1, table1_markdown
+from dpbert.tasks import get_task
+from tests.conftest import tiny_classifier, toy_split
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+SST2 = get_task("SST-2")
+N = 4
+
+
+# --------------------------------------------------------------------------- majority class
+
+
+def test_majority_score_uses_each_tasks_metric():
+    assert majority_score("acc", [0, 1, 1, 1]) == pytest.approx(75.0)
+    assert majority_score("mcc", [0, 1, 1, 0, 1]) == 0.0  # CoLA: a constant answer has MCC 0
+    # MRPC: majority class 1 -> accuracy 2/3, F1 of class 1 = 2*2 / (2*2 + 1) = 0.8
+    assert majority_score("acc_f1", [1, 1, 0]) == pytest.approx((200 / 3 + 80.0) / 2)
+    assert majority_score("acc_f1", [0, 0, 1]) == pytest.approx((200 / 3 + 0.0) / 2)  # F1 0 without positives
+    assert majority_score("pearson_spearman", [0.5, 3.0, 4.2], regression=True) == 0.0  # STS-B: undefined -> 0
+    assert majority_score("acc", [2, 0, 2, 0, 1]) == pytest.approx(40.0)  # a tie: the smallest label
+    assert math.isnan(majority_score("acc", []))
+
+
+# --------------------------------------------------------------------------- paths and skip rates
+
+
+def test_distinct_paths_counts_paths_above_the_share():
+    paths = ["1 2 3 4"] * 90 + ["1 3"] * 6 + ["2 4"] * 4
+    assert distinct_paths(paths) == (2, 0.9)  # "2 4" has 4% < 5%
+    assert distinct_paths(["1 2", "1  2", "1 2"]) == (1, 1.0)  # the same path however it is spaced
+    assert distinct_paths(["", "", "1"]) == (2, pytest.approx(2 / 3))  # "" = every layer skipped
+    n, share = distinct_paths([])
+    assert n == 0 and math.isnan(share)
+
+
+def test_skip_monotonic():
+    assert skip_monotonic({0.25: 0.20, 0.35: 0.30, 0.45: 0.41}) is True
+    assert skip_monotonic({0.45: 0.41, 0.25: 0.20, 0.35: 0.30}) is True  # order of the mapping does not matter
+    assert skip_monotonic({0.25: 0.20, 0.35: 0.195, 0.45: 0.40}) is True  # a dip within SKIP_TOL
+    assert skip_monotonic({0.25: 0.30, 0.35: 0.10, 0.45: 0.40}) is False
+    assert skip_monotonic({0.25: 0.0, 0.35: 0.0, 0.45: 0.0}) is False  # flat: t does not move it
+    assert skip_monotonic({0.3: 0.2}) is None
+    assert mid_layer(12) == 6 and mid_layer(6) == 3 and mid_layer(4) == 2 and mid_layer(5) == 3
+
+
+# --------------------------------------------------------------------------- verdicts
+
+
+def _row(kind=KIND_PLANNER, windowed=True, **kw):
+    base = dict(task="SST-2", method="dpbert", display_name="DPBERT", kind=kind, windowed=windowed, state="cls",
+                metric="acc", n_layers=4, n_seeds=1, majority=50.0, bert_score=90.0,
+                selected={"variant": "t0.3", "knob": 0.5, "score": 88.0}, n_in_window=3)
+    base.update(kw)
+    return health_row(**base)
+
+
+def test_verdict_ok_for_a_learning_planner():
+    r = _row(p_std=[0.1, 0.2, 0.05, 0.3], p_mean=[0.9, 0.5, 0.4, 0.6],
+             paths=["1 2 3 4"] * 50 + ["1 3"] * 30 + ["2"] * 20, skip_rates={0.25: 0.2, 0.35: 0.3, 0.45: 0.4})
+    assert r["verdict"] == "ok", r["verdict"]
+    assert r["n_paths"] == 3 and r["skip_monotonic"] is True and r["beats_majority"] is True
+    assert r["p_std_max"] == pytest.approx(0.3) and r["p_std"] == "0.100 0.200 0.050 0.300"
+    assert r["selected_point"] == "t0.3@0.5" and r["skip_rates"] == "t=0.25:0.20 t=0.35:0.30 t=0.45:0.40"
+
+
+def test_verdict_planners_that_ignore_the_input():
+    r = _row(p_std=[0.001, 0.0, 0.009, 0.002], paths=["1 2 3 4"] * 100)
+    reasons = verdict_reasons(r["verdict"])
+    assert "planners ignore the input (p std < 0.01 on every layer)" in reasons
+    assert "one executed path for 100% of dev examples" in reasons
+    assert r["verdict"].startswith("degenerate: ")
+
+
+def test_verdict_skip_rate_that_does_not_follow_t():
+    r = _row(p_std=[0.2] * 4, paths=["1 2"] * 50 + ["3 4"] * 50, skip_rates={0.25: 0.5, 0.35: 0.2, 0.45: 0.1})
+    assert verdict_reasons(r["verdict"]) == [("skip rate does not rise with the target rate "
+                                              "(t=0.25:0.50 t=0.35:0.20 t=0.45:0.10)")]
+
+
+def test_verdict_no_point_in_window_and_majority():
+    r = _row(selected=None, n_in_window=0)
+    assert verdict_reasons(r["verdict"]) == [NO_WINDOW] and r["beats_majority"] is None
+    r = _row(selected={"variant": "t0.3", "knob": 0.5, "score": 50.0 + MAJORITY_MARGIN})  # not *above* the margin
+    assert verdict_reasons(r["verdict"]) == [f"selected point not above majority class (55.0 vs 50.0 + {MAJORITY_MARGIN:g})"]
+    # a static method is not windowed: no point inside is not a reason
+    r = _row(kind=KIND_STATIC, windowed=False, method="layerdrop", n_in_window=0,
+             selected={"variant": "main", "knob": 6.0, "score": 80.0})
+    assert r["verdict"] == "ok" and r["n_in_window"] == 0
+    bert = _row(kind=KIND_REFERENCE, windowed=False, method="bert", selected={"variant": "main", "knob": 0.0,
+                                                                           "score": 52.0})
+    assert verdict_reasons(bert["verdict"])[0].startswith("selected point not above majority class")
+    assert bert["n_in_window"] is None
+
+
+def test_verdict_off_ramp_at_majority():
+    r = _row(kind=KIND_EXIT, method="deebert", exit_scores=[50.0, 52.0, 80.0, 90.0], diag_majority=50.0)
+    assert r["mid_layer"] == 2 and r["mid_exit_score"] == 52.0 and r["mid_exit_beats_majority"] is False
+    assert verdict_reasons(r["verdict"]) == [f"off-ramp at layer 2 at majority class (52.0 vs 50.0 + {MAJORITY_MARGIN:g})"]
+    ok = _row(kind=KIND_EXIT, method="deebert", exit_scores=[50.0, 70.0, 80.0, 90.0])
+    assert ok["verdict"] == "ok" and ok["exit_layer_scores"] == "50.0 70.0 80.0 90.0"
+
+
+def test_degenerate_cells_leave_the_window_reason_to_table1():
+    rows = pd.DataFrame([
+        {"task": "SST-2", "method": "dpbert", "verdict": "degenerate: no point in window"},
+        {"task": "MNLI", "method": "dpbert", "verdict": "degenerate: no point in window; planners ignore the input"},
+        {"task": "SST-2", "method": "deebert", "verdict": "ok"},
+    ])
+    assert degenerate_cells(rows) == {("MNLI", "dpbert"): ["planners ignore the input"]}
+
+
+def test_method_kinds_and_states():
+    assert method_kind(get_method("bert")) == KIND_REFERENCE
+    assert method_kind(get_method("deebert")) == method_kind(get_method("pabee")) == KIND_EXIT
+    assert method_kind(get_method("layerdrop")) == method_kind(get_method("bert_truncated")) == KIND_STATIC
+    assert decision_state(get_method("bert_truncated")(None, SST2)) == "-"
+    assert decision_state(DeeBert(None, SST2)) == "cls"
+    dp = get_method("dpbert")
+    if hasattr(dp, "planner_probs"):
+        assert method_kind(dp) == KIND_PLANNER
+
+
+# --------------------------------------------------------------------------- per-job diagnostics
+
+
+def _deebert_model() -> MethodModel:
+    c = tiny_classifier(num_labels=2, layers=N)
+    return MethodModel(c, ExitModules(new_ramps(c))).eval()
+
+
+def _constant_heads(model: MethodModel, classes: list[int]) -> None:
+    """Exit j (off-ramps, then BERT's own head) answers class ``classes[j]`` whatever the input."""
+    heads = list(model.extra.ramps.classifiers) + [model.classifier.classifier]
+    with torch.no_grad():
+        for lin, c in zip(heads, classes):
+            lin.weight.zero_()
+            lin.bias.zero_()
+            lin.bias[c] = 10.0
+
+
+def test_exit_diagnostics_score_every_layer():
+    method, model, split = DeeBert(None, SST2), _deebert_model(), toy_split(30, seed=2)
+    _constant_heads(model, [0, 1, 0, 1])
+    diag = compute_diagnostics(method, {"main": model}, split, limit=20)
+    labels = split.labels[:20]
+    acc1 = 100 * np.mean(np.array(labels) == 1)
+    assert diag["kind"] == KIND_EXIT and diag["n_examples"] == 20 and diag["n_dev"] == 30
+    assert diag["variants"][0]["exit_scores"] == pytest.approx([100 - acc1, acc1, 100 - acc1, acc1])
+    assert diag["majority_score"] == pytest.approx(max(acc1, 100 - acc1))
+    assert diag["state"] == "cls"
+
+
+def test_exit_layer_predictions_match_predict_knobs():
+    """Layer 1's answer is what a knob that exits at once predicts; layer N's, a knob that never exits."""
+    method, model, split = DeeBert(None, SST2), _deebert_model(), toy_split(8, seed=3)
+    for i in range(len(split)):
+        ex = split.example(i)
+        per_layer = exit_layer_predictions(method, model, ex)
+        first, last = method.predict_knobs(model, ex, [1e9, -1.0])
+        assert len(per_layer) == N and len(first.executed) == 1 and len(last.executed) == N
+        assert per_layer[0] == int(first.output.argmax()) and per_layer[-1] == int(last.output.argmax())
+
+
+@dataclass
+class _FakeParams:
+    state: str = "mean"
+
+
+class _FakePlanner:
+    """The planner_probs contract: p_i before each layer along the hard path at the threshold."""
+
+    name, display_name, is_reference, static = "fake_planner", "Fake", False, False
+
+    def __init__(self, task):
+        self.task, self.params = task, _FakeParams()
+
+    def knobs(self):
+        return [0.5]
+
+    def planner_probs(self, model, example, threshold):
+        n = example["input_ids"].shape[1]
+        return [0.9, 0.2 + 0.01 * n, 0.7, 0.6]  # layer 2 depends on the input's length, the others do not
+
+
+class _FakeModel:
+    n_layers = N
+
+
+def test_planner_diagnostics_on_a_fake_method():
+    method, split = _FakePlanner(SST2), toy_split(20, seed=4)
+    diag = compute_diagnostics(method, {"t0.3": _FakeModel()}, split)
+    assert diag["kind"] == KIND_PLANNER and diag["state"] == "mean"
+    entry = diag["variants"][0]["planner"][0]
+    lengths = np.array([len(x) for x in split.input_ids])
+    assert entry["threshold"] == 0.5
+    assert entry["p_mean"] == pytest.approx([0.9, float(np.mean(0.2 + 0.01 * lengths)), 0.7, 0.6])
+    assert entry["p_std"] == pytest.approx([0.0, float(np.std(0.01 * lengths)), 0.0, 0.0], abs=1e-12)
+
+
+def test_dpbert_planner_probs_on_a_tiny_model():
+    dp = get_method("dpbert")
+    if not hasattr(dp, "planner_probs"):
+        pytest.skip("DPBERT has no planner_probs hook yet")
+    from dpbert.methods.dpbert import Planners
+
+    method = dp(None, SST2)
+    c = tiny_classifier(num_labels=2, layers=N)
+    model = MethodModel(c, Planners(N, 32, 2.0)).eval()
+    diag = compute_diagnostics(method, {"t0.25": model}, toy_split(12, seed=5))
+    entry = diag["variants"][0]["planner"][0]
+    assert len(entry["p_mean"]) == N and all(0 < p < 1 for p in entry["p_mean"])
+    with torch.no_grad():  # planners that read nothing of the input: p std 0 on every layer
+        for gate in model.extra.gates:
+            gate.weight.zero_()
+    flat = compute_diagnostics(method, {"t0.25": model}, toy_split(12, seed=5))["variants"][0]["planner"][0]
+    assert max(flat["p_std"]) == pytest.approx(0.0, abs=1e-7)
+
+
+# --------------------------------------------------------------------------- records -> rows -> Table 1
+
+
+def _records():
+    """BERT-base, DeeBERT and DPBERT on SST-2, one seed: sweep, selected points, predictions, diagnostics."""
+    labels = [0] * 6 + [1] * 4  # majority 60.0
+    sweep, preds = [], {}
+
+    def point(method, variant, knob, score, mean_layers):
+        sweep.append({"task": "SST-2", "method": method, "display_name": method.upper(), "seed": 1,
+                      "variant": variant, "knob_name": "k", "knob": knob, "split": "dev", "score": score,
+                      "mean_layers": mean_layers, "n_layers": 4, "layer_speedup": 4 / mean_layers,
+                      "latency_speedup": 4 / mean_layers})
+
+    point("bert", "main", 0.0, 90.0, 4.0)
+    point("deebert", "main", 0.1, 85.0, 3.0)
+    point("deebert", "main", 0.5, 70.0, 2.0)
+    for v, ml in (("t0.25", 3.0), ("t0.35", 2.4)):
+        point("dpbert", v, 0.5, 80.0 if v == "t0.25" else 75.0, ml)
+    preds[("SST-2", "bert", 1)] = pd.DataFrame({"variant": "main", "knob": 0.0, "split": "dev", "idx": range(10),
+                                                "label": labels, "executed": "1 2 3 4"})
+    dp_rows = []
+    for v in ("t0.25", "t0.35"):
+        dp_rows += [{"variant": v, "knob": 0.5, "split": "dev", "idx": i, "label": labels[i],
+                     "executed": "1 2 3" if v == "t0.25" else "1 3"} for i in range(10)]
+    preds[("SST-2", "dpbert", 1)] = pd.DataFrame(dp_rows)
+    diags = [
+        {"task": "SST-2", "method": "bert", "seed": 1, "state": "-", "n_examples": 10, "variants": [],
+         "majority_score": 60.0},
+        {"task": "SST-2", "method": "deebert", "seed": 1, "state": "cls", "n_examples": 10, "majority_score": 60.0,
+         "variants": [{"variant": "main", "exit_scores": [60.0, 61.0, 80.0, 90.0]}]},
+        {"task": "SST-2", "method": "dpbert", "seed": 1, "state": "cls", "n_examples": 10, "majority_score": 60.0,
+         "target_rates": {"t0.25": 0.25, "t0.35": 0.35},
+         "variants": [{"variant": v, "planner": [{"threshold": 0.5, "p_mean": [0.9, 0.5, 0.6, 0.2],
+                                                   "p_std": [0.0, 0.001, 0.0, 0.0]}]} for v in ("t0.25", "t0.35")]},
+    ]
+    return pd.DataFrame(sweep), preds, diags
+
+
+class _PlannerClass:
+    is_reference, static = False, False
+
+    def planner_probs(self, model, example, threshold):  # pragma: no cover - the kind is all that is read
+        return []
+
+
+def test_build_health_from_records_and_table1_marks():
+    from dpbert.selection import select_all
+
+    sweep, preds, diags = _records()
+    selected = select_all(sweep, 1.3, 1.96, "layer_speedup")
+    methods = {"bert": get_method("bert"), "deebert": get_method("deebert"), "dpbert": _PlannerClass}
+    health = build_health(sweep, selected, preds, diags, methods=methods, window=(1.3, 1.96),
+                          speedup_col="layer_speedup")
+    assert list(health.columns) == HEALTH_COLUMNS and len(health) == 3
+    rows = health.set_index("method")
+    assert rows.loc["bert", "verdict"] == "ok" and rows.loc["bert", "majority_score"] == 60.0
+    assert (health["bert_score"] == 90.0).all()
+    dee = rows.loc["deebert"]  # 1.33x (85.0) and 2.0x points: one inside
+    assert dee["n_in_window"] == 1 and dee["selected_score"] == 85.0 and dee["mid_exit_score"] == 61.0
+    assert dee["verdict"] == f"degenerate: off-ramp at layer 2 at majority class (61.0 vs 60.0 + {MAJORITY_MARGIN:g})"
+    dp = rows.loc["dpbert"]  # t0.25: 1.33x, t0.35: 1.67x -> t0.25@0.5 (80.0) selected
+    assert dp["selected_point"] == "t0.25@0.5" and dp["n_paths"] == 1 and dp["top_path_share"] == 1.0
+    assert dp["skip_rates"] == "t=0.25:0.25 t=0.35:0.40" and bool(dp["skip_monotonic"])
+    assert dp["p_point"] == "t0.25@0.5" and dp["p_std_max"] == pytest.approx(0.001)
+    assert verdict_reasons(dp["verdict"]) == ["planners ignore the input (p std < 0.01 on every layer)",
+                                              "one executed path for 100% of dev examples"]
+    md = health_markdown(health, {"profile": "test", "seeds": "1", "window": (1.3, 1.96)})
+    assert "## Verdict rules" in md and "off-ramp at layer 2" in md and "60.0 61.0 80.0 90.0" in md
+
+    # Table 1: the degenerate methods' cells carry the mark, the numbers stay numbers
+    order = ["bert", "deebert", "dpbert"]
+    table = table1(selected, order, ["SST-2"], "layer_speedup", {"profile": "test"})
+    marked = mark_degenerate(table, order, degenerate_cells(health))
+    assert list(marked[DEGENERATE_COLUMN]) == ["", "SST-2", "SST-2"]
+    pd.testing.assert_frame_equal(marked.drop(columns=DEGENERATE_COLUMN), table)
+    assert marked["SST-2"].dtype == float
+    md1 = table1_markdown(marked, {"profile": "test"}, [])
+    assert "| 85.0§ |" in md1 and "| 80.0§ |" in md1 and "| 90.0 |" in md1
+    assert "§ the method is degenerate on this task" in md1 and "degenerate |" not in md1.splitlines()[2]
+    assert "§" not in table1_markdown(table, {"profile": "test"}, [])
+
+
+def test_mark_degenerate_covers_both_mnli_columns():
+    selected = pd.DataFrame([
+        {"task": "MNLI", "method": "dpbert", "display_name": "DPBERT", "split": s, "variant": "t0.3", "knob": 0.5,
+         "score": 70.0, "score_min": 70.0, "score_max": 70.0, "n_seeds": 1, "layer_speedup": 1.5,
+         "latency_speedup": 1.4, "in_window": True, "static": False, "note": ""}
+        for s in ("dev_matched", "dev_mismatched")])
+    table = table1(selected, ["dpbert"], ["MNLI", "SST-2"], "layer_speedup", {})
+    marked = mark_degenerate(table, ["dpbert"], {("MNLI", "dpbert"): ["x"]})
+    assert marked[DEGENERATE_COLUMN].iloc[0] == "MNLI-m;MNLI-mm"
+
+
+def test_a_refined_selected_threshold_reads_the_nearest_scored_one():
+    """A window-search point (a threshold of one variant only) is selected: p spread from that variant's
+    nearest threshold with diagnostics, skip rates from each variant's nearest threshold."""
+    from dpbert.selection import select_all
+
+    sweep, preds, diags = _records()
+    extra = sweep[(sweep["method"] == "dpbert") & (sweep["variant"] == "t0.25")].copy()
+    extra["knob"], extra["score"], extra["mean_layers"] = 0.55, 95.0, 2.8
+    extra["layer_speedup"] = extra["latency_speedup"] = 4 / 2.8
+    sweep = pd.concat([sweep, extra], ignore_index=True)
+    preds[("SST-2", "dpbert", 1)] = pd.concat([preds[("SST-2", "dpbert", 1)], pd.DataFrame(
+        [{"variant": "t0.25", "knob": 0.55, "split": "dev", "idx": i, "label": 0, "executed": "1 2" if i % 2 else "3"}
+         for i in range(10)])], ignore_index=True)
+    selected = select_all(sweep, 1.3, 1.96, "layer_speedup")
+    methods = {"bert": get_method("bert"), "deebert": get_method("deebert"), "dpbert": _PlannerClass}
+    dp = build_health(sweep, selected, preds, diags, methods=methods, window=(1.3, 1.96),
+                      speedup_col="layer_speedup").set_index("method").loc["dpbert"]
+    assert dp["selected_point"] == "t0.25@0.55" and dp["p_point"] == "t0.25@0.5"
+    assert dp["n_paths"] == 2 and dp["top_path_share"] == 0.5
+    assert dp["skip_rates"] == "t=0.25:0.30 t=0.35:0.40"
