@@ -3,7 +3,7 @@
 After layer n an exit gives y_n (softmax probabilities; the raw value for regression) and a halting
 unit gives the continue-probability h_n = 1 - sigmoid(gate(c_n)). With p_0 = 1, a_0 = 0:
     p_n = h_n * p_{n-1},        a_n = y_n * p_{n-1} + a_{n-1} * (1 - p_{n-1})
-(METHODS.md's formula, used literally: a_1 = y_1, and p_{n-1} is the weight the new layer's answer
+(the formula used literally: a_1 = y_1, and p_{n-1} is the weight the new layer's answer
 gets, so a_n stays a convex combination of the y's: a probability vector for classification.)
 Loss = L_task(a_N) + tau * (1 + sum_{n=1}^{N-1} p_n), all parameters trained from the fine-tuned
 model. Our reading of the sum's range: p_N multiplies nothing (there is no layer N+1), so the sum

@@ -139,7 +139,7 @@ def train_loop(
 
 
 def task_loss(logits: Tensor, labels: Tensor, is_regression: bool, reduction: str = "mean") -> Tensor:
-    """Cross-entropy for classification, MSE for STS-B regression (L_task of METHODS.md)."""
+    """Cross-entropy for classification, MSE for STS-B regression (L_task)."""
     if is_regression:
         return nn.functional.mse_loss(logits.view(-1), labels.view(-1).float(), reduction=reduction)
     return nn.functional.cross_entropy(logits, labels.view(-1), reduction=reduction)

@@ -91,7 +91,9 @@ def test_trained_model_round_trips(tmp_path, tokenizer):
         torch.testing.assert_close(a.output, b.output, rtol=0, atol=0)
         assert a.executed == b.executed
         executed_sets.add(tuple(a.executed))
-    assert len(executed_sets) >= 1
+        # the executed layers are exactly those whose planner said run on the way (p_i >= threshold)
+        assert a.executed == [j for j, p in enumerate(method.planner_probs(first, ex, 0.5)) if p >= 0.5]
+    assert executed_sets
 
 
 def test_corrupt_checkpoint_gets_clear_error(tmp_path, tokenizer):

@@ -219,14 +219,25 @@ def test_helpers_by_hand():
     assert weighted_loss(losses, torch.zeros(1), True).item() == pytest.approx(2 / 3)
 
 
-def test_default_knobs_cover_exiting():
-    """Defaults that do something: each grid has values that exit early and (for DeeBERT) one that never does."""
-    assert 0.0 in DeeBert(None, CLS).knobs() and max(DeeBert(None, CLS).knobs()) > 0.1
-    assert min(Berxit(None, CLS).knobs()) > 0 and max(Berxit(None, CLS).knobs()) < 1
-    assert Pabee(None, CLS).knobs() == [3.0, 4.0, 5.0, 6.0, 7.0, 8.0]
-    assert DactBert(None, CLS).knobs() == [0.0] and DactBert(None, CLS).variants() == ["tau0.001", "tau0.005"]
+def test_default_grids_span_exiting_and_not_exiting():
+    """Defaults that do something, on a 12-layer model (PABEE: every exit agrees; DeeBERT: untrained ramps): each default
+    knob of PABEE is its own operating point before the last layer; DeeBERT's grid holds a knob that never
+    exits and one that exits; BERxiT's grid lies strictly inside the LTE output's range; DACT trains >= 2 taus."""
+    c = tiny_classifier(layers=12)
+    ex = toy_split(3).example(0)
+    pabee_model = MethodModel(c, ExitModules(new_ramps(c, own_poolers=False))).eval()
+    _same_prediction_everywhere(pabee_model)
+    pabee = Pabee(None, CLS)
+    depths = [len(pabee.predict_one(pabee_model, ex, k).executed) for k in pabee.knobs()]
+    assert len(set(depths)) == len(depths) and max(depths) < 12, depths
+    dee_model = MethodModel(c, ExitModules(new_ramps(c))).eval()
+    dee = DeeBert(None, CLS)
+    depths = {len(dee.predict_one(dee_model, ex, k).executed) for k in dee.knobs()}
+    assert 12 in depths and min(depths) < 12, depths
+    assert 0 < min(Berxit(None, CLS).knobs()) and max(Berxit(None, CLS).knobs()) < 1
+    taus = DactBert(None, CLS).params.taus
+    assert len(set(taus)) >= 2 and all(t > 0 for t in taus)
     assert all(0 < k < 1 for k in DactBert(None, REG).knobs())
-
 
 
 # (4) the inference path (infer_exit, host statistics) computes the same function as the modules

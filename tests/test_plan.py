@@ -4,7 +4,7 @@ import pytest
 import yaml
 from snakemake.utils import validate
 
-from dpbert.plan import Job, critical_path, makespan, method_passes, plan_jobs, split_sizes
+from dpbert.plan import GLUE_SIZES, Job, critical_path, makespan, method_passes, plan_jobs, split_sizes
 from dpbert.registry import build_method
 from dpbert.tasks import get_task
 from tests.conftest import ROOT
@@ -55,3 +55,16 @@ def test_paper_plan_has_every_job_of_the_dag():
     assert all(j.deps == ["MNLI/bert/2"] for j in jobs if j.name.startswith("MNLI/") and j.name.endswith("/2")
                and "/bert/" not in j.name)
     assert split_sizes("MNLI", cfg["data"])["train"] == 392702
+
+
+def test_paper_profile_planner_lrs_can_move_a_planner_on_every_task():
+    """Adam moves a weight by ~lr a step: with the paper's 2e-5 a planner's bias barely moves on small tasks."""
+    from dpbert.methods.dpbert import planner_reach
+
+    cfg = _config("workflow/config/paper.yaml")
+    dp, finetune = cfg["methods"]["dpbert"], cfg["training"]["finetune"]
+    for task, sizes in GLUE_SIZES.items():
+        stage2, _ = planner_reach(dp["stage2_lr"], dp["stage2_epochs"], sizes["train"], finetune["batch_size"])
+        stage3, _ = planner_reach(dp["planner_lr"], finetune["epochs"], sizes["train"], finetune["batch_size"])
+        assert stage2 >= 1 and stage3 >= 1, (task, stage2, stage3)
+    assert planner_reach(2e-5, 5, GLUE_SIZES["RTE"]["train"], 32)[0] < 0.01  # the paper's own lr

@@ -1,4 +1,4 @@
-"""DPBERT (dynamic planning) and its ablation DPBERT-soft, as restated in METHODS.md.
+"""DPBERT (dynamic planning) and its ablation DPBERT-soft, as implemented here (README, "Methods").
 
 A planner per layer, p_i = sigmoid(w_i . s_{i-1} + b_i), decides before layer i whether it runs; s is
 the state it reads (``state``: the [CLS] state, or the masked mean of the token states).
@@ -94,11 +94,17 @@ def variant_name(target: float) -> str:
     return f"t{target:g}"
 
 
+def planner_reach(lr: float, epochs: float, n_train: int, batch_size: int) -> tuple[float, int]:
+    """(lr x steps, steps) of a stage. Adam moves a parameter by about its lr per step at most, so lr x
+    steps bounds how far a planner's bias can move from its initialisation: below ~1 the planners cannot
+    leave "execute every layer" (the paper's 2e-5 for 5 epochs on RTE: 0.008)."""
+    steps = max(1, int(round(epochs * -(-n_train // batch_size))))
+    return lr * steps, steps
+
+
 def log_reach(ctx: TrainContext, stage: str, settings: TrainSettings, n_train: int, planner_lr: float) -> None:
-    """Adam moves a parameter by about its lr per step at most: lr x steps bounds how far a planner's
-    bias can move from its initialisation. Below ~1 the planners cannot leave "execute every layer"."""
-    steps = settings.epochs * -(-n_train // settings.batch_size)
-    reach = planner_lr * steps
+    """Log (a warning below 1) how far the planners can move in this stage: ``planner_reach``."""
+    reach, steps = planner_reach(planner_lr, settings.epochs, n_train, settings.batch_size)
     level = logging.WARNING if reach < 1.0 else logging.INFO
     ctx.log.log(level, "%s: planner lr %g x %d steps = %.2f (how far Adam can move a planner's bias)%s", stage,
                 planner_lr, steps, reach, "; too little to move it far from its init" if reach < 1.0 else "")
