@@ -1,14 +1,22 @@
 """The warm worker: a job run as a fork of the warm server behaves like the same job in its own process."""
 
+import json
 import os
+import shutil
 import signal
+import socket
+import stat
 import subprocess
 import sys
+import tempfile
 import textwrap
+import threading
 import time
+from pathlib import Path
 
 import pytest
 
+from dpbert import warm
 from tests.conftest import ROOT
 
 pytestmark = pytest.mark.skipif(os.name != "posix", reason="the warm worker forks (POSIX only)")
@@ -25,12 +33,33 @@ def _script(tmp_path, body: str, name="job.py"):
     return path
 
 
-def _run(path, *, warm=True, **kw):
-    env = {**os.environ, "WANT_WARM": "1" if warm else "0"}
+def _run(path, *, warm=True, env=None, **kw):
+    env = {**os.environ, **(env or {}), "WANT_WARM": "1" if warm else "0"}
     env.pop("DPBERT_WARM", None)
     env.pop("DPBERT_WARM_CHILD", None)
     return subprocess.run([sys.executable, str(path), "arg1"], capture_output=True, text=True, env=env,
                           cwd=path.parent, timeout=180, **kw)
+
+
+@pytest.fixture
+def runtime_dir(monkeypatch):
+    """A fresh private XDG_RUNTIME_DIR with a short path (AF_UNIX paths are limited to ~108 bytes,
+    pytest's tmp_path is longer): the worker's folder is then <it>/dpbert-warm."""
+    base = Path(tempfile.mkdtemp(prefix="dw-"))  # mode 0700
+    monkeypatch.setenv("XDG_RUNTIME_DIR", str(base))
+    monkeypatch.delenv(warm.CHILD_ENV, raising=False)
+    monkeypatch.delenv(warm.DISABLE_ENV, raising=False)
+    yield base
+    shutil.rmtree(base, ignore_errors=True)
+
+
+def _wait_for(predicate, timeout=30.0):
+    deadline = time.time() + timeout
+    while not predicate():
+        if time.time() > deadline:
+            return False
+        time.sleep(0.05)
+    return True
 
 
 def test_job_runs_in_a_fork_with_the_jobs_stdio_args_cwd_and_status(tmp_path):
@@ -112,9 +141,170 @@ def test_a_server_that_cannot_start_costs_nothing(tmp_path):
         run_job_warm(True)
         print("ran", os.environ.get("DPBERT_WARM_CHILD"))
     """))
-    env = dict(os.environ)
-    env.pop("DPBERT_WARM_CHILD", None)
-    start = time.time()
-    result = subprocess.run([sys.executable, str(path)], capture_output=True, text=True, env=env, timeout=120)
-    assert result.returncode == 0 and result.stdout.split() == ["ran", "None"], result.stderr
-    assert "warm worker unavailable (the warm server exited" in result.stderr and time.time() - start < 30
+    runtime = tempfile.mkdtemp(prefix="dw-")
+    try:
+        env = {**os.environ, "XDG_RUNTIME_DIR": runtime}
+        env.pop("DPBERT_WARM_CHILD", None)
+        start = time.time()
+        result = subprocess.run([sys.executable, str(path)], capture_output=True, text=True, env=env, timeout=120,
+                                check=False)
+        assert result.returncode == 0 and result.stdout.split() == ["ran", "None"], result.stderr
+        assert "warm worker unavailable (the warm server exited" in result.stderr and time.time() - start < 30
+        assert os.listdir(Path(runtime) / "dpbert-warm") == []  # its lock and log are gone with it
+    finally:
+        shutil.rmtree(runtime, ignore_errors=True)
+
+
+# ------------------------------------------------------------------------ nobody else gets in
+
+
+def test_the_worker_folder_is_private_and_anything_else_is_refused(runtime_dir, monkeypatch, capsys):
+    address = warm.server_address()
+    folder = runtime_dir / "dpbert-warm"
+    assert Path(address).parent == folder
+    st = os.lstat(folder)
+    assert stat.S_ISDIR(st.st_mode) and stat.S_IMODE(st.st_mode) == 0o700 and st.st_uid == os.getuid()
+
+    os.chmod(folder, 0o755)  # readable by others: refused, and left as it is
+    with pytest.raises(warm.Refused, match="mode 0755, not 0700"):
+        warm.server_address()
+    warm.run_job_warm(True)  # returns: the job runs in its own process
+    assert "warm worker refused" in capsys.readouterr().err and stat.S_IMODE(os.lstat(folder).st_mode) == 0o755
+
+    folder.rmdir()
+    elsewhere = runtime_dir / "elsewhere"
+    elsewhere.mkdir(mode=0o700)
+    folder.symlink_to(elsewhere)  # even to a private folder of ours: never followed
+    with pytest.raises(warm.Refused, match="is a symlink"):
+        warm.server_address()
+    folder.unlink()
+
+    folder.mkdir(mode=0o700)
+    real_uid = os.getuid()
+    monkeypatch.setattr(os, "getuid", lambda: real_uid + 1)  # the folder now belongs to "someone else"
+    with pytest.raises(warm.Refused, match=f"owned by uid {real_uid}, not {real_uid + 1}"):
+        warm._private_dir(folder)
+
+
+def test_without_a_private_runtime_dir_the_folder_is_per_user_in_the_temp_dir(runtime_dir, monkeypatch):
+    tmp = runtime_dir / "tmp"
+    tmp.mkdir(mode=0o700)
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp))
+    os.chmod(runtime_dir, 0o755)  # not private: not used
+    assert Path(warm.server_address()).parent == tmp / f"dpbert-warm-{os.getuid()}"
+    monkeypatch.delenv("XDG_RUNTIME_DIR")
+    folder = tmp / f"dpbert-warm-{os.getuid()}"
+    assert Path(warm.server_address()).parent == folder and stat.S_IMODE(os.lstat(folder).st_mode) == 0o700
+    os.chmod(folder, 0o711)
+    with pytest.raises(warm.Refused, match="mode 0711"):
+        warm.server_address()
+
+
+def test_a_socket_of_another_uid_gets_nothing_and_the_job_runs_in_its_own_process(runtime_dir, monkeypatch,
+                                                                                    capsys):
+    """Someone else listening at the worker's address (simulated: the peer-credentials check reports
+    another uid) receives not one byte: no environment, no stdio, and nothing of ours is signalled."""
+    monkeypatch.setenv("MY_API_TOKEN", "do-not-send")
+    address = warm.server_address()
+    impostor = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    impostor.bind(address)
+    impostor.listen(1)
+    impostor.settimeout(30)
+    received = []
+
+    def listen():
+        conn, _ = impostor.accept()
+        with conn:
+            conn.settimeout(30)
+            data = b""
+            while chunk := conn.recv(1 << 16):
+                data += chunk
+            received.append(data)
+
+    thread = threading.Thread(target=listen, daemon=True)
+    thread.start()
+    other = os.getuid() + 1
+    monkeypatch.setattr(warm, "peer_credentials", lambda sock: (4242, other, other))
+    warm.run_job_warm(True)  # returns (no sys.exit): the job goes on in this process
+    thread.join(30)
+    impostor.close()
+    assert received == [b""]
+    err = capsys.readouterr().err
+    assert f"warm worker refused (the warm server at the other end of the socket runs as uid {other}" in err
+    assert "running this job in its own process" in err
+    assert os.listdir(Path(address).parent) == [Path(address).name]  # no lock taken, no server started
+
+
+def test_the_server_refuses_a_job_of_another_uid_and_cleans_up_on_sigterm(runtime_dir, tmp_path):
+    folder = Path(warm.server_address()).parent
+    address, lock, log = str(folder / "k.sock"), folder / "k.lock", folder / "k.x.log"
+    lock.touch()  # as the job that starts a server leaves them
+    log.touch()
+    marker = tmp_path / "ran"
+    job = tmp_path / "job.py"
+    job.write_text(f"open({str(marker)!r}, 'w').close()\n")
+    code = (f"import os, sys; sys.path.insert(0, {str(ROOT)!r}); import dpbert.warm as w; w.PRELOAD = []; "
+            "w.peer_credentials = lambda sock: (1, os.getuid() + 1, 1); w._serve(sys.argv[1], sys.argv[2])")
+    server = subprocess.Popen([sys.executable, "-c", code, address, str(log)], stderr=subprocess.PIPE, text=True)
+    try:
+        assert _wait_for(lambda: os.path.exists(address))
+        with warm._connect(address) as sock:  # the server is ours: this end's check passes
+            sock.settimeout(30)
+            request = json.dumps({"argv": [str(job)], "cwd": str(tmp_path), "env": {}}).encode() + b"\n"
+            try:
+                socket.send_fds(sock, [request], [0, 1, 2])
+                answer = sock.recv(1024)
+            except (BrokenPipeError, ConnectionResetError):
+                answer = b""
+        assert answer == b""  # dropped: no pid, no child
+        server.send_signal(signal.SIGTERM)
+        _, err = server.communicate(timeout=30)
+    finally:
+        if server.poll() is None:
+            server.kill()
+    assert server.returncode == 128 + signal.SIGTERM, err
+    assert f"refused a connection: the job at the other end of the socket runs as uid {os.getuid() + 1}" in err
+    assert not marker.exists()
+    assert os.listdir(folder) == []  # socket, log and start lock removed on SIGTERM
+
+
+def test_only_the_allowed_environment_is_sent():
+    env = {"PATH": "/bin", "HOME": "/h", "LANG": "C.UTF-8", "LC_ALL": "C", "PYTHONHASHSEED": "0",
+           "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "CUDA_VISIBLE_DEVICES": "0", "TORCH_HOME": "/t",
+           "HF_HOME": "/hf", "HF_HUB_OFFLINE": "1", "HF_TOKEN": "hf_x", "TRANSFORMERS_CACHE": "/tc",
+           "TOKENIZERS_PARALLELISM": "false", "SNAKEMAKE_PROFILE": "p", "DPBERT_WARM_IDLE_S": "5",
+           "TMPDIR": "/tmp", "XDG_RUNTIME_DIR": "/run/user/1", "USER": "u", "https_proxy": "http://p:3128",
+           "AWS_SECRET_ACCESS_KEY": "x", "AWS_ACCESS_KEY_ID": "x", "MY_API_TOKEN": "x", "GITHUB_TOKEN": "x",
+           "OPENAI_API_KEY": "x", "SSH_AUTH_SOCK": "/s", "DATABASE_URL": "x", "WANT_WARM": "1",
+           "SNAKEMAKE_STORAGE_S3_SECRET_KEY": "x", "XDG_SESSION_COOKIE": "x", "PWD": "/w", "OLDPWD": "/v"}
+    sent = warm.job_environment(env)
+    assert set(sent) == {"PATH", "HOME", "LANG", "LC_ALL", "PYTHONHASHSEED", "OMP_NUM_THREADS", "MKL_NUM_THREADS",
+                         "CUDA_VISIBLE_DEVICES", "TORCH_HOME", "HF_HOME", "HF_HUB_OFFLINE", "HF_TOKEN",
+                         "TRANSFORMERS_CACHE", "TOKENIZERS_PARALLELISM", "SNAKEMAKE_PROFILE", "DPBERT_WARM_IDLE_S",
+                         "TMPDIR", "XDG_RUNTIME_DIR", "USER", "https_proxy"}
+    assert all(sent[k] == env[k] for k in sent)
+
+
+def test_a_warm_job_gets_only_the_allowed_environment_and_no_file_outlives_the_server(runtime_dir, tmp_path):
+    folder = runtime_dir / "dpbert-warm"
+    path = _script(tmp_path, f"""
+        import json, stat
+        folder = {str(folder)!r}
+        files = {{n: oct(stat.S_IMODE(os.lstat(os.path.join(folder, n)).st_mode)) for n in os.listdir(folder)}}
+        names = ("DPBERT_WARM_CHILD", "MY_API_TOKEN", "AWS_SECRET_ACCESS_KEY", "HF_TOKEN", "HF_HOME", "PATH")
+        print(json.dumps({{"env": {{n: os.environ.get(n) for n in names}}, "files": files}}))
+    """)
+    secrets = {"MY_API_TOKEN": "t0ps3cret", "AWS_SECRET_ACCESS_KEY": "aws-secret", "HF_TOKEN": "hf_test",
+               "HF_HOME": str(tmp_path / "hf"), "XDG_RUNTIME_DIR": str(runtime_dir), warm.IDLE_ENV: "1"}
+    result = _run(path, env=secrets)
+    assert result.returncode == 0, result.stderr
+    seen = json.loads(result.stdout)
+    assert seen["env"]["DPBERT_WARM_CHILD"] == "1"  # it did run warm
+    assert seen["env"]["MY_API_TOKEN"] is None and seen["env"]["AWS_SECRET_ACCESS_KEY"] is None
+    assert seen["env"]["HF_TOKEN"] == "hf_test" and seen["env"]["HF_HOME"] == secrets["HF_HOME"]
+    assert seen["env"]["PATH"] == os.environ["PATH"]
+    kinds = sorted(Path(n).suffix for n in seen["files"])
+    assert kinds == [".lock", ".log", ".sock"], seen["files"]  # while it serves: its socket, lock and log
+    assert all(mode == "0o600" for n, mode in seen["files"].items() if not n.endswith(".sock"))
+    assert stat.S_IMODE(os.lstat(folder).st_mode) == 0o700
+    assert _wait_for(lambda: os.listdir(folder) == [], timeout=60), os.listdir(folder)  # idle exit: all gone
