@@ -1,0 +1,327 @@
+"""Bad config values are refused before any job, each with a short message naming the key, the value
+and the fix. The check functions are called directly (fast); two dry runs go through snakemake."""
+
+from __future__ import annotations
+
+import copy
+import json
+import subprocess
+import sys
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import ClassVar
+
+import pytest
+import yaml
+from snakemake.utils import validate
+
+from dpbert.config_check import (
+    ConfigError,
+    backbone_depth,
+    check_config,
+    check_devices,
+    check_schema,
+    check_small,
+    check_window,
+)
+from dpbert.registry import (
+    PARAM_RULES,
+    MethodConfigError,
+    MethodParams,
+    build_method,
+    check_params,
+    get_method,
+    make_params,
+    registered,
+)
+from dpbert.tasks import get_task
+
+ROOT = Path(__file__).resolve().parents[1]
+SCHEMA = ROOT / "workflow" / "schemas" / "config.schema.yaml"
+MICRO = ROOT / "tests" / "config" / "micro.yaml"
+PROFILES = [ROOT / "workflow/config/config.yaml", ROOT / "workflow/config/minilm.yaml",
+            ROOT / "workflow/config/paper.yaml", MICRO]
+
+
+def load(path: Path = MICRO, **changes) -> dict:
+    """A profile as snakemake hands it to check_config (schema defaults filled in), with changes."""
+    cfg = yaml.safe_load(path.read_text())
+    for dotted, value in changes.items():
+        node = cfg
+        *parents, leaf = dotted.split("__")
+        for p in parents:
+            node = node.setdefault(p, {})
+        node[leaf] = value
+    check_schema(cfg, SCHEMA)
+    validate(cfg, str(SCHEMA), set_default=True)
+    return cfg
+
+
+def refused(cfg: dict) -> str:
+    with pytest.raises(ConfigError) as err:
+        check_config(cfg)
+    return str(err.value)
+
+
+def param_error(method: str, **values) -> str:
+    with pytest.raises(MethodConfigError) as err:
+        check_params(get_method(method).Params, values, method)
+    return str(err.value)
+
+
+# ---------------------------------------------------------------- every profile still passes
+
+@pytest.mark.parametrize("path", PROFILES, ids=lambda p: p.stem)
+def test_every_profile_passes_the_checks(path, monkeypatch, tmp_path):
+    cfg = load(path)
+    if cfg["data"]["source"] == "glue_tsv":  # the minilm profile's GLUE folder is the user's
+        cfg["data"]["source"] = "synthetic"
+    if "hub" in (cfg["data"]["source"], cfg["model"]["source"]):  # the paper profile: no network here
+        monkeypatch.setattr("dpbert.hub.hub_reachable", lambda: True)
+    assert "dpbert" in check_config(cfg)
+
+
+# ---------------------------------------------------------------- selection.window
+
+@pytest.mark.parametrize("window", [[0.01, 100], [0.5, 2.0], [1.3, 60.0], [1.3, float("inf")], [0.99, 1.5]])
+def test_window_outside_a_sane_range_is_refused(window):
+    with pytest.raises(ConfigError, match=r"selection\.window .*1 <= min <= max <= 50"):
+        check_window({"window": window})
+
+
+def test_sane_windows_pass():
+    for window in ([1.30, 1.96], [1.0, 4.0], [1.0, 1.0], [2, 50]):
+        check_window({"window": window})
+    with pytest.raises(ConfigError, match="minimum is larger than its maximum"):
+        check_window({"window": [1.96, 1.30]})
+
+
+# ---------------------------------------------------------------- knob grids and ranges
+
+def test_dpbert_threshold_on_a_probability_must_lie_in_0_1():
+    msg = param_error("dpbert", thresholds=[2])
+    assert msg.startswith("methods.dpbert.thresholds has 2") and "[0, 1]" in msg and "infinite speed-up" in msg
+    assert "methods.dpbert_soft.thresholds" in param_error("dpbert_soft", thresholds=[0.5, -0.1])
+    check_params(get_method("dpbert").Params, {"thresholds": [0, 0.5, 1]}, "dpbert")
+
+
+def test_target_rates_must_be_non_empty_and_in_0_1():
+    msg = param_error("dpbert", target_rates=[])
+    assert "methods.dpbert.target_rates is an empty list" in msg and "[0.25, 0.35, 0.45]" in msg
+    assert "[0, 1)" in param_error("dpbert", target_rates=[0.3, 1.0])
+
+
+@pytest.mark.parametrize("method,key", [("bert_truncated", "layers"), ("layerdrop", "kept_layers"),
+                                        ("pabee", "patiences"), ("deebert", "entropies"),
+                                        ("berxit", "thresholds"), ("dact_bert", "taus"),
+                                        ("dact_bert", "regression_thresholds")])
+def test_empty_knob_grids_are_refused(method, key):
+    assert f"methods.{method}.{key} is an empty list" in param_error(method, **{key: []})
+
+
+def test_ranges_of_other_parameters():
+    assert "methods.layerdrop.p is 1.0, but it must lie in [0, 1)" in param_error("layerdrop", p=1.0)
+    assert "(0, inf)" in param_error("dpbert", stage2_lr=0)
+    assert "methods.pabee.batch_size is 0" in param_error("pabee", batch_size=0)
+    assert "[0, 1]" in param_error("distilbert", alpha=1.5)
+    assert "finite" in param_error("dpbert", beta=float("inf"))
+    msg = param_error("dpbert", state="pooled")
+    assert "methods.dpbert.state is 'pooled'" in msg and "cls, mean" in msg
+    assert "did you mean 'greedy'" in param_error("dpbert", baseline="gredy")
+
+
+# ---------------------------------------------------------------- types from the Params annotations
+
+def test_a_string_where_a_number_belongs_is_refused_with_the_key():
+    msg = param_error("dpbert", beta="strong")
+    assert msg == "methods.dpbert.beta is 'strong' (a string), but it must be a number; its default is 1.0."
+    # YAML 1.1 reads 1e-3 (no decimal point) as a string: say so
+    assert "write 1.0e-3" in param_error("dpbert", stage2_lr="1e-3")
+    msg = param_error("berxit", thresholds=[0.5, "0.3"])
+    assert msg.startswith("methods.berxit.thresholds[1] is '0.3' (a string)") and "a number" in msg
+    assert "must be a list of integers" in param_error("bert_truncated", layers=9)
+
+
+def test_types_int_for_float_is_fine_bool_is_no_number():
+    Params = get_method("dpbert").Params
+    check_params(Params, {"beta": 20, "stage3_epochs": None, "batch_size": None, "cost_normalized": False}, "dpbert")
+    check_params(get_method("distilbert").Params, {"teacher_layers": None, "reference_depth": 6}, "distilbert")
+    assert "must be an integer or null" in param_error("dpbert", batch_size=True)
+    assert "must be an integer or null" in param_error("dpbert", batch_size=8.0)
+    assert "must be a number" in param_error("dpbert", beta=True)
+    assert "must be true or false" in param_error("dpbert", cost_normalized=1)
+    assert "must be an integer" in param_error("pabee", patiences=[1, 2.5])
+    assert "must be a string" in param_error("distilbert", hub_name=3)
+
+
+@pytest.mark.parametrize("name", sorted(registered()))
+def test_every_default_passes_its_own_rules(name):
+    """The rules agree with the methods' own defaults: each default, written out in the config, passes."""
+    cls = get_method(name)
+    defaults = asdict_defaults(cls.Params)
+    check_params(cls.Params, defaults, name)
+    make_params(cls.Params, defaults, name)
+
+
+def asdict_defaults(cls) -> dict:
+    return {f.name: getattr(cls(), f.name) for f in fields(cls)}
+
+
+def test_choices_repeat_the_method_modules_constants():
+    from baselines.distilbert import KINDS
+    from dpbert.engine import STATE_KINDS
+    from dpbert.methods.dpbert import RATE_ESTIMATES
+
+    assert PARAM_RULES["state"][0] == STATE_KINDS
+    assert PARAM_RULES["student"][0] == KINDS
+    assert PARAM_RULES["rate_estimate"][0] == RATE_ESTIMATES
+
+
+def test_a_params_class_may_declare_its_own_rules():
+    @dataclass
+    class P(MethodParams):
+        width: float = 1.0
+        grid: list[int] = field(default_factory=lambda: [1])
+        p: float = 0.5
+        param_rules: ClassVar[dict] = {"width": ("(0, 2]", "a width"), "p": ("[0, 10]", "not a probability here")}
+
+    check_params(P, {"width": 2, "grid": [3], "p": 5.0}, "toy")
+    with pytest.raises(MethodConfigError, match=r"methods\.toy\.width is 2\.5, but it must lie in \(0, 2\]: a width"):
+        check_params(P, {"width": 2.5}, "toy")
+
+
+def test_jobs_get_the_same_checks():
+    """make_params runs them, so a job building its method refuses what the config check refuses."""
+    with pytest.raises(MethodConfigError, match="methods.dpbert.beta is 'strong'"):
+        build_method("dpbert", {"beta": "strong"}, get_task("SST-2"))
+    assert "methods.dpbert.thresholds has 2" in refused(load(methods={"bert": {}, "dpbert": {"thresholds": [2]}}))
+
+
+# ---------------------------------------------------------------- layers against the backbone's depth
+
+def test_depths_deeper_than_the_model_are_refused():
+    msg = refused(load(methods={"bert": {}, "bert_truncated": {"layers": [5, 2]}}))
+    assert msg.startswith("methods.bert_truncated.layers has 5, but the backbone has 4 layers")
+    assert "1..4" in msg
+    assert "kept_layers has 6" in refused(load(methods={"bert": {}, "layerdrop": {"kept_layers": [6]}}))
+    assert "0..3" in refused(load(methods={"bert": {}, "distilbert": {"teacher_layers": [0, 4]}}))
+    # a default made for 12 layers on a 4-layer backbone
+    assert "(its default; set it for this backbone)" in refused(load(methods={"bert": {}, "bert_truncated": {}}))
+    # a patience above the depth only never fires: fine
+    check_config(load(methods={"bert": {}, "pabee": {"patiences": [2, 10]}}))
+
+
+def test_backbone_depth_per_source(tmp_path, monkeypatch):
+    assert backbone_depth({"source": "small", "small": {"num_hidden_layers": 3}})[0] == 3
+    assert backbone_depth({"source": "small", "small": {}})[0] == 12  # BertConfig's default
+    assert backbone_depth({"source": "minilm"})[0] == 6  # the package's config.json, or 6 without it
+    folder = tmp_path / "model"
+    folder.mkdir()
+    (folder / "config.json").write_text(json.dumps({"num_hidden_layers": 3}))
+    assert backbone_depth({"source": "local", "name": str(folder)})[0] == 3
+    monkeypatch.setattr("huggingface_hub.try_to_load_from_cache", lambda *a, **k: None)
+    assert backbone_depth({"source": "hub", "name": "bert-base-uncased"})[0] == 12
+    assert backbone_depth({"source": "hub", "name": "someone/unknown-model"})[0] is None  # no check
+    monkeypatch.setattr("huggingface_hub.try_to_load_from_cache", lambda *a, **k: str(folder / "config.json"))
+    assert backbone_depth({"source": "hub", "name": "bert-base-uncased"})[0] == 3  # the cached config says so
+
+
+def test_a_local_model_folder_that_does_not_exist_is_refused(tmp_path):
+    msg = refused(load(model={"source": "local", "name": str(tmp_path / "nope")}))
+    assert f"model.name '{tmp_path / 'nope'}' is not a model folder (it does not exist" in msg
+    (tmp_path / "empty").mkdir()
+    assert "no config.json there" in refused(load(model={"source": "local", "name": str(tmp_path / "empty")}))
+
+
+# ---------------------------------------------------------------- model.small
+
+def test_model_small_misspelled_key_suggests_the_closest():
+    with pytest.raises(ConfigError, match="model.small has the unknown key 'num_hidden_layer': did you mean "
+                                          "'num_hidden_layers'"):
+        check_small({"num_hidden_layer": 4, "hidden_size": 32})
+
+
+def test_model_small_types_and_shapes():
+    with pytest.raises(ConfigError, match="model.small.hidden_size is '64', but it must be an integer"):
+        check_small({"hidden_size": "64"})
+    with pytest.raises(ConfigError, match="vocab_size is set, but the harness sets it"):
+        check_small({"vocab_size": 100})
+    with pytest.raises(ConfigError, match="not a multiple of num_attention_heads"):
+        check_small({"hidden_size": 30, "num_attention_heads": 4})
+    with pytest.raises(ConfigError, match="dropout probability"):
+        check_small({"hidden_dropout_prob": 1.5})
+    assert check_small({"num_hidden_layers": 2, "hidden_size": 32, "num_attention_heads": 2,
+                        "hidden_dropout_prob": 0}) == 2
+    assert "model.small has the unknown key" in refused(load(model__small={"num_layers": 4}))
+
+
+# ---------------------------------------------------------------- devices
+
+@pytest.mark.parametrize("section", ["training", "latency"])
+def test_device_gpu_is_refused_with_the_list(section):
+    cfg = {"training": {"device": "cpu"}, "latency": {"device": "cpu"}}
+    cfg[section]["device"] = "gpu"
+    with pytest.raises(ConfigError) as err:
+        check_devices(cfg)
+    assert str(err.value).startswith(f"{section}.device is 'gpu', but it must be one of cpu, cuda, cuda:N, auto, mps")
+    assert "an NVIDIA GPU is 'cuda'" in str(err.value)
+    for ok in ("cpu", "cuda", "cuda:1", "auto", "mps"):
+        check_devices({section: {"device": ok}})
+    with pytest.raises(ConfigError):
+        check_devices({section: {"device": "cuda:x"}})
+
+
+# ---------------------------------------------------------------- the schema, in a few lines
+
+@pytest.mark.parametrize("change,expect", [
+    ({"trainig": {"device": "cpu"}}, "config key trainig is unknown: did you mean 'training'?"),
+    ({"selection": {"windw": [1, 2]}}, "config key selection.windw is unknown: did you mean 'window'?"),
+    ({"training": {"finetune": {"lr": "abc"}}}, "config key training.finetune.lr is 'abc', but it must be a number."),
+    ({"training": {"finetune": {"lr": "5e-4"}}}, "write 5.0e-4"),
+    ({"selection": {"speedup": "latncy"}}, "must be one of 'layer', 'latency' (did you mean latency?)"),
+    ({"seeds": [1, -2]}, "config key seeds[1] is -2, but it must be >= 0."),
+    ({"tasks": []}, "config key tasks is [], but it must have at least 1 item(s)."),
+    ({"methods": {"dpbert": 3}}, "config key methods.dpbert is 3, but it must be a mapping"),
+])
+def test_schema_errors_are_a_few_lines_naming_the_key(change, expect):
+    cfg = yaml.safe_load(MICRO.read_text())
+    for key, value in change.items():
+        if isinstance(value, dict) and isinstance(cfg.get(key), dict):
+            merged = copy.deepcopy(cfg[key])
+            for k, v in value.items():
+                merged[k] = {**merged[k], **v} if isinstance(v, dict) and isinstance(merged.get(k), dict) else v
+            cfg[key] = merged
+        else:
+            cfg[key] = value
+    with pytest.raises(ConfigError) as err:
+        check_schema(cfg, SCHEMA)
+    msg = str(err.value)
+    assert expect in msg and len(msg.splitlines()) <= 4, msg
+
+
+# ---------------------------------------------------------------- through snakemake (a few seconds each)
+
+def dry_run(tmp_path: Path, cfg: dict) -> str:
+    path = tmp_path / "config.yaml"
+    path.write_text(yaml.safe_dump(cfg))
+    result = subprocess.run([sys.executable, "-m", "snakemake", "-s", str(ROOT / "Snakefile"), "--directory",
+                             str(tmp_path), "-n", "--configfile", str(path)],
+                            check=False, capture_output=True, text=True, timeout=120)
+    assert result.returncode != 0
+    return result.stdout + result.stderr
+
+
+def test_dry_run_refuses_a_string_parameter_before_any_job(tmp_path):
+    cfg = yaml.safe_load(MICRO.read_text())
+    cfg["methods"]["dpbert"] = {**cfg["methods"]["dpbert"], "beta": "strong"}
+    out = dry_run(tmp_path, cfg)
+    assert "methods.dpbert.beta is 'strong' (a string), but it must be a number" in out, out[-2000:]
+    assert "Traceback" not in out and "rule " not in out
+
+
+def test_dry_run_schema_error_is_short(tmp_path):
+    cfg = yaml.safe_load(MICRO.read_text())
+    cfg["trainig"] = cfg.pop("training")  # snakemake's own message: 900 lines (the schema and the config)
+    out = dry_run(tmp_path, cfg)
+    assert "config key trainig is unknown: did you mean 'training'?" in out, out[-2000:]
+    assert len(out.strip().splitlines()) < 15, out
