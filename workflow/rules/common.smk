@@ -10,7 +10,9 @@ from dpbert.config_check import check_config, check_schema, ConfigError  # noqa:
 try:
     # the schema first with a short message (snakemake's own prints the schema and the config: hundreds
     # of lines for one misspelled key), then snakemake's validate, which fills in the defaults
-    check_schema(config, Path(workflow.basedir) / "workflow" / "schemas" / "config.schema.yaml")
+    check_schema(
+        config, Path(workflow.basedir) / "workflow" / "schemas" / "config.schema.yaml"
+    )
     validate(config, "../schemas/config.schema.yaml", set_default=True)
     METHODS = check_config(config)  # name -> method class, after semantic checks
 except ConfigError as exc:
