@@ -100,8 +100,9 @@ def table2(
     Rows: ("DPBERT", "ours"), ("DPBERT-soft", "ours") and, when ``paper`` is given (the paper's
     table2_ablation.csv), ("DPBERT", "paper"), ("DPBERT-soft", "paper").  Per task: score
     (median over seeds; MNLI = mean over its splits), both speed-ups and the knob point
-    ("t0.25@0.5").  Matching is on the task's primary split.  ``avg`` is over the tasks the row
-    has; ``note`` says what is missing and why.  The paper states no speed-up numbers for
+    ("t0.25@0.5").  Matching is on the task's primary split.  ``avg`` is over the tasks every row
+    with a score has (``attrs["avg_tasks"]``), the paper's rows included, so rows compare; ``note``
+    says what is missing and why.  The paper states no speed-up numbers for
     Table 2 ("the same for both methods"), so its speed-up cells are NaN.
     """
     cols = _t2_columns(tasks)
@@ -162,7 +163,14 @@ def table2(
             row["avg"] = float(np.mean(scores)) if scores else np.nan
             row["note"] = "as printed; speed-up 'the same for both methods' (not stated)"
             rows.append(row)
+    # every row's avg over the same tasks: those every row with a score has (ours and the paper's)
+    covered = [{t for t in tasks if not pd.isna(r[t])} for r in rows]
+    covered = [c for c in covered if c]
+    common = [t for t in tasks if covered and all(t in c for c in covered)]
+    for r in rows:
+        r["avg"] = _mean_over({t: r[t] for t in common if not pd.isna(r[t])}, common)
     out = pd.DataFrame(rows, columns=cols)
+    out.attrs["avg_tasks"] = common
     return out
 
 
@@ -192,6 +200,10 @@ def table2_markdown(t2: pd.DataFrame, tasks: Sequence[str], meta: Mapping[str, A
                              f"{_f(r[f'{t} latency_speedup'], 2, 'x')}] {{{r[f'{t} point']}}}")
         lines.append(f"| {r['model']} | {r['source']} | " + " | ".join(cells) + f" | {_f(r['avg'])} |")
     notes = [f"- {r['model']} ({r['source']}): {r['note']}" for _, r in t2.iterrows() if str(r["note"] or "")]
+    avg_tasks = t2.attrs.get("avg_tasks")
+    if avg_tasks is not None:
+        notes.append(f"- avg: over {', '.join(avg_tasks)}, the tasks every row with a score has (the paper's "
+                     "averages recomputed over them)." if avg_tasks else "- avg: — (no task every row has).")
     return "\n".join(lines) + "\n\n" + "\n".join(notes) + "\n"
 
 
@@ -308,7 +320,8 @@ def table3_markdown(cases: pd.DataFrame, meta: Mapping[str, Any], notes: Iterabl
 
 def _task_scores(row: pd.Series) -> dict[str, float]:
     """Per-task scores of a Table 1 row, MNLI once as mean(m, mm)."""
-    skip = {"model", "speedup", "speedup_latency", "speedup_layer", "avg", "n_seeds", "profile", "backbone", "device"}
+    skip = {"model", "speedup", "speedup_latency", "speedup_layer", "avg", "covered", "n_seeds", "profile", "backbone",
+            "device", "degenerate"}
     out: dict[str, float] = {}
     mnli = [float(row[c]) for c in ("MNLI-m", "MNLI-mm") if c in row.index and not pd.isna(row[c])]
     if mnli:
@@ -343,7 +356,34 @@ CLAIM_KEEP = 0.98
 CLAIM_SPEEDUP = 1.30
 
 
-def _claim_keep(ours: pd.DataFrame, lo: float = CLAIM_SPEEDUP) -> tuple[str, str]:
+NOISE_SE = 2.0
+"""A difference under this many bootstrap standard errors is "within noise"."""
+
+
+def _difference_se(replicates: pd.DataFrame | None, a: str, b: str, tasks: list[str], b_weight: float = 1.0) -> float:
+    """Paired bootstrap SE of avg(a) - b_weight * avg(b) over ``tasks`` (NaN without replicates)."""
+    from dpbert.uncertainty import average_replicates, standard_error
+
+    if replicates is None or not tasks:
+        return np.nan
+    ra, rb = average_replicates(replicates, a, tasks), average_replicates(replicates, b, tasks)
+    if ra is None or rb is None:
+        return np.nan
+    return standard_error(ra - b_weight * rb)
+
+
+def _noise_note(diff: float, se: float) -> str:
+    if pd.isna(se):
+        return " No standard error (no bootstrap replicates for these rows)."
+    return f" Difference {diff:+.1f} ± {se:.1f} (paired bootstrap SE over the dev examples)."
+
+
+def _within_noise(diff: float, se: float) -> bool:
+    return not pd.isna(se) and abs(diff) < NOISE_SE * se
+
+
+def _claim_keep(ours: pd.DataFrame, lo: float = CLAIM_SPEEDUP,
+                replicates: pd.DataFrame | None = None) -> tuple[str, str]:
     dp, bert, common = common_average(ours, "DPBERT", "BERT-base")
     sp = _speedup_of(ours, "DPBERT")
     row = ours[ours["model"].astype(str) == "DPBERT"]
@@ -355,9 +395,17 @@ def _claim_keep(ours: pd.DataFrame, lo: float = CLAIM_SPEEDUP) -> tuple[str, str
         return "cannot tell", "DPBERT or BERT-base has no Table 1 scores (or no speed-up) in this run."
     ratio = dp / bert if bert else np.nan
     ok = ratio >= CLAIM_KEEP - TOL and sp >= lo - TOL
+    margin = dp - CLAIM_KEEP * bert
+    se = _difference_se(replicates, "DPBERT", "BERT-base", common, CLAIM_KEEP)
     detail = (f"DPBERT averages {dp:.1f} vs BERT-base {bert:.1f} over {len(common)} common tasks "
               f"= {100 * ratio:.1f}% of BERT-base, at {sp:.2f}x{both} (thresholds: 98%, {lo:.2f}x). "
               f"Paper: 81.3 / 82.4 = 98.7% at 1.34x.")
+    if replicates is not None:
+        detail += (f" DPBERT minus 98% of BERT-base: {margin:+.1f}"
+                   + ("" if pd.isna(se) else f" ± {se:.1f} (paired bootstrap SE over the dev examples)") + ".")
+    if sp >= lo - TOL and _within_noise(margin, se):
+        return "within noise", detail + (f" The score margin is under {NOISE_SE:g} standard errors: this dev set "
+                                         "cannot tell whether DPBERT keeps 98%.")
     return ("yes" if ok else "no"), detail
 
 
@@ -365,14 +413,22 @@ COMPARABLE_SPEEDUP = 0.10
 """Two speed-ups within this many x count as comparable / equal for the claims."""
 
 
-def _claim_vs(ours: pd.DataFrame, other: str) -> tuple[str, str]:
-    """Yes/no when the speed-ups are comparable (or DPBERT dominates / is dominated); else cannot tell."""
+def _claim_vs(ours: pd.DataFrame, other: str, replicates: pd.DataFrame | None = None) -> tuple[str, str]:
+    """Yes/no when the speed-ups are comparable (or DPBERT dominates / is dominated); else cannot tell.
+    With ``replicates``: "within noise" when the score difference is under NOISE_SE paired standard errors."""
     dp, ot, common = common_average(ours, "DPBERT", other)
     if not common:
         return "cannot tell", f"DPBERT or {other} has no Table 1 scores in this run."
     sd, so = _speedup_of(ours, "DPBERT"), _speedup_of(ours, other)
     detail = (f"DPBERT {dp:.1f} vs {other} {ot:.1f} (avg over {len(common)} common tasks: {', '.join(common)}), "
               f"speed-ups {_f(sd, 2, 'x')} vs {_f(so, 2, 'x')}.")
+    if replicates is not None:
+        se = _difference_se(replicates, "DPBERT", other, common)
+        detail += _noise_note(dp - ot, se)
+        if _within_noise(dp - ot, se):
+            faster = "" if pd.isna(sd) or pd.isna(so) or abs(sd - so) <= COMPARABLE_SPEEDUP + TOL else (
+                " (and faster)" if sd > so else " (and slower)")
+            return "within noise" + faster, detail
     if abs(dp - ot) <= TOL:
         return "no (tie)", detail
     better = dp > ot
@@ -420,16 +476,38 @@ def _claim_soft(t2: pd.DataFrame | None, speedup_col: str = "layer_speedup") -> 
     return ("yes" if a > b + TOL else "no"), detail
 
 
+def _mean_over(scores: Mapping[str, float], tasks: Sequence[str]) -> float:
+    """Mean of ``scores`` over ``tasks``; NaN unless every task has a score."""
+    if not tasks or any(t not in scores or pd.isna(scores[t]) for t in tasks):
+        return np.nan
+    return float(np.mean([scores[t] for t in tasks]))
+
+
+def table1_avg_tasks(ours: pd.DataFrame, paper: pd.DataFrame) -> list[str]:
+    """The tasks every row of our Table 1 with a score covers (MNLI once) and every row of the paper's
+    Table 1 has a number for: the one task set of every avg cell in the reproduction report."""
+    from dpbert.tables import common_tasks, tasks_of_table
+
+    ours_tasks = common_tasks(ours, tasks_of_table(ours))
+    paper_tasks = [c for c in paper.columns if c not in ("model", "speedup", "avg") and paper[c].notna().all()]
+    return [t for t in ours_tasks if t in paper_tasks]
+
+
 def reproduction_report(
     ours_table1: pd.DataFrame,
     paper_table1: pd.DataFrame,
     table2: pd.DataFrame | None,
     meta: Mapping[str, Any],
+    replicates: pd.DataFrame | None = None,
 ) -> str:
     """Markdown: provenance, every paper cell (ours / paper / diff), Table 2, claims answered.
 
     meta keys: profile, profile_note, backbone, device, seeds, window (lo, hi), speedup_col,
     data, static_models (display names of static rows; default BERT-base/LayerDrop/DistilBERT).
+    Every avg is over one task set for all the rows it is shown with (ours and the paper's alike,
+    recomputed from the task cells). ``replicates`` (results/table1_bootstrap.csv.gz): the paired
+    bootstrap replicates of Table 1's cells; with them a claim whose score difference is under
+    NOISE_SE standard errors is answered "within noise".
     """
     profile = str(meta.get("profile", ""))
     lo, hi = (float(x) for x in meta.get("window", (1.30, 1.96)))
@@ -449,14 +527,27 @@ def reproduction_report(
     # -- Table 1 vs paper: every cell the paper reports
     cmp = compare_with_paper(ours_table1, paper_table1)
     pcols = [c for c in paper_table1.columns if c != "model"]
+    avg_set = table1_avg_tasks(ours_table1, paper_table1)
+    ours_rows = {str(r["model"]): _task_scores(r) for _, r in ours_table1.iterrows()}
+    avg_note = (f"avg: recomputed for ours and for the paper over {', '.join(avg_set)} (the {len(avg_set)} tasks "
+                "that every row of our Table 1 with a score and every row of the paper's covers), so all avg "
+                "cells are over the same tasks; the paper prints averages over 8 tasks (DeeBERT: 7)."
+                if avg_set else "avg: — (no task is covered by every row of both tables).")
     out += ["## Table 1 (dev): ours / paper (diff)", "",
             ("Each cell: our value / the paper's value (ours − paper); — = not run, not covered or no point in "
-             "the window. Our MNLI is mean(MNLI-m, MNLI-mm) against the paper's single MNLI number."), "",
-            "| model | " + " | ".join(pcols) + " |", "|---|" + "---|" * len(pcols)]
+             "the window. Our MNLI is mean(MNLI-m, MNLI-mm) against the paper's single MNLI number. " + avg_note),
+            "", "| model | " + " | ".join(pcols) + " |", "|---|" + "---|" * len(pcols)]
     for model in paper_table1["model"].astype(str):
         cells = []
         for c in pcols:
             r = cmp[(cmp["model"] == model) & (cmp["column"] == c)]
+            if c == "avg":
+                prow = paper_table1[paper_table1["model"].astype(str) == model].iloc[0]
+                o = _mean_over(ours_rows.get(model, {}), avg_set)
+                p = _mean_over({t: float(prow[t]) for t in avg_set if not pd.isna(prow.get(t, np.nan))}, avg_set)
+                d = o - p if not (pd.isna(o) or pd.isna(p)) else np.nan
+                cells.append("—" if pd.isna(p) else f"{_f(o)} / {_f(p)}" + ("" if pd.isna(d) else f" ({d:+.1f})"))
+                continue
             if r.empty or pd.isna(r["paper"].iloc[0]):
                 cells.append("—")
                 continue
@@ -472,15 +563,24 @@ def reproduction_report(
     # -- Table 2 vs paper
     if table2 is not None and not table2.empty:
         tasks = [c for c in table2.columns if f"{c} layer_speedup" in table2.columns]
+        t2_rows = [table2[(table2["model"] == m) & (table2["source"] == src)]
+                   for m in ("DPBERT", "DPBERT-soft") for src in ("ours", "paper")]
+        t2_avg = [t for t in tasks if all(len(r) and not pd.isna(r[t].iloc[0]) for r in t2_rows)]
         out += ["## Table 2 (dev): DPBERT vs DPBERT-soft, ours / paper (diff)", "",
+                (f"avg: over {', '.join(t2_avg)}, the tasks all four rows have (ours and the paper's, recomputed)."
+                 if t2_avg else "avg: — (no task all four rows have)."), "",
                 "| model | " + " | ".join(tasks) + " | avg |", "|---|" + "---|" * (len(tasks) + 1)]
         for model in ("DPBERT", "DPBERT-soft"):
             o = table2[(table2["model"] == model) & (table2["source"] == "ours")]
             p = table2[(table2["model"] == model) & (table2["source"] == "paper")]
             cells = []
             for c in tasks + ["avg"]:
-                ov = o[c].iloc[0] if len(o) else np.nan
-                pv = p[c].iloc[0] if len(p) else np.nan
+                if c == "avg":
+                    ov = _mean_over({t: float(o[t].iloc[0]) for t in t2_avg} if len(o) else {}, t2_avg)
+                    pv = _mean_over({t: float(p[t].iloc[0]) for t in t2_avg} if len(p) else {}, t2_avg)
+                else:
+                    ov = o[c].iloc[0] if len(o) else np.nan
+                    pv = p[c].iloc[0] if len(p) else np.nan
                 d = "" if pd.isna(ov) or pd.isna(pv) else f" ({float(ov) - float(pv):+.1f})"
                 cells.append(f"{_f(ov)} / {_f(pv)}{d}")
             out.append(f"| {model} | " + " | ".join(cells) + " |")
@@ -489,7 +589,7 @@ def reproduction_report(
     # -- claims
     static = set(meta.get("static_models", STATIC_MODELS_DEFAULT))
     out += ["## Headline claims, answered from these numbers", ""]
-    ans, det = _claim_keep(ours_table1)
+    ans, det = _claim_keep(ours_table1, replicates=replicates)
     out.append(f"1. **Does DPBERT keep ≥ 98% of BERT-base's average at ≥ {CLAIM_SPEEDUP:.2f}x?** {ans.upper()}. {det}")
     others = [m for m in ours_table1["model"].astype(str)
               if not _is_static(m, static) and m not in ("DPBERT", "DPBERT-soft")]
@@ -498,9 +598,12 @@ def reproduction_report(
     out.append("2. **Does DPBERT beat each adaptive baseline in average score at comparable speed-up "
                "(every row selected in the same window)?**")
     for other in others:
-        ans, det = _claim_vs(ours_table1, other)
+        ans, det = _claim_vs(ours_table1, other, replicates=replicates)
         out.append(f"   - vs {other}: {ans.upper()}. {det}")
     ans, det = _claim_soft(table2, sp)
+    if replicates is not None:
+        det += (" (No standard error: DPBERT-soft's matched points are not Table 1 points, so Table 1's replicates "
+                "do not cover them.)")
     out.append(f"3. **Is DPBERT better than DPBERT-soft at equal speed-up?** {ans.upper()}. {det}")
     out.append("")
     if profile != "paper":
@@ -565,8 +668,19 @@ def write_table3(*, selected_path: str, pred_paths: Mapping[str, str], data_path
     return cases
 
 
+def read_replicates(path: str | Path | None) -> pd.DataFrame | None:
+    """Table 1's bootstrap replicates (rule table1), or None when there is no file or it has no columns."""
+    if path is None or not Path(path).is_file():
+        return None
+    try:
+        df = pd.read_csv(path)
+    except pd.errors.EmptyDataError:
+        return None
+    return df if len(df.columns) else None
+
+
 def write_reproduction(*, table1_path: str, table2_path: str, paper_table1_path: str | None,
-                       meta: Mapping[str, Any], out_md: str) -> str:
+                       meta: Mapping[str, Any], out_md: str, bootstrap_path: str | None = None) -> str:
     from dpbert.report import SPEEDUP_COLUMNS
     from dpbert.runtime import atomic_write_text
 
@@ -577,6 +691,6 @@ def write_reproduction(*, table1_path: str, table2_path: str, paper_table1_path:
     sel = m.pop("selection", None) or {}
     m.setdefault("window", tuple(sel.get("window", (1.30, 1.96))))
     m.setdefault("speedup_col", SPEEDUP_COLUMNS[sel.get("speedup", "layer")])
-    text = reproduction_report(ours, paper, t2, m)
+    text = reproduction_report(ours, paper, t2, m, replicates=read_replicates(bootstrap_path))
     atomic_write_text(out_md, text)
     return text

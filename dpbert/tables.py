@@ -1,8 +1,11 @@
 """The paper's Table 1 layout, its Markdown rendering and the paper comparison.
 
 Why: the reproduced numbers must be read side by side with the paper's, with
-the same averaging convention (MNLI counts once as mean(m, mm); a method with
-no STS-B exit averages over 7 tasks) and with honest empty cells.
+the same averaging convention (MNLI counts once as mean(m, mm)) and with honest
+empty cells. Rows can only be compared over the same tasks, so ``avg`` is taken
+over the tasks *every* row covers (:func:`common_tasks`, named in the Markdown),
+and ``covered`` states each row's own coverage; the Markdown shows each score
+with its bootstrap standard error over the dev examples (dpbert.uncertainty).
 """
 
 from __future__ import annotations
@@ -20,8 +23,12 @@ TASK_COLUMNS: list[str] = ["CoLA", "MNLI-m", "MNLI-mm", "SST-2", "QNLI", "MRPC",
 META_COLUMNS: list[str] = ["profile", "backbone", "device"]
 TABLE1_COLUMNS: list[str] = (
     ["model", "speedup", "speedup_latency", "speedup_layer"] + TASK_COLUMNS
-    + ["avg", "n_seeds"] + META_COLUMNS
+    + ["avg", "covered", "n_seeds"] + META_COLUMNS
 )
+AVG_TASKS_ATTR = "avg_tasks"
+"""``table.attrs[AVG_TASKS_ATTR]``: the tasks ``avg`` is taken over (those every row with a score covers)."""
+NON_TASK_COLUMNS: frozenset[str] = frozenset(
+    {"model", "speedup", "speedup_latency", "speedup_layer", "avg", "covered", "n_seeds", *META_COLUMNS})
 
 MNLI_SPLIT_COLUMNS: dict[str, str] = {"dev_matched": "MNLI-m", "dev_mismatched": "MNLI-mm"}
 
@@ -52,6 +59,46 @@ def _column_of(task: str, split: str) -> str:
     return task
 
 
+column_of = _column_of
+
+
+def _task_cols(task: str) -> list[str]:
+    return ["MNLI-m", "MNLI-mm"] if task == "MNLI" else [task]
+
+
+def row_task_scores(row: pd.Series | dict, tasks: list[str]) -> dict[str, float]:
+    """A Table 1 row's score per task it covers: MNLI as mean(MNLI-m, MNLI-mm), only with both."""
+    out: dict[str, float] = {}
+    for t in tasks:
+        vals = [row.get(c, np.nan) for c in _task_cols(t)]
+        if all(not pd.isna(v) for v in vals):
+            out[t] = float(np.mean([float(v) for v in vals]))
+    return out
+
+
+def common_tasks(table: pd.DataFrame, tasks: list[str]) -> list[str]:
+    """The tasks (in ``tasks`` order) that every row with at least one score covers: what ``avg`` is
+    taken over, so that the averages of any two rows are over the same tasks."""
+    covered = [set(row_task_scores(r, tasks)) for _, r in table.iterrows()]
+    covered = [c for c in covered if c]
+    if not covered:
+        return []
+    return [t for t in tasks if all(t in c for c in covered)]
+
+
+def tasks_of_table(table: pd.DataFrame) -> list[str]:
+    """The tasks a Table 1 frame has columns for (MNLI once), in the paper's order (others after)."""
+    out: list[str] = []
+    for c in table.columns:
+        if c in NON_TASK_COLUMNS or c == DEGENERATE_COLUMN:
+            continue
+        t = "MNLI" if c in ("MNLI-m", "MNLI-mm") else c
+        if t not in out:
+            out.append(t)
+    order = ["MNLI" if c.startswith("MNLI") else c for c in TASK_COLUMNS]
+    return sorted(out, key=lambda t: order.index(t) if t in order else len(order))
+
+
 def table1(
     selected: pd.DataFrame,
     method_order: list[str],
@@ -62,14 +109,17 @@ def table1(
     """One row per method (Table 1 layout) from :func:`selection.select_all` output.
 
     speedup = mean over the row's covered, in-window tasks of `speedup_col`
-    (a task's speed-up is the mean over its splits); avg counts MNLI once as
-    mean(m, mm).  Empty cells are NaN; the reason for each is kept in
-    ``table.attrs["empty_reasons"]`` for :func:`table1_markdown`.
+    (a task's speed-up is the mean over its splits). avg = mean over the tasks
+    that every row with a score covers (:func:`common_tasks`, kept in
+    ``table.attrs["avg_tasks"]``), MNLI once as mean(m, mm): two rows' averages
+    are always over the same tasks; ``covered`` = "k/n", the row's own tasks
+    with a score out of the configured ones. Empty cells are NaN; the reason for
+    each is kept in ``table.attrs["empty_reasons"]`` for :func:`table1_markdown`.
     """
     if speedup_col not in ("layer_speedup", "latency_speedup"):
         raise ValueError(f"speedup_col must be layer_speedup or latency_speedup, got {speedup_col!r}")
     tcols = task_columns(tasks)
-    cols = ["model", "speedup", "speedup_latency", "speedup_layer"] + tcols + ["avg", "n_seeds"] + META_COLUMNS
+    cols = ["model", "speedup", "speedup_latency", "speedup_layer"] + tcols + ["avg", "covered", "n_seeds"] + META_COLUMNS
     reasons: dict[str, str] = {}
     spreads: list[dict[str, Any]] = []
     rows: list[dict[str, Any]] = []
@@ -111,11 +161,15 @@ def table1(
         row["speedup_latency"] = float(np.nanmean(lat)) if lat and not np.all(np.isnan(lat)) else np.nan
         row["speedup_layer"] = float(np.nanmean(lay)) if lay and not np.all(np.isnan(lay)) else np.nan
         row["speedup"] = row["speedup_latency"] if speedup_col == "latency_speedup" else row["speedup_layer"]
-        row["avg"] = float(np.mean(task_scores)) if task_scores else np.nan
         row["n_seeds"] = min(seeds) if seeds else pd.NA
         for k in META_COLUMNS:
             row[k] = meta.get(k, "")
         rows.append(row)
+    avg_tasks = common_tasks(pd.DataFrame(rows), tasks)
+    for row in rows:
+        own = row_task_scores(row, tasks)
+        row["covered"] = f"{len(own)}/{len(tasks)}"
+        row["avg"] = float(np.mean([own[t] for t in avg_tasks])) if avg_tasks and own else np.nan
     out = pd.DataFrame(rows, columns=cols)
     for c in tcols + ["avg"]:
         out[c] = out[c].astype(float).round(1)
@@ -124,6 +178,7 @@ def table1(
     out["n_seeds"] = out["n_seeds"].astype("Int64")
     out.attrs[EMPTY_REASONS_ATTR] = reasons
     out.attrs["spread"] = spreads
+    out.attrs[AVG_TASKS_ATTR] = avg_tasks
     return out
 
 
@@ -158,13 +213,17 @@ def table1_markdown(
     meta: dict[str, Any],
     notes: list[str],
     spread: pd.DataFrame | None = None,
+    se: dict[tuple[str, str], float] | None = None,
 ) -> str:
     """Markdown Table 1 with a provenance header and footnoted empty cells.
 
     meta keys used: profile, backbone, device, seeds (list or str),
     window ((lo, hi), default (1.30, 1.96)), speedup_col.  `spread` is a long
     frame (model, column, score_min, score_max); None -> :func:`table1_spread`;
-    cells show "median (min–max)" where the row's n_seeds > 1.
+    cells show "median (min–max)" where the row's n_seeds > 1. ``se`` maps
+    (model, column) -> bootstrap standard error (column: a task column or
+    "avg"); such a cell shows "81.2 ±1.4". The avg footnote names the tasks
+    avg is over (``table.attrs["avg_tasks"]``).
     """
     lo, hi = meta.get("window", (1.30, 1.96))
     win = f"{float(lo):.2f}–{float(hi):.2f}x"
@@ -195,8 +254,9 @@ def table1_markdown(
 
     show = [c for c in table.columns if c not in META_COLUMNS and c != DEGENERATE_COLUMN]
     lines = [header, "", "| " + " | ".join(show) + " |", "|" + "|".join("---" for _ in show) + "|"]
-    task_cols = [c for c in show if c not in ("model", "speedup", "speedup_latency", "speedup_layer", "avg", "n_seeds")]
+    task_cols = [c for c in show if c not in NON_TASK_COLUMNS]
     degenerate_used = False
+    se_used = False
     for _, r in table.iterrows():
         model = str(r["model"])
         multi = not pd.isna(r.get("n_seeds", pd.NA)) and int(r["n_seeds"]) > 1
@@ -217,11 +277,18 @@ def table1_markdown(
                 cells.append(_fmt(v, 2) + "x")
             elif c == "n_seeds":
                 cells.append(str(int(v)))
-            elif c in task_cols and multi and (model, c) in spr and not pd.isna(spr[(model, c)][0]):
-                mn, mx = spr[(model, c)]
-                cells.append(f"{_fmt(v, 1)} ({_fmt(mn, 1)}–{_fmt(mx, 1)})")
+            elif c == "covered":
+                cells.append(str(v))
             else:
-                cells.append(_fmt(v, 1))
+                text = _fmt(v, 1)
+                err = (se or {}).get((model, c), np.nan)
+                if (c in task_cols or c == "avg") and not pd.isna(err):
+                    text += f" ±{float(err):.1f}"
+                    se_used = True
+                if c in task_cols and multi and (model, c) in spr and not pd.isna(spr[(model, c)][0]):
+                    mn, mx = spr[(model, c)]
+                    text += f" ({_fmt(mn, 1)}–{_fmt(mx, 1)})"
+                cells.append(text)
             if c in marked:
                 cells[-1] += DEGENERATE_MARK
                 degenerate_used = True
@@ -233,7 +300,23 @@ def table1_markdown(
                     "the reason is in results/health.md.")
     if any(not pd.isna(n) and int(n) > 1 for n in table.get("n_seeds", [])):
         foot.append("Cells with several seeds show median (min–max) over seeds.")
-    foot.append("avg counts MNLI once as mean(MNLI-m, MNLI-mm), over the tasks a row covers.")
+    avg_tasks = table.attrs.get(AVG_TASKS_ATTR)
+    if avg_tasks is None:
+        avg_tasks = common_tasks(table, tasks_of_table(table))
+    all_tasks = tasks_of_table(table)
+    if avg_tasks:
+        left = [t for t in all_tasks if t not in avg_tasks]
+        foot.append(f"avg over {', '.join(avg_tasks)}: the {len(avg_tasks)} of {len(all_tasks)} tasks that every row "
+                    "with a score covers, so any two rows' averages are over the same tasks (MNLI once, as "
+                    "mean(MNLI-m, MNLI-mm))" + (f"; not in it: {', '.join(left)}" if left else "") + ". covered: "
+                    "the tasks a row has a score on.")
+    else:
+        foot.append("avg: — (no task is covered by every row with a score, so no average compares the rows). "
+                    "covered: the tasks a row has a score on.")
+    if se_used:
+        foot.append("± is the bootstrap standard error of the score over the dev examples (1000 resamples of the "
+                    "examples, the same resamples for every row; avg: of the average). reproduction.md judges a "
+                    "difference between two rows against its own paired standard error: within noise under 2.")
     body = "\n".join(lines)
     # blank line between footnotes so each renders as its own paragraph
     return body + "\n\n" + "\n\n".join(foot + list(notes)) + "\n"
@@ -254,7 +337,8 @@ def compare_with_paper(ours: pd.DataFrame, paper: pd.DataFrame) -> pd.DataFrame:
     if "MNLI-m" in o.columns or "MNLI-mm" in o.columns:
         parts = [o[c].astype(float) for c in ("MNLI-m", "MNLI-mm") if c in o.columns]
         o["MNLI"] = pd.concat(parts, axis=1).mean(axis=1, skipna=True)
-    skip = {"model", "speedup_latency", "speedup_layer", "n_seeds", "MNLI-m", "MNLI-mm", DEGENERATE_COLUMN, *META_COLUMNS}
+    skip = {"model", "speedup_latency", "speedup_layer", "n_seeds", "covered", "MNLI-m", "MNLI-mm", DEGENERATE_COLUMN,
+            *META_COLUMNS}
     p_cols = [c for c in paper.columns if c != "model"]
     o_cols = [c for c in o.columns if c not in skip]
     columns = p_cols + [c for c in o_cols if c not in p_cols]

@@ -209,13 +209,17 @@ def _t2(dp_better: bool):
 def test_reproduction_report_mentions_every_paper_cell():
     paper = paper_table1()
     text = reproduction_report(_ours_table1(0.99), paper, _t2(True), _meta())
+    seven = ["CoLA", "MNLI", "SST-2", "QNLI", "MRPC", "QQP", "RTE"]  # DeeBERT has no STS-B
     for _, p in paper.iterrows():
         line = next(ln for ln in text.splitlines() if ln.startswith(f"| {p['model']} |"))
         for c in paper.columns[1:]:
             if pd.isna(p[c]):
                 continue
             nd = 2 if c == "speedup" else 1
-            assert f"/ {float(p[c]):.{nd}f}" in line, (p["model"], c)
+            # avg: the paper's own numbers over the tasks every row covers, not its printed 8-task average
+            value = np.mean([p[t] for t in seven]) if c == "avg" else p[c]
+            assert f"/ {float(value):.{nd}f}" in line, (p["model"], c)
+    assert "avg: recomputed for ours and for the paper over CoLA, MNLI, SST-2, QNLI, MRPC, QQP, RTE (the 7" in text
     for v in (66.8, 51.6, 90.8, 85.7):
         assert f"{v:.1f}" in text
     for word in ("demo", "small-12", "cpu", "1, 2, 3", "1.30–1.96x", "layer-count", "Caveat"):
@@ -314,3 +318,100 @@ def test_reproduction_report_speedups_not_comparable():
     assert "vs DeeBERT: CANNOT TELL" in text
     assert "vs PABEE: YES (AND FASTER)" in text
     assert "DPBERT-soft at equal speed-up?** CANNOT TELL" in text
+
+
+# --------------------------------------------------------------------------- one task set for every avg
+
+
+def _avg_cells(text: str) -> dict[str, tuple[float, float]]:
+    """model -> (ours, paper) of the avg column of the report's Table 1 section."""
+    section = text.split("## Table 1 (dev)")[1].split("##")[0]
+    out = {}
+    for ln in section.splitlines():
+        if ln.startswith("| ") and not ln.startswith("| model") and "/" in ln:
+            cells = [c.strip() for c in ln.strip("|").split("|")]
+            ours, paper = cells[-1].split(" (")[0].split(" / ")
+            out[cells[0]] = (float("nan") if ours == "—" else float(ours), float(paper))
+    return out
+
+
+def test_reproduction_avg_cells_share_one_task_set():
+    """DeeBERT has no STS-B (paper and ours), our BERxiT has no SST-2 and no QNLI: every avg cell of the
+    report, ours and the paper's, is over the five tasks left, so the cells can be compared row to row."""
+    ours = _ours_table1(0.99)
+    ours.loc[ours["model"] == "BERxiT", ["SST-2", "QNLI"]] = np.nan
+    ours.loc[ours["model"] == "DeeBERT", "STS-B"] = np.nan
+    paper = paper_table1()
+    text = reproduction_report(ours, paper, _t2(True), _meta())
+    tasks = ["CoLA", "MNLI", "MRPC", "QQP", "RTE"]
+    assert "over CoLA, MNLI, MRPC, QQP, RTE (the 5 tasks" in text
+    cells = _avg_cells(text)
+    for _, p in paper.iterrows():
+        o = ours[ours["model"] == p["model"]].iloc[0]
+        ours_scores = {"MNLI": (o["MNLI-m"] + o["MNLI-mm"]) / 2, **{t: o[t] for t in tasks if t != "MNLI"}}
+        assert cells[p["model"]][1] == pytest.approx(np.mean([p[t] for t in tasks]), abs=0.05), p["model"]
+        assert cells[p["model"]][0] == pytest.approx(np.mean([ours_scores[t] for t in tasks]), abs=0.05)
+    # a different task set for one row would show here: BERT-base's 8-task average is not its cell
+    assert cells["BERT-base"][1] != pytest.approx(82.4, abs=0.05)
+
+
+def test_reproduction_table2_avg_over_tasks_all_rows_have():
+    t2 = _t2(True)  # ours: RTE and SST-2; the paper: RTE, MRPC, SST-2, STS-B
+    text = reproduction_report(_ours_table1(0.99), paper_table1(), t2, _meta())
+    assert "avg: over RTE, SST-2, the tasks all four rows have" in text
+    line = next(ln for ln in text.split("## Table 2")[1].splitlines() if ln.startswith("| DPBERT-soft |"))
+    assert line.rstrip(" |").endswith(f"/ {(51.6 + 85.7) / 2:.1f} ({np.mean(t2.loc[1, ['RTE', 'SST-2']]) - (51.6 + 85.7) / 2:+.1f})")
+
+
+# --------------------------------------------------------------------------- claims against the noise
+
+
+def _replicates(ours: pd.DataFrame, se: float, n: int = 400, shared: float = 0.0) -> pd.DataFrame:
+    """Fake paired replicates around every cell of ``ours``: independent noise of SD ``se`` per cell, plus
+    a component ``shared`` common to every row on the same column (what pairing removes)."""
+    rng = np.random.default_rng(0)
+    cols = {}
+    common = {c: rng.normal(0, shared, n) for c in ["CoLA", "MNLI-m", "MNLI-mm", "SST-2", "QNLI", "MRPC", "QQP",
+                                                       "RTE", "STS-B"]}
+    for _, r in ours.iterrows():
+        for c, noise in common.items():
+            if not pd.isna(r[c]):
+                cols[f"{r['model']}|{c}"] = float(r[c]) + noise + rng.normal(0, se, n)
+    return pd.DataFrame(cols)
+
+
+def test_claims_within_noise_when_the_difference_is_under_two_se():
+    ours = _ours_table1(0.99)
+    # DPBERT 81.6 vs PABEE 79.7 on the paper's numbers: 1.9 points apart
+    tight = reproduction_report(ours, paper_table1(), _t2(True), _meta(), replicates=_replicates(ours, 0.2))
+    pabee = next(ln for ln in tight.splitlines() if "- vs PABEE:" in ln)
+    assert "vs PABEE: YES." in pabee and "Difference +1.9 ± 0.1" in pabee
+    noisy = reproduction_report(ours, paper_table1(), _t2(True), _meta(), replicates=_replicates(ours, 6.0))
+    assert "vs PABEE: WITHIN NOISE." in noisy
+    # keep >= 98%: DPBERT at 99% of BERT-base is 1 point above the line; noise of 6 points a cell hides it
+    assert "98% of BERT-base's average at ≥ 1.30x?** WITHIN NOISE" in noisy
+    assert "98% of BERT-base's average at ≥ 1.30x?** YES" in tight
+    # without replicates the answers are the plain yes/no ones (and say nothing of noise)
+    plain = reproduction_report(ours, paper_table1(), _t2(True), _meta())
+    assert "WITHIN NOISE" not in plain and "vs PABEE: YES." in plain
+
+
+def test_claims_use_the_paired_standard_error():
+    """Noise shared by every row on a column cancels in a paired difference: a large shared component with
+    a small independent one is not "within noise", the same total noise unshared would be."""
+    ours = _ours_table1(0.99)
+    paired = reproduction_report(ours, paper_table1(), _t2(True), _meta(),
+                                 replicates=_replicates(ours, 0.2, shared=6.0))
+    assert "vs PABEE: YES." in paired
+
+
+def test_table2_avg_over_the_tasks_every_row_has():
+    """Ours cover RTE and SST-2, the paper all four: every row's avg, the paper's too, is over RTE and SST-2."""
+    t2 = _t2(True)
+    assert t2.attrs["avg_tasks"] == ["RTE", "SST-2"]
+    paper = t2[t2["source"] == "paper"].set_index("model")
+    assert paper.at["DPBERT", "avg"] == pytest.approx((66.8 + 90.8) / 2)  # not the 4-task 86.0
+    ours = t2[t2["source"] == "ours"].set_index("model")
+    assert ours.at["DPBERT", "avg"] == pytest.approx(np.mean([ours.at["DPBERT", "RTE"], ours.at["DPBERT", "SST-2"]]))
+    md = table2_markdown(t2, ["RTE", "SST-2"], {"profile": "unit", "speedup_col": "layer_speedup"})
+    assert "avg: over RTE, SST-2, the tasks every row with a score has" in md

@@ -52,7 +52,7 @@ SCORES = {"CoLA": 50.0, "MNLI-m": 80.0, "MNLI-mm": 82.0, "SST-2": 90.0, "QNLI": 
 
 def test_columns_constant() -> None:
     assert TABLE1_COLUMNS[:4] == ["model", "speedup", "speedup_latency", "speedup_layer"]
-    assert TABLE1_COLUMNS[-5:] == ["avg", "n_seeds", "profile", "backbone", "device"]
+    assert TABLE1_COLUMNS[-6:] == ["avg", "covered", "n_seeds", "profile", "backbone", "device"]
     assert "MNLI-m" in TABLE1_COLUMNS and "MNLI-mm" in TABLE1_COLUMNS
 
 
@@ -66,7 +66,7 @@ def test_avg_counts_mnli_once() -> None:
     assert r["avg"] == pytest.approx(79.5)
     assert r["MNLI-m"] == 80.0 and r["MNLI-mm"] == 82.0
     assert r["speedup"] == 1.5 and r["speedup_layer"] == 1.5 and r["speedup_latency"] == 1.4
-    assert r["profile"] == "smoke" and r["device"] == "cpu" and r["n_seeds"] == 1
+    assert r["profile"] == "smoke" and r["device"] == "cpu" and r["n_seeds"] == 1 and r["covered"] == "8/8"
     t2 = table1(sel, ["dpbert"], ALL_TASKS, "latency_speedup", META)
     assert t2.iloc[0]["speedup"] == 1.4
 
@@ -79,8 +79,53 @@ def test_missing_stsb_averages_over_seven() -> None:
     assert math.isnan(r["STS-B"])
     # (50 + 81 + 90 + 88 + 86 + 87 + 66) / 7 = 548 / 7 = 78.2857 -> 78.3
     assert r["avg"] == pytest.approx(78.3)
+    assert r["covered"] == "7/8"
     md = table1_markdown(t, META, [], None)
     assert "—‡" in md and "no regression exit" in md
+    assert "avg over CoLA, MNLI, SST-2, QNLI, MRPC, QQP, RTE: the 7 of 8 tasks" in md and "not in it: STS-B" in md
+
+
+def test_avg_is_over_the_tasks_every_row_covers() -> None:
+    """A row without STS-B (DeeBERT) and one with only RTE and MRPC: every row's avg is over MRPC and RTE
+    alone, BERT-base's included; the averages over each row's own tasks would not be comparable."""
+    rows = _full("bert", "BERT-base", SCORES)
+    rows += _full("deebert", "DeeBERT", {k: v - 2 for k, v in SCORES.items() if k != "STS-B"})
+    rows += _full("berxit", "BERxiT", {"MRPC": 80.0, "RTE": 60.0})
+    rows.append(_sel("berxit", "BERxiT", "SST-2", "dev", np.nan, np.nan, np.nan, n_seeds=0, in_window=False))
+    t = table1(pd.DataFrame(rows), ["bert", "deebert", "berxit"], ALL_TASKS, "layer_speedup", META)
+    r = t.set_index("model")
+    assert t.attrs["avg_tasks"] == ["MRPC", "RTE"]
+    assert r.at["BERT-base", "avg"] == pytest.approx((86.0 + 66.0) / 2)  # not its 8-task 79.5
+    assert r.at["DeeBERT", "avg"] == pytest.approx((84.0 + 64.0) / 2)
+    assert r.at["BERxiT", "avg"] == pytest.approx(70.0)
+    assert list(r["covered"]) == ["8/8", "7/8", "2/8"]
+    # the difference of any two averages is the mean difference over the same tasks
+    assert r.at["BERT-base", "avg"] - r.at["DeeBERT", "avg"] == pytest.approx(2.0)
+    md = table1_markdown(t, META, [], None)
+    assert "avg over MRPC, RTE: the 2 of 8 tasks that every row with a score covers" in md
+    assert "not in it: CoLA, MNLI, SST-2, QNLI, QQP, STS-B" in md
+    # a row with no score at all does not empty the common set; its avg is empty
+    t2 = table1(pd.DataFrame(rows), ["bert", "deebert", "berxit", "absent"], ALL_TASKS, "layer_speedup", META)
+    assert t2.attrs["avg_tasks"] == ["MRPC", "RTE"] and math.isnan(t2.iloc[3]["avg"])
+    assert t2.iloc[3]["covered"] == "0/8"
+
+
+def test_avg_mnli_needs_both_splits_and_no_common_task() -> None:
+    rows = _full("a", "A", {"MNLI-m": 80.0, "RTE": 60.0})
+    rows += _full("b", "B", {"MNLI-m": 70.0, "MNLI-mm": 72.0, "MRPC": 75.0})
+    t = table1(pd.DataFrame(rows), ["a", "b"], ["MNLI", "MRPC", "RTE"], "layer_speedup", META)
+    assert t.attrs["avg_tasks"] == [] and t["avg"].isna().all()
+    assert list(t["covered"]) == ["1/3", "2/3"]  # A's MNLI has one split only: not covered
+    assert "no task is covered by every row" in table1_markdown(t, META, [], None)
+
+
+def test_markdown_shows_standard_errors() -> None:
+    rows = _full("dpbert", "DPBERT", {"RTE": 66.0, "MRPC": 86.0})
+    t = table1(pd.DataFrame(rows), ["dpbert"], ["MRPC", "RTE"], "layer_speedup", META)
+    md = table1_markdown(t, META, [], None, se={("DPBERT", "RTE"): 2.345, ("DPBERT", "avg"): 1.25})
+    assert "| 66.0 ±2.3 |" in md and "76.0 ±1.2" in md and "| 86.0 |" in md
+    assert "bootstrap standard error" in md
+    assert "bootstrap standard error" not in table1_markdown(t, META, [], None)
 
 
 def test_no_point_in_window_cell_is_empty_and_footnoted() -> None:
@@ -127,6 +172,7 @@ def test_markdown_header_and_spread() -> None:
     for needle in ("smoke", "bert-base-uncased", "cpu", "1, 2", "1.30–1.96x", "layer-count speed-up"):
         assert needle in md
     assert "66.0 (64.0–67.5)" in md
+    assert "66.0 ±1.5 (64.0–67.5)" in table1_markdown(t, META, [], None, se={("DPBERT", "RTE"): 1.5})
     assert "| model |" in md
     # explicit spread frame overrides
     spread = pd.DataFrame([{"model": "DPBERT", "column": "RTE", "score_min": 60.0, "score_max": 70.0}])

@@ -115,6 +115,7 @@ rule reproduction:
     input:
         table1="results/table1.csv",
         table2="results/table2.csv",
+        bootstrap=rules.table1.output.bootstrap,
         paper=os.path.join(
             workflow.basedir, "workflow", "resources", "paper", "table1_dev.csv"
         ),

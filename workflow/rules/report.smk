@@ -10,6 +10,9 @@ rule table1:
         markdown="results/table1.md",
         sweeps="results/sweeps.csv",
         selected="results/selected_points.csv",
+        # paired bootstrap replicates of every cell (from the predictions): the ± in table1.md, and
+        # the noise the reproduction report's claims are judged against
+        bootstrap="results/table1_bootstrap.csv.gz",
     log:
         "results/logs/table1.log",
     conda:

@@ -14,6 +14,7 @@ write_reproduction(
     table1_path=sm.input.table1,
     table2_path=sm.input.table2,
     paper_table1_path=sm.input.paper,
+    bootstrap_path=sm.input.bootstrap,
     meta=dict(sm.params.meta),
     out_md=sm.output[0],
 )

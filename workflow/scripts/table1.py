@@ -22,4 +22,5 @@ write_table1(
     selected_out=sm.output.selected,
     health_records={"prediction_paths": list(sm.input.predictions),
                     "diagnostics_paths": list(sm.input.diagnostics), "jobs": list(sm.params.jobs)},
+    bootstrap_out=sm.output.bootstrap,
 )
