@@ -170,7 +170,7 @@ def refine_space(method: Method, grid: Sequence[float]) -> KnobSpace:
 def knobs_per_round(method: Method) -> int:
     """New knobs a search round may score: many where one pass per example reads every knob
     (``predict_knobs`` overridden), few where each knob costs a pass over the split."""
-    return MAX_NEW_ONE_PASS if type(method).predict_knobs is not Method.predict_knobs else MAX_NEW_PER_KNOB
+    return MAX_NEW_ONE_PASS if method.scores_knobs_in_one_pass() else MAX_NEW_PER_KNOB
 
 
 def _refine(method: Method, models: dict, dev_splits: dict[str, EncodedSplit], knobs: list[float],

@@ -69,7 +69,7 @@ def method_passes(method: Method, sizes: dict[str, int], config: dict[str, Any])
     """(training example-passes, batch-1 forwards) of one method job: training, scoring, timing."""
     task = method.task
     train = method.training_epochs(config["training"].get("finetune", {})) * sizes["train"]
-    one_pass = type(method).predict_knobs is not Method.predict_knobs
+    one_pass = method.scores_knobs_in_one_pass()
     variants, knobs = len(method.variants()), len(method.knobs())
     dev = sum(sizes[s] for s in task.dev_splits)
     scoring = variants * dev * (1 if one_pass else knobs)

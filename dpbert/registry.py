@@ -84,6 +84,10 @@ class Method(ABC):
     knob_range: ClassVar[tuple[float, float] | None] = None
     knob_integer: ClassVar[bool] = False  # refined values are integers (PABEE's patience)
     refinable_tasks: ClassVar[str] = "all"  # "all" | "classification" | "regression": where ``refinable`` holds
+    # Whether ``predict_knobs`` reads every knob off one pass per example (the window search then proposes
+    # more knobs a round, the planner counts one scoring pass); None: whether ``predict_knobs`` is overridden.
+    # A method whose override still pays for every distinct path (DPBERT's shared-prefix walk) says False.
+    one_pass_knobs: ClassVar[bool | None] = None
 
     def __init__(self, params: dict[str, Any] | None, task: TaskSpec):
         self.task = task
@@ -122,6 +126,13 @@ class Method(ABC):
         if not self.trains:
             return 0.0
         return float(getattr(self.params, "epochs", None) or finetune.get("epochs", 3))
+
+    @classmethod
+    def scores_knobs_in_one_pass(cls) -> bool:
+        """``one_pass_knobs``, else whether ``predict_knobs`` is overridden."""
+        if cls.one_pass_knobs is not None:
+            return cls.one_pass_knobs
+        return cls.predict_knobs is not Method.predict_knobs
 
     def can_refine(self) -> bool:
         """Whether the sweep searches this method's knob on this task (``refinable``, ``refinable_tasks``)."""

@@ -1,4 +1,4 @@
-"""Scoring a sweep from one pass per example (Method.predict_knobs) must equal predict_one knob by knob.
+"""Scoring a sweep in one walk per example (Method.predict_knobs) must equal predict_one knob by knob.
 
 The early-exit methods and BERT-kL read every knob off one pass; any difference from the timed,
 exiting ``predict_one`` (an output bit, an executed layer) would make the table's scores describe
@@ -15,6 +15,7 @@ from baselines.deebert import DeeBert
 from baselines.pabee import Pabee
 from baselines.truncated import BertTruncated
 from dpbert.evaluation import predict_split
+from dpbert.methods.dpbert import DPBert, DPBertSoft, Planners
 from dpbert.modeling import MethodModel
 from dpbert.tasks import get_task
 from tests.conftest import tiny_classifier, toy_split
@@ -35,6 +36,8 @@ def _spread_model(name: str, regression: bool) -> MethodModel:
         "pabee": lambda: ExitModules(new_ramps(c, own_poolers=False)),
         "dact_bert": lambda: ExitModules(new_ramps(c), halting=HaltingGate(32)),
         "bert_truncated": lambda: None,
+        "dpbert": lambda: Planners(N, c.config.hidden_size, 0.0, "cls"),
+        "dpbert_soft": lambda: Planners(N, c.config.hidden_size, 0.0, "mean"),
     }[name]()
     model = MethodModel(c, extra).eval()
     g = torch.Generator().manual_seed(11)
@@ -55,6 +58,9 @@ CASES = [
     (DactBert, False, [0.0]),
     (DactBert, True, [0.9, 0.5, 0.3, 0.1, 0.01]),
     (BertTruncated, False, [6, 5, 3, 1]),
+    (DPBert, False, [0.0, 0.3, 0.45, 0.5, 0.55, 0.7, 1.0]),  # shared-prefix walk over thresholds
+    (DPBert, True, [0.2, 0.5, 0.8]),
+    (DPBertSoft, False, [0.35, 0.5, 0.65]),
 ]
 
 
@@ -64,17 +70,20 @@ def test_one_pass_scoring_equals_predict_one(cls, regression, knobs):
     method = cls(None, task)
     model = _spread_model(cls.name, regression)
     split = toy_split(24, regression, seed=3)
-    depths = set()
+    depths, split_walks = set(), 0
     for i in range(len(split)):
         ex = split.example(i)
         together = method.predict_knobs(model, ex, knobs)
         assert len(together) == len(knobs)
+        split_walks += len({tuple(p.executed) for p in together}) > 1
         for knob, pred in zip(knobs, together):
             alone = method.predict_one(model, ex, knob)
             assert pred.executed == alone.executed, (knob, i)
             assert torch.equal(pred.output, alone.output), (knob, i)
             depths.add(len(alone.executed))
     assert len(depths) >= (2 if cls is not DactBert or regression else 1), depths  # exits really vary
+    if cls in (DPBert, DPBertSoft):  # paths really split inside one walk
+        assert split_walks >= len(split) // 4, split_walks
 
 
 def test_predict_split_groups_by_knob():

@@ -123,6 +123,9 @@ class _DPBertBase(Method):
     # Window search: each variant (target rate t) is swept over the threshold on the planner probability
     refinable = True
     knob_range = (0.0, 1.0)  # 0 runs every layer, 1 skips every layer (p_i < 1)
+    # predict_knobs shares the path prefix between thresholds but still pays for every distinct path: the
+    # window search proposes as few thresholds a round as for one pass per knob
+    one_pass_knobs = False
     Params = DPBertParams
 
     def variants(self) -> list[str]:
@@ -234,6 +237,34 @@ class _DPBertBase(Method):
             plan=lambda i, hidden: bool(model.extra.prob(i, hidden, mask).item() >= knob),
         )
         return Prediction(model.final_head(out.hidden)[0], out.executed)
+
+    @torch.inference_mode()
+    def predict_knobs(self, model: MethodModel, example: dict[str, Tensor], knobs) -> list[Prediction]:
+        """``predict_one`` at every threshold in one walk over the layers: thresholds whose decisions agree
+        so far share one hidden state, and a group splits where p_i falls between its thresholds. Each
+        group runs exactly ``predict_one``'s operations, so its outputs are bit-identical, at the cost of
+        one pass per distinct path instead of one per threshold."""
+        mask = example["attention_mask"]
+        engine = model.engine
+        hidden, layer_mask = engine.embed(example["input_ids"], mask, example["token_type_ids"])
+        groups: list[tuple[list[int], Tensor, list[int]]] = [(list(range(len(knobs))), hidden, [])]
+        for i in range(engine.n_layers):
+            split: list[tuple[list[int], Tensor, list[int]]] = []
+            for members, state, executed in groups:
+                p = model.extra.prob(i, state, mask).item()
+                run = [j for j in members if p >= knobs[j]]
+                skip = [j for j in members if not p >= knobs[j]]
+                if run:
+                    split.append((run, engine.layer(i, state, layer_mask), [*executed, i]))
+                if skip:
+                    split.append((skip, state, executed))
+            groups = split
+        out: list[Prediction | None] = [None] * len(knobs)
+        for members, state, executed in groups:
+            logits = model.final_head(state)[0]
+            for j in members:
+                out[j] = Prediction(logits, list(executed))
+        return out  # type: ignore[return-value]
 
     @torch.inference_mode()
     def planner_probs(self, model: MethodModel, example: dict[str, Tensor], threshold: float = 0.5) -> list[float]:
