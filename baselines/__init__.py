@@ -1,4 +1,4 @@
-"""Baselines: one module per method, each registering itself with ``dpbert.registry.register``.
+"""Baselines: one module per method, each registering itself with ``dpbert.methods.interface.register``.
 
 Importing this package imports every module in this folder, so a new baseline needs no edit here.
 """

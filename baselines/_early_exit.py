@@ -24,10 +24,10 @@ import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
 
-from dpbert.engine import check_state_kind, cls_state, token_state
-from dpbert.modeling import MethodModel, load_method_model
-from dpbert.models import build_start, load_classifier
-from dpbert.registry import Method, MethodParams, Prediction, TrainContext
+from dpbert.methods.interface import Method, MethodParams, Prediction, TrainContext
+from dpbert.model.engine import check_state_kind, cls_state, token_state
+from dpbert.model.method_model import MethodModel, load_method_model
+from dpbert.model.sources import build_start, load_classifier
 
 # (layer i, hidden state after it) -> (the answer if the example exits at i: what ``final_output`` turns
 # into the prediction, the exit's (1, k) logits or DACT's accumulated answer on host floats; the exit
@@ -47,7 +47,7 @@ class ExitParams(MethodParams):
     # steps barely leaves its initialisation (Adam moves a weight by about lr per step).
     head_lr: float | None = None
     # What an off-ramp (and DACT's halting gate) reads after layers 1..N-1: cls (the [CLS] state, the
-    # papers') or mean (masked token mean; see dpbert.engine.STATE_KINDS). Layer N's exit is always BERT's head.
+    # papers') or mean (masked token mean; see dpbert.model.engine.STATE_KINDS). Layer N's exit is always BERT's head.
     state: str = "cls"
 
 

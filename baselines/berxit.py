@@ -27,9 +27,9 @@ from baselines._early_exit import (
     host_sigmoid,
     infer_exit,
 )
-from dpbert.modeling import MethodModel, save_method_model
-from dpbert.registry import TrainContext, register
-from dpbert.training import TrainSettings, task_loss, train_loop
+from dpbert.methods.interface import TrainContext, register
+from dpbert.model.method_model import MethodModel, save_method_model
+from dpbert.model.training import TrainSettings, task_loss, train_loop
 
 
 class LTE(nn.Module):

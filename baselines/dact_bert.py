@@ -43,10 +43,10 @@ from baselines._early_exit import (
     host_values,
     infer_exit,
 )
-from dpbert.engine import check_state_kind, token_state
-from dpbert.modeling import MethodModel, save_method_model
-from dpbert.registry import TrainContext, register
-from dpbert.training import TrainSettings, task_loss, train_loop
+from dpbert.methods.interface import TrainContext, register
+from dpbert.model.engine import check_state_kind, token_state
+from dpbert.model.method_model import MethodModel, save_method_model
+from dpbert.model.training import TrainSettings, task_loss, train_loop
 
 PROB_FLOOR = 1e-12  # log(a_n) of a class with zero accumulated probability
 

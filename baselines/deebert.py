@@ -24,10 +24,10 @@ from baselines._early_exit import (
     host_values,
     infer_exit,
 )
-from dpbert.modeling import MethodModel, save_method_model
-from dpbert.models import load_classifier
-from dpbert.registry import FORWARD_SHARE, TrainContext, register
-from dpbert.training import TrainSettings, task_loss, train_loop
+from dpbert.methods.interface import FORWARD_SHARE, TrainContext, register
+from dpbert.model.method_model import MethodModel, save_method_model
+from dpbert.model.sources import load_classifier
+from dpbert.model.training import TrainSettings, task_loss, train_loop
 
 # The official scripts' entropy sweep. S = 0 never exits (entropy >= 0): it is the no-exit point;
 # the official code's *default* (-1) never exits either, which is why the grid, not one value, is swept.

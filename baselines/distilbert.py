@@ -26,10 +26,22 @@ from torch import Tensor, nn
 from torch.nn import functional as F
 
 from dpbert.methods.bert_base import finetune_settings
-from dpbert.modeling import META_FILE, MethodModel, load_method_model, save_method_model
-from dpbert.models import ModelLoadError, load_classifier
-from dpbert.registry import FORWARD_SHARE, Method, MethodParams, Prediction, TrainContext, register
-from dpbert.training import task_loss, train_loop
+from dpbert.methods.interface import (
+    FORWARD_SHARE,
+    Method,
+    MethodParams,
+    Prediction,
+    TrainContext,
+    register,
+)
+from dpbert.model.method_model import (
+    META_FILE,
+    MethodModel,
+    load_method_model,
+    save_method_model,
+)
+from dpbert.model.sources import ModelLoadError, load_classifier
+from dpbert.model.training import task_loss, train_loop
 
 KINDS = ("auto", "from_teacher", "hub")
 ROW_NOTES = {
@@ -180,7 +192,8 @@ class DistilBert(Method):
         )
 
     def _train_hub(self, ctx: TrainContext) -> None:
-        from dpbert import hub, models
+        from dpbert.data import hub
+        from dpbert.model import sources as models
 
         p = self.params
         if not models._in_hf_cache(p.hub_name):  # fail fast offline, before anything slow

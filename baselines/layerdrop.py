@@ -17,10 +17,16 @@ import torch
 from torch import Tensor
 
 from dpbert.methods.bert_base import finetune_settings
-from dpbert.modeling import MethodModel, load_method_model, save_method_model
-from dpbert.models import build_classifier, load_tokenizer
-from dpbert.registry import Method, MethodParams, Prediction, TrainContext, register
-from dpbert.training import task_loss, train_loop
+from dpbert.methods.interface import (
+    Method,
+    MethodParams,
+    Prediction,
+    TrainContext,
+    register,
+)
+from dpbert.model.method_model import MethodModel, load_method_model, save_method_model
+from dpbert.model.sources import build_classifier, load_tokenizer
+from dpbert.model.training import task_loss, train_loop
 
 
 def evenly_spaced(n: int, k: int) -> list[int]:

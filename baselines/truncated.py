@@ -15,8 +15,8 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
-from dpbert.modeling import MethodModel, load_method_model
-from dpbert.registry import Method, MethodParams, Prediction, register
+from dpbert.methods.interface import Method, MethodParams, Prediction, register
+from dpbert.model.method_model import MethodModel, load_method_model
 
 
 @dataclass

@@ -23,7 +23,7 @@ def tiny_classifier(num_labels: int = 2, layers: int = 4, seed: int = 0):
 
 def toy_split(n: int = 64, regression: bool = False, seed: int = 0):
     """Token sequences whose label is whether token 7 appears: learnable in a few steps."""
-    from dpbert.encoding import EncodedSplit
+    from dpbert.data.encoding import EncodedSplit
 
     g = torch.Generator().manual_seed(seed)
     ids, types, labels = [], [], []
@@ -46,7 +46,7 @@ def classifier():
 
 @pytest.fixture
 def tokenizer():
-    from dpbert.models import word_level_tokenizer
+    from dpbert.model.sources import word_level_tokenizer
 
     return word_level_tokenizer([f"w{i}" for i in range(55)], 64)
 

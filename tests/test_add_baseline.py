@@ -16,9 +16,9 @@ ROOT = Path(__file__).resolve().parents[1]
 # The whole baseline a researcher writes (counted in the README): first two layers, then BERT's head.
 THROWAWAY = '''
 from dataclasses import dataclass
-from dpbert.modeling import MethodModel, load_method_model, save_method_model
-from dpbert.models import load_classifier
-from dpbert.registry import Method, MethodParams, Prediction, register
+from dpbert.model.method_model import MethodModel, load_method_model, save_method_model
+from dpbert.model.sources import load_classifier
+from dpbert.methods.interface import Method, MethodParams, Prediction, register
 
 
 @dataclass

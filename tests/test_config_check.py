@@ -15,7 +15,16 @@ import pytest
 import yaml
 from snakemake.utils import validate
 
-from dpbert.config_check import (
+from dpbert.data.tasks import get_task
+from dpbert.methods.interface import (
+    PARAM_RULES,
+    MethodConfigError,
+    MethodParams,
+    check_params,
+    make_params,
+)
+from dpbert.methods.registry import build_method, get_method, registered
+from dpbert.run.config_check import (
     ConfigError,
     backbone_depth,
     check_config,
@@ -24,17 +33,6 @@ from dpbert.config_check import (
     check_small,
     check_window,
 )
-from dpbert.registry import (
-    PARAM_RULES,
-    MethodConfigError,
-    MethodParams,
-    build_method,
-    check_params,
-    get_method,
-    make_params,
-    registered,
-)
-from dpbert.tasks import get_task
 
 ROOT = Path(__file__).resolve().parents[1]
 SCHEMA = ROOT / "workflow" / "schemas" / "config.schema.yaml"
@@ -77,7 +75,7 @@ def test_every_profile_passes_the_checks(path, monkeypatch, tmp_path):
     if cfg["data"]["source"] == "glue_tsv":  # the minilm profile's GLUE folder is the user's
         cfg["data"]["source"] = "synthetic"
     if "hub" in (cfg["data"]["source"], cfg["model"]["source"]):  # the paper profile: no network here
-        monkeypatch.setattr("dpbert.hub.hub_reachable", lambda: True)
+        monkeypatch.setattr("dpbert.data.hub.hub_reachable", lambda: True)
     assert "dpbert" in check_config(cfg)
 
 
@@ -169,8 +167,8 @@ def asdict_defaults(cls) -> dict:
 
 def test_choices_repeat_the_method_modules_constants():
     from baselines.distilbert import KINDS
-    from dpbert.engine import STATE_KINDS
     from dpbert.methods.dpbert import RATE_ESTIMATES
+    from dpbert.model.engine import STATE_KINDS
 
     assert PARAM_RULES["state"][0] == STATE_KINDS
     assert PARAM_RULES["student"][0] == KINDS

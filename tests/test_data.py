@@ -1,4 +1,4 @@
-"""Tests for dpbert.tasks and dpbert.data (GLUE TSV quirks, hub offline, load_task)."""
+"""Tests for dpbert.data.tasks and dpbert.data.sources (GLUE TSV quirks, hub offline, load_task)."""
 
 from __future__ import annotations
 
@@ -12,9 +12,10 @@ from pathlib import Path
 
 import pytest
 
-from dpbert import data as data_mod
-from dpbert.data import DataError, Example, load_glue_hub, load_glue_tsv, load_task
-from dpbert.tasks import TASKS, UnknownTaskError, get_task
+from dpbert.data import sources as data_mod
+from dpbert.data.examples import Example
+from dpbert.data.sources import DataError, load_glue_hub, load_glue_tsv, load_task
+from dpbert.data.tasks import TASKS, UnknownTaskError, get_task
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -157,7 +158,7 @@ def test_sst2_and_mrpc_quotes_do_not_swallow_lines(glue_root: Path) -> None:
 
 
 def test_qqp_skips_malformed_rows_and_logs(glue_root: Path, caplog: pytest.LogCaptureFixture) -> None:
-    with caplog.at_level("WARNING", logger="dpbert.data"):
+    with caplog.at_level("WARNING", logger="dpbert.data.sources"):
         s = load_glue_tsv("QQP", glue_root)
     assert [(e.text_a, e.text_b, e.label) for e in s["train"]] == [
         ("What is the step by step guide?", 'What is "the guide?', 0),
@@ -253,7 +254,7 @@ def test_empty_file_and_header_only(glue_root: Path) -> None:
 def test_hub_offline_env_raises_dataerror_quickly() -> None:
     """Real datasets code path in a fresh interpreter (datasets reads the flags at import)."""
     code = textwrap.dedent("""
-        from dpbert.data import load_glue_hub, DataError
+        from dpbert.data.sources import load_glue_hub, DataError
         try:
             load_glue_hub("SST-2")
         except DataError as e:
@@ -349,7 +350,7 @@ def test_stsb_test_label_nan(glue_root: Path) -> None:
 
 
 def test_token_cap_keeps_a_seeded_subset_within_the_budget(tokenizer) -> None:
-    from dpbert.prepare import cap_tokens
+    from dpbert.data.prepare import cap_tokens
 
     examples = [Example(f"e{i}", " ".join(f"w{j}" for j in range(1 + i % 9)), None, i % 2) for i in range(60)]
     lengths = {e.guid: len(e.text_a.split()) + 2 for e in examples}  # [CLS] ... [SEP]

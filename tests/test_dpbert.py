@@ -3,11 +3,11 @@ import logging
 import pytest
 import torch
 
+from dpbert.data.tasks import get_task
 from dpbert.methods.dpbert import DPBert, Planners, future_rewards, rate_penalty
-from dpbert.modeling import MethodModel, save_method_model
-from dpbert.models import ModelLoadError, save_classifier
-from dpbert.registry import TrainContext
-from dpbert.tasks import get_task
+from dpbert.methods.interface import TrainContext
+from dpbert.model.method_model import MethodModel, save_method_model
+from dpbert.model.sources import ModelLoadError, save_classifier
 from tests.conftest import tiny_classifier, toy_split
 
 FAST = {"finetune": {"epochs": 1, "batch_size": 16, "lr": 1e-3}}
@@ -23,7 +23,7 @@ def _ctx(tmp_path, tokenizer, finetuned=True):
 
 
 def _model(ctx, bias=2.0):
-    from dpbert.models import load_classifier
+    from dpbert.model.sources import load_classifier
 
     classifier, _ = load_classifier(ctx.finetuned_dir)
     return MethodModel(classifier, Planners(4, 32, bias))
@@ -106,7 +106,7 @@ def test_corrupt_checkpoint_gets_clear_error(tmp_path, tokenizer):
 
 
 def test_skipping_planner_runs_no_layer_module(tmp_path, tokenizer):
-    from dpbert.engine import count_layer_calls
+    from dpbert.model.engine import count_layer_calls
 
     model = MethodModel(tiny_classifier(layers=4), Planners(4, 32, init_bias=-10.0)).eval()
     counts, remove = count_layer_calls(model.engine)
@@ -116,14 +116,19 @@ def test_skipping_planner_runs_no_layer_module(tmp_path, tokenizer):
 
 
 def test_unset_method_settings_fall_back_to_the_config():
-    from dpbert.training import TrainSettings
+    from dpbert.model.training import TrainSettings
 
     s = TrainSettings.from_dict({"epochs": 4, "lr": 5e-4, "batch_size": 16}, epochs=None, lr=1e-3)
     assert (s.epochs, s.lr, s.batch_size) == (4, 1e-3, 16)
 
 
 def test_nan_loss_stops_with_the_step_and_keeps_the_last_good_weights(tmp_path):
-    from dpbert.training import NonFiniteLossError, TrainSettings, set_rescue_dir, train_loop
+    from dpbert.model.training import (
+        NonFiniteLossError,
+        TrainSettings,
+        set_rescue_dir,
+        train_loop,
+    )
 
     model = tiny_classifier(layers=2)
     weights_at_step: dict[int, dict] = {}

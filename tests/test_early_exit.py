@@ -18,14 +18,20 @@ from baselines._early_exit import (
     new_ramps,
 )
 from baselines.berxit import LTE, Berxit, lte_targets
-from baselines.dact_bert import DactBert, HaltingGate, accumulate, accumulate_host, cannot_be_overtaken
+from baselines.dact_bert import (
+    DactBert,
+    HaltingGate,
+    accumulate,
+    accumulate_host,
+    cannot_be_overtaken,
+)
 from baselines.deebert import DeeBert
 from baselines.pabee import Pabee, weighted_loss
-from dpbert.engine import count_layer_calls
-from dpbert.modeling import MethodModel
-from dpbert.models import ModelSource, load_classifier, save_classifier
-from dpbert.registry import TrainContext
-from dpbert.tasks import get_task
+from dpbert.data.tasks import get_task
+from dpbert.methods.interface import TrainContext
+from dpbert.model.engine import count_layer_calls
+from dpbert.model.method_model import MethodModel
+from dpbert.model.sources import ModelSource, load_classifier, save_classifier
 from tests.conftest import tiny_classifier, toy_split
 
 FAST = {"finetune": {"epochs": 1, "batch_size": 16, "lr": 1e-3}}

@@ -1,6 +1,6 @@
 import torch
 
-from dpbert.engine import LayerwiseBackbone, count_layer_calls
+from dpbert.model.engine import LayerwiseBackbone, count_layer_calls
 from tests.conftest import tiny_classifier
 
 
@@ -72,9 +72,9 @@ def test_soft_gate_mixes_layer_output_and_input():
 def test_bert_base_through_the_engine_equals_its_hugging_face_forward():
     """BERT-base, the denominator of every speed-up, is timed through the engine (latency.reference:
     engine): its batch-1 logits must be the HF forward's, bit for bit, or the two would time different models."""
+    from dpbert.data.tasks import get_task
     from dpbert.methods.bert_base import BertBase
-    from dpbert.modeling import MethodModel
-    from dpbert.tasks import get_task
+    from dpbert.model.method_model import MethodModel
     from tests.conftest import toy_split
 
     model = MethodModel(tiny_classifier(layers=4)).eval()

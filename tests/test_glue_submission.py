@@ -2,11 +2,15 @@ import logging
 
 import pandas as pd
 
-from dpbert.glue_submission import chosen_point, submission_frame, write_submission
-from dpbert.modeling import MethodModel, save_method_model
-from dpbert.models import ModelSource, load_tokenizer
-from dpbert.prepare import prepare_task
-from dpbert.tasks import get_task
+from dpbert.data.prepare import prepare_task
+from dpbert.data.tasks import get_task
+from dpbert.model.method_model import MethodModel, save_method_model
+from dpbert.model.sources import ModelSource, load_tokenizer
+from dpbert.reporting.glue_submission import (
+    chosen_point,
+    submission_frame,
+    write_submission,
+)
 from tests.conftest import tiny_classifier
 
 SMALL = {"source": "small", "max_length": 48, "small": {"num_hidden_layers": 2, "hidden_size": 32,

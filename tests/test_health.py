@@ -13,32 +13,35 @@ import torch
 
 from baselines._early_exit import ExitModules, new_ramps
 from baselines.deebert import DeeBert
-from dpbert.health import (
+from dpbert.data.tasks import get_task
+from dpbert.methods.registry import get_method
+from dpbert.model.method_model import MethodModel
+from dpbert.reporting.health import (
     HEALTH_COLUMNS,
-    KIND_EXIT,
-    KIND_PLANNER,
-    KIND_REFERENCE,
-    KIND_STATIC,
     MAJORITY_MARGIN,
     NO_WINDOW,
     build_health,
-    compute_diagnostics,
-    decision_state,
     degenerate_cells,
     distinct_paths,
-    exit_layer_predictions,
     health_markdown,
     health_row,
-    majority_score,
-    method_kind,
     mid_layer,
     skip_monotonic,
     verdict_reasons,
 )
-from dpbert.modeling import MethodModel
-from dpbert.registry import get_method
-from dpbert.tables import DEGENERATE_COLUMN, mark_degenerate, table1, table1_markdown
-from dpbert.tasks import get_task
+from dpbert.reporting.layout import DEGENERATE_COLUMN
+from dpbert.reporting.table1 import mark_degenerate, table1, table1_markdown
+from dpbert.run.diagnostics import (
+    KIND_EXIT,
+    KIND_PLANNER,
+    KIND_REFERENCE,
+    KIND_STATIC,
+    compute_diagnostics,
+    decision_state,
+    exit_layer_predictions,
+    majority_score,
+    method_kind,
+)
 from tests.conftest import tiny_classifier, toy_split
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -303,7 +306,7 @@ class _PlannerClass:
 
 
 def test_build_health_from_records_and_table1_marks():
-    from dpbert.selection import select_all
+    from dpbert.reporting.selection import select_all
 
     sweep, preds, diags = _records()
     selected = select_all(sweep, 1.3, 1.96, "layer_speedup")
@@ -353,7 +356,7 @@ def test_mark_degenerate_covers_both_mnli_columns():
 def test_a_refined_selected_threshold_reads_the_nearest_scored_one():
     """A window-search point (a threshold of one variant only) is selected: p spread from that variant's
     nearest threshold with diagnostics, skip rates from each variant's nearest threshold."""
-    from dpbert.selection import select_all
+    from dpbert.reporting.selection import select_all
 
     sweep, preds, diags = _records()
     extra = sweep[(sweep["method"] == "dpbert") & (sweep["variant"] == "t0.25")].copy()

@@ -4,8 +4,8 @@ import fcntl
 
 import pytest
 
-from dpbert import latency
-from dpbert.latency import measure, measure_interleaved, timing_lock
+from dpbert.run import latency
+from dpbert.run.latency import measure, measure_interleaved, timing_lock
 
 
 class FakeClock:
@@ -85,7 +85,7 @@ def test_timing_lock_is_exclusive_between_jobs(tmp_path):
 
 
 def test_paired_speedup_cancels_a_slow_round():
-    from dpbert.latency import Latency, paired_speedup
+    from dpbert.run.latency import Latency, paired_speedup
 
     # round 2 ran on a machine twice as slow: both passes of the round doubled
     base = Latency(10.0, 1.0, [10.0, 20.0, 10.0], 1, "cpu")

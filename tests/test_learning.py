@@ -10,13 +10,13 @@ from __future__ import annotations
 import pytest
 import torch
 
-from baselines._early_exit import ExitModules, infer_exit, new_ramps, exit_pooled
+from baselines._early_exit import ExitModules, exit_pooled, infer_exit, new_ramps
 from baselines.berxit import LTE, Berxit
 from baselines.dact_bert import DactBert, HaltingGate
-from dpbert.engine import token_state
+from dpbert.data.tasks import get_task
 from dpbert.methods.dpbert import DPBert, DPBertSoft, Planners, rate_penalty
-from dpbert.modeling import MethodModel
-from dpbert.tasks import get_task
+from dpbert.model.engine import token_state
+from dpbert.model.method_model import MethodModel
 from tests.conftest import tiny_classifier, toy_split
 
 pytestmark = pytest.mark.usefixtures("one_thread")

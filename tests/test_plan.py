@@ -4,9 +4,17 @@ import pytest
 import yaml
 from snakemake.utils import validate
 
-from dpbert.plan import GLUE_SIZES, Job, critical_path, makespan, method_passes, plan_jobs, split_sizes
-from dpbert.registry import build_method
-from dpbert.tasks import get_task
+from dpbert.data.tasks import get_task
+from dpbert.methods.registry import build_method
+from dpbert.tools.plan import (
+    GLUE_SIZES,
+    Job,
+    critical_path,
+    makespan,
+    method_passes,
+    plan_jobs,
+    split_sizes,
+)
 from tests.conftest import ROOT
 
 

@@ -1,4 +1,4 @@
-"""The window search (dpbert.refine) on synthetic speed-up curves, and wired into the sweep.
+"""The window search (dpbert.run.refine) on synthetic speed-up curves, and wired into the sweep.
 
 The pure search must reach the window on monotone and non-monotone curves, call a step a jump (with
 the two knobs that bracket it), and call a curve that never reaches the window unreachable. The
@@ -14,9 +14,11 @@ from pathlib import Path
 import pytest
 import torch
 
-from dpbert import evaluation
-from dpbert.evaluation import LatencySettings, evaluate_sweep
-from dpbert.refine import (
+from dpbert.run import sweep as evaluation
+from dpbert.data.tasks import get_task
+from dpbert.methods.interface import Method, Prediction
+from dpbert.methods.registry import get_method
+from dpbert.run.refine import (
     MAX_NEW_PER_KNOB,
     KnobSpace,
     distinct_in_window,
@@ -25,8 +27,7 @@ from dpbert.refine import (
     propose,
     search,
 )
-from dpbert.registry import Method, Prediction, get_method
-from dpbert.tasks import get_task
+from dpbert.run.sweep import LatencySettings, evaluate_sweep
 from tests.conftest import tiny_classifier, toy_split
 
 WINDOW = (1.30, 1.96)
@@ -222,8 +223,8 @@ class FakePlateau(FakeExit):
 
 @pytest.fixture(scope="module")
 def base_dir(tmp_path_factory):
-    from dpbert.modeling import MethodModel, save_method_model
-    from dpbert.models import word_level_tokenizer
+    from dpbert.model.method_model import MethodModel, save_method_model
+    from dpbert.model.sources import word_level_tokenizer
 
     folder = tmp_path_factory.mktemp("bert")
     tok = word_level_tokenizer([f"w{i}" for i in range(55)], 64)

@@ -6,22 +6,17 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from dpbert.figures import (
+from dpbert.reporting.figures import (
     METHOD_COLOURS,
     figure3,
     figure4,
     layer_frequencies,
     method_colour,
 )
-from dpbert.paper_tables import (
-    CASE_COLUMNS,
-    match_speedup,
-    pick_case_examples,
-    reproduction_report,
-    table2,
-    table2_markdown,
-)
-from dpbert.tables import paper_table1
+from dpbert.reporting.paper import paper_table1
+from dpbert.reporting.reproduction import reproduction_report
+from dpbert.reporting.table2 import match_speedup, table2, table2_markdown
+from dpbert.reporting.table3 import CASE_COLUMNS, pick_case_examples
 
 PAPER_T2 = pd.DataFrame({"model": ["DPBERT", "DPBERT-soft"], "RTE": [66.8, 51.6], "MRPC": [87.8, 82.8],
                          "SST-2": [90.8, 85.7], "STS-B": [88.7, 83.8]})

@@ -2,7 +2,7 @@ import json
 
 import pandas as pd
 
-from dpbert.rule_benchmarks import read_benchmarks, summarise
+from dpbert.tools.rule_benchmarks import read_benchmarks, summarise
 
 
 def _bench(path, seconds, rss):

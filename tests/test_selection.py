@@ -8,7 +8,12 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from dpbert.selection import aggregate_seeds, mark_window, select_all, select_in_window
+from dpbert.reporting.selection import (
+    aggregate_seeds,
+    mark_window,
+    select_all,
+    select_in_window,
+)
 
 
 def _row(task: str, method: str, knob: float, split: str, score: float, spd: float,
@@ -125,10 +130,13 @@ def test_static_methods_pass_through_and_empty_window_rows() -> None:
     assert not bool(sel.loc["deebert", "in_window"])
     assert sel.loc["deebert", "note"] == "no point in window"
     assert sel.loc["deebert", "display_name"] == "DeeBERT"
-    # layerdrop is not static by default -> its 2.0x point is outside the window
-    sel2 = select_all(pd.DataFrame(rows), 1.30, 1.96, "layer_speedup").set_index("method")
+    # windowed when not named static -> its 2.0x point is outside the window
+    sel2 = select_all(pd.DataFrame(rows), 1.30, 1.96, "layer_speedup", static_methods={"bert"}).set_index("method")
     assert math.isnan(sel2.loc["layerdrop", "score"])
     assert sel2.loc["bert", "score"] == 68.0
+    # by default the static methods are the registry's (``Method.static``): layerdrop is one
+    sel3 = select_all(pd.DataFrame(rows), 1.30, 1.96, "layer_speedup").set_index("method")
+    assert sel3.loc["layerdrop", "score"] == 65.0 and bool(sel3.loc["layerdrop", "static"])
 
 
 def test_select_all_uses_seed_medians() -> None:

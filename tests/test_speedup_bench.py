@@ -1,6 +1,6 @@
 """The speed-up benchmark's pinned cases really execute the layers they claim (the ratio divides by them)."""
 
-from dpbert.speedup_bench import run
+from dpbert.tools.speedup_bench import run
 
 
 def test_every_case_runs_exactly_half_the_layers(one_thread):

@@ -5,14 +5,20 @@ import logging
 import pytest
 import torch
 
-from baselines.distilbert import DistilBert, distillation_loss, every_other, init_student
+from baselines.distilbert import (
+    DistilBert,
+    distillation_loss,
+    every_other,
+    init_student,
+)
 from baselines.layerdrop import LayerDrop, draw_kept, evenly_spaced
 from baselines.truncated import BertTruncated
-from dpbert.engine import count_layer_calls
-from dpbert.modeling import MethodModel, save_method_model
-from dpbert.models import ModelSource, load_classifier, save_classifier
-from dpbert.registry import TrainContext, get_method
-from dpbert.tasks import get_task
+from dpbert.data.tasks import get_task
+from dpbert.methods.interface import TrainContext
+from dpbert.methods.registry import get_method
+from dpbert.model.engine import count_layer_calls
+from dpbert.model.method_model import MethodModel, save_method_model
+from dpbert.model.sources import ModelSource, load_classifier, save_classifier
 from tests.conftest import tiny_classifier, toy_split
 
 FAST = {"finetune": {"epochs": 1, "batch_size": 16, "lr": 1e-3}}
@@ -158,12 +164,12 @@ def test_distilbert_from_teacher_trains_and_round_trips(tmp_path, tokenizer, reg
 def test_distilbert_hub_offline_fails_fast(tmp_path, monkeypatch, tokenizer):
     import time
 
-    import dpbert.hub
-    import dpbert.models
-    from dpbert.hub import HubUnreachableError
+    import dpbert.data.hub
+    import dpbert.model.sources
+    from dpbert.data.hub import HubUnreachableError
 
-    monkeypatch.setattr(dpbert.hub, "hub_reachable", lambda timeout=3.0: False)
-    monkeypatch.setattr(dpbert.models, "_in_hf_cache", lambda name: False)
+    monkeypatch.setattr(dpbert.data.hub, "hub_reachable", lambda timeout=3.0: False)
+    monkeypatch.setattr(dpbert.model.sources, "_in_hf_cache", lambda name: False)
     ctx = _ctx(tmp_path, tokenizer, source=ModelSource(source="hub", name="bert-base-uncased"))
     method = DistilBert(None, ctx.task)
     assert method.kind(ctx.model_source) == "hub"

@@ -14,10 +14,10 @@ from baselines.dact_bert import DactBert, HaltingGate
 from baselines.deebert import DeeBert
 from baselines.pabee import Pabee
 from baselines.truncated import BertTruncated
-from dpbert.evaluation import predict_split
+from dpbert.data.tasks import get_task
 from dpbert.methods.dpbert import DPBert, DPBertSoft, Planners
-from dpbert.modeling import MethodModel
-from dpbert.tasks import get_task
+from dpbert.model.method_model import MethodModel
+from dpbert.run.sweep import predict_split
 from tests.conftest import tiny_classifier, toy_split
 
 N = 6

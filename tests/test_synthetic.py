@@ -1,4 +1,4 @@
-"""Tests for dpbert.synthetic: determinism, GLUE shapes, the stated easy/hard mix, balance, vocabulary,
+"""Tests for dpbert.data.synthetic: determinism, GLUE shapes, the stated easy/hard mix, balance, vocabulary,
 a rule-based oracle for every label, MNLI's mismatched shift, and that the hard half needs composition."""
 
 from __future__ import annotations
@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from dpbert.data import Example
-from dpbert.synthetic import (
+from dpbert.data.examples import Example
+from dpbert.data.synthetic import (
     ALWAYS_EASY,
     SYNTHETIC_VOCAB,
     TASK_MIX,
@@ -22,7 +22,7 @@ from dpbert.synthetic import (
     make_synthetic,
     oracle_label,
 )
-from dpbert.tasks import TASKS
+from dpbert.data.tasks import TASKS
 
 REPO = Path(__file__).resolve().parents[1]
 ALL = list(TASKS)
@@ -49,7 +49,7 @@ def test_deterministic_across_calls_and_seed_sensitive() -> None:
 
 
 def test_deterministic_across_python_processes() -> None:
-    code = ("from dpbert.synthetic import make_synthetic as m; import hashlib;"
+    code = ("from dpbert.data.synthetic import make_synthetic as m; import hashlib;"
             "print(hashlib.sha256(repr(m('MNLI', 7, 30, 10)).encode()).hexdigest())")
     outs = {subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, check=True,
                            env={"PYTHONPATH": str(REPO), "PYTHONHASHSEED": str(h)}).stdout for h in (1, 2)}
@@ -255,7 +255,7 @@ def test_small_and_odd_sizes() -> None:
 
 def test_synthetic_check_helpers() -> None:
     """The measurement tool's pure parts: the best constant prediction and the printed table."""
-    from dpbert.synthetic_check import format_report, majority_score, part_score
+    from dpbert.tools.synthetic_check import format_report, majority_score, part_score
 
     assert majority_score("acc", [0, 1, 1, 2], 3) == 50.0
     assert majority_score("mcc", [0, 1, 1, 0], 2) == 0.0

@@ -8,14 +8,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from dpbert.selection import select_all
-from dpbert.tables import (
-    TABLE1_COLUMNS,
-    compare_with_paper,
-    paper_table1,
-    table1,
-    table1_markdown,
-)
+from dpbert.reporting.layout import TABLE1_COLUMNS
+from dpbert.reporting.paper import compare_with_paper, paper_table1
+from dpbert.reporting.selection import select_all
+from dpbert.reporting.table1 import table1, table1_markdown
 
 ALL_TASKS = ["CoLA", "MNLI", "SST-2", "QNLI", "MRPC", "QQP", "RTE", "STS-B"]
 META = {"profile": "smoke", "backbone": "bert-base-uncased", "device": "cpu",

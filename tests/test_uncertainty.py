@@ -1,4 +1,4 @@
-"""Bootstrap standard errors (dpbert.uncertainty) and their use in Table 1 and the reproduction report."""
+"""Bootstrap standard errors (dpbert.reporting.uncertainty) and their use in Table 1 and the reproduction report."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from dpbert.uncertainty import (
+from dpbert.reporting.uncertainty import (
     average_replicates,
     bootstrap_indices,
     bootstrap_scores,
@@ -64,7 +64,7 @@ def test_other_metrics(metric: str) -> None:
     reps = bootstrap_scores(metric, preds, labels, n_boot=300, key="k")
     assert reps.shape == (300,) and np.isfinite(reps).all()
     assert 0.5 < standard_error(reps) < 10
-    from dpbert.metrics import glue_metrics
+    from dpbert.run.metrics import glue_metrics
 
     full = glue_metrics(metric, preds, labels)["score"]
     assert abs(float(np.mean(reps)) - full) < 3 * standard_error(reps)
@@ -124,9 +124,13 @@ def test_table1_replicates_cells_seeds_and_mnli() -> None:
 def test_table1_standard_errors_from_prediction_files(tmp_path) -> None:
     """What rule table1 does with the jobs' predictions.csv.gz: replicates, a ± on every cell and on avg
     (over the tasks every row covers), and the replicates file the reproduction report reads back."""
-    from dpbert.paper_tables import read_replicates
-    from dpbert.report import read_table1_replicates, table1_standard_errors
-    from dpbert.tables import table1, table1_markdown
+    from dpbert.reporting.records import read_replicates
+    from dpbert.reporting.table1 import (
+        read_table1_replicates,
+        table1,
+        table1_markdown,
+        table1_standard_errors,
+    )
 
     rng = np.random.default_rng(0)
     labels = rng.integers(0, 2, 200)

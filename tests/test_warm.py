@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from dpbert import warm
+from dpbert.run import warm
 from tests.conftest import ROOT
 
 pytestmark = pytest.mark.skipif(os.name != "posix", reason="the warm worker forks (POSIX only)")
@@ -27,7 +27,7 @@ def _script(tmp_path, body: str, name="job.py"):
     path.write_text(textwrap.dedent(f"""
         import os, sys
         sys.path.insert(0, {str(ROOT)!r})
-        from dpbert.warm import run_job_warm
+        from dpbert.run.warm import run_job_warm
         run_job_warm(os.environ.get("WANT_WARM") == "1")
     """) + textwrap.dedent(body))
     return path
@@ -89,14 +89,14 @@ def test_project_code_is_imported_fresh_in_every_job(tmp_path):
     pkg.mkdir()
     path = _script(tmp_path, f"""
         sys.path.insert(0, {str(tmp_path)!r})
-        import dpbert.tasks, dpbert_probe
-        print(dpbert_probe.VALUE, dpbert.tasks.__file__)
+        import dpbert.data.tasks, dpbert_probe
+        print(dpbert_probe.VALUE, dpbert.data.tasks.__file__)
     """)
     (pkg / "__init__.py").write_text("VALUE = 1\n")
     assert _run(path).stdout.split()[0] == "1"
     (pkg / "__init__.py").write_text("VALUE = 2\n")
     first, second = _run(path).stdout.split()
-    assert first == "2" and second == str(ROOT / "dpbert" / "tasks.py")
+    assert first == "2" and second == str(ROOT / "dpbert" / "data" / "tasks.py")
 
 
 @pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGKILL])
@@ -137,7 +137,7 @@ def test_a_server_that_cannot_start_costs_nothing(tmp_path):
         import os, sys
         sys.path.insert(0, {str(ROOT)!r})
         sys.executable = "/bin/false"
-        from dpbert.warm import run_job_warm
+        from dpbert.run.warm import run_job_warm
         run_job_warm(True)
         print("ran", os.environ.get("DPBERT_WARM_CHILD"))
     """))
@@ -243,7 +243,7 @@ def test_the_server_refuses_a_job_of_another_uid_and_cleans_up_on_sigterm(runtim
     marker = tmp_path / "ran"
     job = tmp_path / "job.py"
     job.write_text(f"open({str(marker)!r}, 'w').close()\n")
-    code = (f"import os, sys; sys.path.insert(0, {str(ROOT)!r}); import dpbert.warm as w; w.PRELOAD = []; "
+    code = (f"import os, sys; sys.path.insert(0, {str(ROOT)!r}); import dpbert.run.warm as w; w.PRELOAD = []; "
             "w.peer_credentials = lambda sock: (1, os.getuid() + 1, 1); w._serve(sys.argv[1], sys.argv[2])")
     server = subprocess.Popen([sys.executable, "-c", code, address, str(log)], stderr=subprocess.PIPE, text=True)
     try:

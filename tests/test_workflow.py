@@ -48,7 +48,7 @@ def micro_run(tmp_path_factory):
 def test_micro_run_writes_a_sane_table1(micro_run):
     table = pd.read_csv(micro_run / "results" / "table1.csv")
     cfg = yaml.safe_load(MICRO.read_text())
-    from dpbert.registry import get_method
+    from dpbert.methods.registry import get_method
 
     # a row's name may say which variant it is, e.g. "DistilBERT (from teacher)"
     assert [m.split(" (")[0] for m in table["model"]] == [get_method(m).display_name for m in cfg["methods"]]
@@ -86,8 +86,8 @@ def test_micro_run_renders_every_report(micro_run):
 
 @pytest.mark.e2e
 def test_micro_run_writes_method_health(micro_run):
-    from dpbert.registry import get_method
-    from dpbert.tasks import get_task
+    from dpbert.data.tasks import get_task
+    from dpbert.methods.registry import get_method
 
     cfg = yaml.safe_load(MICRO.read_text())
     expected = {(t, m) for m in cfg["methods"] for t in cfg["tasks"]

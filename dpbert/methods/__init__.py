@@ -1,3 +1,3 @@
-"""Methods that are part of the core: the BERT-base backbone and DPBERT / DPBERT-soft."""
-
-from dpbert.methods import bert_base, dpbert  # noqa: F401
+"""Methods: the interface every method implements (``interface``), its discovery (``registry``) and
+the core methods, BERT-base (``bert_base``) and DPBERT / DPBERT-soft (``dpbert``). Nothing is
+imported here: importing the interface never imports an implementation."""

@@ -8,10 +8,16 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
-from dpbert.modeling import MethodModel, load_method_model, save_method_model
-from dpbert.models import build_start
-from dpbert.registry import Method, MethodParams, Prediction, TrainContext, register
-from dpbert.training import TrainSettings, task_loss, train_loop
+from dpbert.methods.interface import (
+    Method,
+    MethodParams,
+    Prediction,
+    TrainContext,
+    register,
+)
+from dpbert.model.method_model import MethodModel, load_method_model, save_method_model
+from dpbert.model.sources import build_start
+from dpbert.model.training import TrainSettings, task_loss, train_loop
 
 
 @dataclass

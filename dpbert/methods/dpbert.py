@@ -16,11 +16,18 @@ from pathlib import Path
 import torch
 from torch import Tensor, nn
 
-from dpbert.engine import check_state_kind, token_state
-from dpbert.modeling import MethodModel, load_method_model, save_method_model
-from dpbert.models import load_classifier
-from dpbert.registry import FORWARD_SHARE, Method, MethodParams, Prediction, TrainContext, register
-from dpbert.training import TrainSettings, task_loss, train_loop
+from dpbert.methods.interface import (
+    FORWARD_SHARE,
+    Method,
+    MethodParams,
+    Prediction,
+    TrainContext,
+    register,
+)
+from dpbert.model.engine import check_state_kind, token_state
+from dpbert.model.method_model import MethodModel, load_method_model, save_method_model
+from dpbert.model.sources import load_classifier
+from dpbert.model.training import TrainSettings, task_loss, train_loop
 
 
 class Planners(nn.Module):

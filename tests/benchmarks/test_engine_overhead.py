@@ -6,10 +6,10 @@ Ratios are what matter (these machines are shared and noisy): compare the groups
 import pytest
 import torch
 
-from dpbert.benchmodels import random_classifier, random_examples
+from dpbert.data.tasks import get_task
 from dpbert.methods.dpbert import DPBert, Planners
-from dpbert.modeling import MethodModel
-from dpbert.tasks import get_task
+from dpbert.model.method_model import MethodModel
+from dpbert.tools.benchmodels import random_classifier, random_examples
 
 
 def _run_all(forward, examples):

@@ -5,7 +5,7 @@ from snakemake.utils import validate
 
 sys.path.insert(0, str(Path(workflow.basedir)))
 
-from dpbert.config_check import check_config, check_schema, ConfigError  # noqa: E402
+from dpbert.run.config_check import check_config, check_schema, ConfigError  # noqa: E402
 
 try:
     # the schema first with a short message (snakemake's own prints the schema and the config: hundreds
@@ -31,7 +31,7 @@ wildcard_constraints:
 
 def method_tasks(method):
     """Tasks a method covers (DeeBERT has no regression exit, so no STS-B job)."""
-    from dpbert.tasks import get_task
+    from dpbert.data.tasks import get_task
 
     cls = METHODS[method]
     return [

@@ -2,7 +2,7 @@ rule table1:
     """Gather every sweep record; select each method's best point in the speed-up window."""
     input:
         sweeps=all_sweeps(),
-        # what the health verdicts (dpbert.health) read: Table 1 marks a degenerate method's cells
+        # what the health verdicts (dpbert.reporting.health) read: Table 1 marks a degenerate method's cells
         predictions=all_run_files("predictions.csv.gz"),
         diagnostics=all_run_files("diagnostics.json"),
     output:

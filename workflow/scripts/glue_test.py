@@ -5,9 +5,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(snakemake.scriptdir).parents[1]))  # noqa: F821
 
-from dpbert.glue_submission import write_submission  # noqa: E402
-from dpbert.latency import resolve_device  # noqa: E402
-from dpbert.runtime import setup  # noqa: E402
+from dpbert.reporting.glue_submission import write_submission  # noqa: E402
+from dpbert.run.latency import resolve_device  # noqa: E402
+from dpbert.run.runtime import setup  # noqa: E402
 
 sm = snakemake  # noqa: F821
 setup(sm.log[0], threads=1)

@@ -5,8 +5,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(snakemake.scriptdir).parents[1]))  # noqa: F821
 
-from dpbert.paper_tables import write_reproduction
-from dpbert.runtime import setup
+from dpbert.reporting.reproduction import write_reproduction
+from dpbert.run.runtime import setup
 
 sm = snakemake  # noqa: F821
 setup(sm.log[0], threads=1)

@@ -4,12 +4,12 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(snakemake.scriptdir).parents[1]))  # noqa: F821
-from dpbert.warm import run_job_warm  # noqa: E402
+from dpbert.run.warm import run_job_warm  # noqa: E402
 
 run_job_warm(snakemake.params.warm_worker)  # noqa: F821  (returns in the process that runs the job)
 
-from dpbert.pipeline import run_method  # noqa: E402
-from dpbert.runtime import setup  # noqa: E402
+from dpbert.run.job import run_method  # noqa: E402
+from dpbert.run.runtime import setup  # noqa: E402
 
 sm = snakemake  # noqa: F821
 log = setup(sm.log[0], threads=sm.threads)

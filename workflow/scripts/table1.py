@@ -5,8 +5,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(snakemake.scriptdir).parents[1]))  # noqa: F821
 
-from dpbert.report import write_table1  # noqa: E402
-from dpbert.runtime import setup  # noqa: E402
+from dpbert.reporting.table1 import write_table1  # noqa: E402
+from dpbert.run.runtime import setup  # noqa: E402
 
 sm = snakemake  # noqa: F821
 setup(sm.log[0], threads=1)

@@ -5,8 +5,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(snakemake.scriptdir).parents[1]))  # noqa: F821
 
-from dpbert.paper_tables import write_table3
-from dpbert.runtime import setup
+from dpbert.reporting.table3 import write_table3
+from dpbert.run.runtime import setup
 
 sm = snakemake  # noqa: F821
 setup(sm.log[0], threads=1)

@@ -1,0 +1,392 @@
+"""The method interface: one module per method, one config entry, nothing else.
+
+A method declares its knob, whether it needs the fine-tuned backbone (stage 1), how it trains its
+variants, and how it predicts one example at batch size 1 with a knob value, returning the layers it
+executed. The Snakemake DAG, the sweeps and the tables are generic over this interface.
+"""
+
+from __future__ import annotations
+
+import difflib
+import logging
+import math
+import numbers
+import re
+import types
+from abc import ABC, abstractmethod
+from collections.abc import Sequence
+from dataclasses import MISSING, asdict, dataclass, fields
+from pathlib import Path
+from typing import Any, ClassVar, Union, get_args, get_origin, get_type_hints
+
+from torch import Tensor
+
+from dpbert.data.encoding import EncodedSplit
+from dpbert.data.tasks import TaskSpec
+
+_REGISTRY: dict[str, type[Method]] = {}
+
+# For planning a run (dpbert.tools.plan): a forward pass without a backward costs about a third of a training step.
+FORWARD_SHARE = 1 / 3
+
+
+class MethodConfigError(ValueError):
+    pass
+
+
+@dataclass
+class TrainContext:
+    """Everything a method's ``train`` needs; methods read, never build, these."""
+
+    task: TaskSpec
+    train: EncodedSplit
+    dev: EncodedSplit  # primary dev split (for logging only: selection happens in the sweep)
+    finetuned_dir: Path | None  # stage-1 BERT-base classifier folder: models.load_classifier(it); None if unused
+    out_dir: Path
+    seed: int
+    settings: dict[str, Any]  # the `training:` section of the config
+    model_source: Any  # dpbert.model.sources.ModelSource
+    device: str
+    log: logging.Logger
+
+
+@dataclass
+class Prediction:
+    output: Tensor  # logits (num_labels,) or the regression value (1,)
+    executed: list[int]  # 0-based indices of the backbone layers that ran
+
+
+@dataclass
+class MethodParams:
+    """Base of every method's parameters (its config entry); unknown keys are an error."""
+
+
+class Method(ABC):
+    name: ClassVar[str]
+    display_name: ClassVar[str]
+    knob_name: ClassVar[str]
+    needs_finetuned: ClassVar[bool] = True  # starts from the stage-1 BERT-base run
+    supports_regression: ClassVar[bool] = True
+    static: ClassVar[bool] = False  # one speed-up for every input: not windowed in selection
+    is_reference: ClassVar[bool] = False  # BERT-base only: the denominator of every speed-up, not timed on its own
+    trains: ClassVar[bool] = True  # False: nothing to learn, it runs the stage-1 model (BERT-kL)
+    Params: ClassVar[type[MethodParams]] = MethodParams
+    # The window search (dpbert.run.refine): a *refinable* knob is threshold-like, so that the sweep may
+    # score values between the grid's (and, within ``knob_range``, beyond it) to put more points of the
+    # primary dev split inside ``selection.window``; see ``can_refine``. Not refinable: a dummy knob, a
+    # depth or a count of trained models (a training-time variant can never be refined at inference).
+    refinable: ClassVar[bool] = False
+    # Bounds a refined knob may take, inclusive; None: only values between the grid's smallest and largest.
+    knob_range: ClassVar[tuple[float, float] | None] = None
+    knob_integer: ClassVar[bool] = False  # refined values are integers (PABEE's patience)
+    refinable_tasks: ClassVar[str] = "all"  # "all" | "classification" | "regression": where ``refinable`` holds
+    # Whether ``predict_knobs`` reads every knob off one pass per example (the window search then proposes
+    # more knobs a round, the planner counts one scoring pass); None: whether ``predict_knobs`` is overridden.
+    # A method whose override still pays for every distinct path (DPBERT's shared-prefix walk) says False.
+    one_pass_knobs: ClassVar[bool | None] = None
+
+    def __init__(self, params: dict[str, Any] | None, task: TaskSpec):
+        self.task = task
+        self.params = make_params(self.Params, params or {}, self.name)
+
+    def variants(self) -> list[str]:
+        """Separately trained models (e.g. DPBERT's target rates); folder names, so path-safe."""
+        return ["main"]
+
+    @abstractmethod
+    def knobs(self) -> list[float]:
+        """Inference-time knob values swept without retraining."""
+
+    def train(self, ctx: TrainContext) -> None:
+        """Train every variant and save it under ``ctx.out_dir / variant`` (never called if ``trains`` is False)."""
+        raise NotImplementedError(f"method '{self.name}' trains (trains = True) but defines no train()")
+
+    @abstractmethod
+    def load(self, folder: Path):
+        """Load one saved variant for inference."""
+
+    @abstractmethod
+    def predict_one(self, model, example: dict[str, Tensor], knob: float) -> Prediction:
+        """Batch-size-1 inference with the knob; exit/skip decisions per example, no wasted layers."""
+
+    def predict_knobs(self, model, example: dict[str, Tensor], knobs: Sequence[float]) -> list[Prediction]:
+        """Batch-1 predictions at every knob value, for scoring a sweep (latency is timed per knob with
+        ``predict_one``). A method whose knob only moves the exit point overrides this to read every
+        knob off one pass; tests hold the override equal to ``predict_one`` knob by knob."""
+        return [self.predict_one(model, example, k) for k in knobs]
+
+    def training_epochs(self, finetune: dict[str, Any]) -> float:
+        """For planning a run (dpbert.tools.plan), not for training: the full-model training passes over the
+        training set that ``train`` makes, all stages and variants counted (a forward-only pass counts
+        ``FORWARD_SHARE``). Default: one fine-tuning of ``epochs`` (else ``training.finetune.epochs``)."""
+        if not self.trains:
+            return 0.0
+        return float(getattr(self.params, "epochs", None) or finetune.get("epochs", 3))
+
+    @classmethod
+    def scores_knobs_in_one_pass(cls) -> bool:
+        """``one_pass_knobs``, else whether ``predict_knobs`` is overridden."""
+        if cls.one_pass_knobs is not None:
+            return cls.one_pass_knobs
+        return cls.predict_knobs is not Method.predict_knobs
+
+    def can_refine(self) -> bool:
+        """Whether the sweep searches this method's knob on this task (``refinable``, ``refinable_tasks``)."""
+        if not self.refinable or self.refinable_tasks == "all":
+            return self.refinable
+        if self.refinable_tasks not in ("classification", "regression"):
+            raise ValueError(f"method '{self.name}': refinable_tasks must be all, classification or regression, "
+                             f"not '{self.refinable_tasks}'")
+        return (self.refinable_tasks == "regression") == self.task.is_regression
+
+    def reference_layers(self, model) -> int:
+        """N for the layer speed-up N / mean executed layers (the BERT-base depth)."""
+        return model.n_layers
+
+
+def make_params(cls: type[MethodParams], values: dict[str, Any], method: str) -> MethodParams:
+    known = {f.name for f in fields(cls)}
+    unknown = sorted(set(values) - known)
+    if unknown:
+        hints = []
+        for key in unknown:
+            close = difflib.get_close_matches(key, known, n=1)
+            hints.append(f"'{key}'" + (f" (did you mean '{close[0]}'?)" if close else ""))
+        raise MethodConfigError(
+            f"methods.{method} in the config has unknown key(s) {', '.join(hints)}. The keys this "
+            f"method accepts are: {', '.join(sorted(known)) or '(none)'}; fix or remove the others."
+        )
+    check_params(cls, values, method)
+    return cls(**values)
+
+
+# Value rules of method parameters, by field name: a rule holds for every method whose Params has a
+# field of that name (for a list field, for each of its values). A rule is an interval written
+# "[lo, hi]", "(lo, hi)", "[lo, hi)" ... (inf allowed) or a tuple of the allowed strings, with the
+# reason shown in the error. A Params class may add or override rules with a ClassVar of the same
+# shape, ``param_rules: ClassVar[dict[str, tuple[...]]] = {"beta": ("[0, inf)", "a weight")}``.
+# Beyond these, check_params refuses a value of the wrong type (from the field's annotation), an
+# empty list (a knob grid or the list of trained variants) and a float that is not finite.
+# The string choices repeat constants of the method modules (kept equal by tests/test_config_check.py).
+PARAM_RULES: dict[str, tuple[str | tuple[str, ...], str]] = {
+    "epochs": ("(0, inf)", "passes over the training set"),
+    "stage2_epochs": ("(0, inf)", "passes over the training set"),
+    "stage3_epochs": ("(0, inf)", "passes over the training set"),
+    "lr": ("(0, inf)", "a learning rate"),
+    "head_lr": ("(0, inf)", "a learning rate"),
+    "stage2_lr": ("(0, inf)", "a learning rate"),
+    "stage3_lr": ("(0, inf)", "a learning rate"),
+    "planner_lr": ("(0, inf)", "a learning rate"),
+    "batch_size": ("[1, inf)", "examples per training step"),
+    "state": (("cls", "mean"), "the state a decision reads (dpbert.model.engine.STATE_KINDS)"),
+    "thresholds": ("[0, 1]", ("a threshold on a probability (DPBERT's planner p_i, BERxiT's estimated "
+                              "error); above 1 DPBERT skips every layer, an infinite speed-up")),
+    "regression_thresholds": ("[0, 1]", "DACT-BERT halts when the probability p_n falls below it"),
+    "target_rates": ("[0, 1)", ("a skip-rate target: 0 runs every layer, 1 would skip them all; the "
+                                "paper's 1.30-1.96x window is t in [0.23, 0.49]")),
+    "entropies": ("[0, inf)", "an entropy in nats (0 never exits)"),
+    "taus": ("[0, inf)", "a ponder-cost weight"),
+    "patiences": ("[0, inf)", "a count of unchanged layers (0 never exits)"),
+    "layers": ("[1, inf)", "a number of layers run"),
+    "kept_layers": ("[1, inf)", "a number of layers kept"),
+    "teacher_layers": ("[0, inf)", "0-based indices of teacher layers"),
+    "reference_depth": ("[1, inf)", "a number of layers"),
+    "p": ("[0, 1)", "a drop probability per layer (1 would drop every layer)"),
+    "alpha": ("[0, 1]", "the weight of the distillation term (1 - alpha on the task loss)"),
+    "temperature": ("(0, inf)", "the softmax temperature of the soft targets"),
+    "student": (("auto", "from_teacher", "hub"), "the kind of student (baselines.distilbert.KINDS)"),
+    "rate_estimate": (("soft", "hard"), "the skip-rate estimate of the penalty (RATE_ESTIMATES)"),
+    "baseline": (("batch_mean", "greedy"), "the REINFORCE baseline"),
+    "beta": ("[0, inf)", "the weight of the rate penalty"),
+    "rl_lambda": ("[0, inf)", "the weight of the task loss in the reward"),
+    "cost": ("[0, inf)", "the execution cost of a layer in the reward"),
+    "regression_tolerance": ("[0, inf)", "a change of the regression output"),
+}
+
+_INTERVAL = re.compile(r"^\s*([\[(])\s*([^,\s]+)\s*,\s*([^,\s]+)\s*([\])])\s*$")
+
+
+def _interval(rule: str) -> tuple[float, float, bool, bool]:
+    """'[0, 1)' -> (0.0, 1.0, lo closed, hi closed)."""
+    m = _INTERVAL.match(rule)
+    if not m:
+        raise ValueError(f"bad parameter rule {rule!r}: write an interval such as '[0, 1)' or '(0, inf)'")
+    return float(m.group(2)), float(m.group(3)), m.group(1) == "[", m.group(4) == "]"
+
+
+def _show(value: Any) -> str:
+    """A config value as YAML spells it, shortened."""
+    if isinstance(value, bool):
+        text = "true" if value else "false"
+    elif value is None:
+        text = "null"
+    elif isinstance(value, str):
+        text = repr(value)
+    elif isinstance(value, (list, tuple)):
+        text = "[" + ", ".join(_show(v) for v in value) + "]"
+    else:
+        text = str(value)
+    return text if len(text) <= 80 else text[:77] + "..."
+
+
+def _kind(value: Any) -> str:
+    if isinstance(value, bool):
+        return "a boolean"
+    if value is None:
+        return "null"
+    return {str: "a string", int: "an integer", float: "a decimal number", list: "a list", tuple: "a list",
+            dict: "a mapping"}.get(type(value), type(value).__name__)
+
+
+def _describe(tp: Any, plural: bool = False) -> str:
+    """A type annotation in words: 'a number or null', 'a list of integers'."""
+    origin = get_origin(tp)
+    if origin in (Union, types.UnionType):
+        args = get_args(tp)
+        words = [_describe(a, plural) for a in args if a is not type(None)]
+        if type(None) in args:
+            words.append("null")
+        return " or ".join(words)
+    if origin in (list, tuple, Sequence):
+        args = get_args(tp)
+        return ("lists" if plural else "a list") + (f" of {_describe(args[0], True)}" if args else "")
+    single, many = {float: ("a number", "numbers"), int: ("an integer", "integers"),
+                    bool: ("true or false", "true/false values"), str: ("a string", "strings"),
+                    type(None): ("null", "nulls")}.get(tp, (str(tp), str(tp)))
+    return many if plural else single
+
+
+def _conforms(value: Any, tp: Any) -> bool:
+    origin = get_origin(tp)
+    if origin in (Union, types.UnionType):
+        return any(_conforms(value, a) for a in get_args(tp))
+    if tp is type(None):
+        return value is None
+    if tp is bool:
+        return isinstance(value, bool)
+    if tp is int:  # numbers.Integral: numpy integers too
+        return isinstance(value, numbers.Integral) and not isinstance(value, bool)
+    if tp is float:  # an int is a fine float; a bool is neither
+        return isinstance(value, numbers.Real) and not isinstance(value, bool)
+    if tp is str:
+        return isinstance(value, str)
+    if origin in (list, tuple, Sequence) or tp in (list, tuple):
+        args = get_args(tp)
+        return isinstance(value, (list, tuple)) and (not args or all(_conforms(v, args[0]) for v in value))
+    return True  # an annotation this check does not know (Any, dict, ...): the method's own code checks it
+
+
+def _element_type(tp: Any) -> Any:
+    """list[float] | None -> float (the type of a list field's values); None if the field is no list."""
+    origin = get_origin(tp)
+    if origin in (Union, types.UnionType):
+        for a in get_args(tp):
+            if (inner := _element_type(a)) is not None:
+                return inner
+        return None
+    if origin in (list, tuple, Sequence):
+        args = get_args(tp)
+        return args[0] if args else Any
+    return None
+
+
+def _number_hint(value: Any) -> str:
+    """Why a number may have come in as a string, and how to write it."""
+    if isinstance(value, str):
+        try:
+            float(value)
+        except ValueError:
+            return ""
+        if re.fullmatch(r"\s*[-+]?\d+[eE][-+]?\d+\s*", value):
+            mant, exp = re.split("[eE]", value.strip())
+            return (f" (YAML reads an exponent without a decimal point as text: write {mant}.0e{exp})")
+        return f" (drop the quotes: {value.strip()})"
+    return ""
+
+
+def _field_default(f) -> Any:
+    if f.default is not MISSING:
+        return f.default
+    if f.default_factory is not MISSING:  # type: ignore[misc]
+        return f.default_factory()  # type: ignore[misc]
+    return MISSING
+
+
+def check_params(cls: type[MethodParams], values: dict[str, Any], method: str) -> None:
+    """Type- and range-check the config values of a method's parameters (not its defaults).
+
+    Types come from the Params dataclass's annotations (float, int, bool, str, list[float],
+    float | None, ...): an int is accepted for a float, a bool never for a number. Ranges and
+    choices come from PARAM_RULES and the class's own ``param_rules``. Raises MethodConfigError
+    naming methods.<method>.<key>, the value and what it must be.
+    """
+    try:
+        hints = get_type_hints(cls)
+    except (NameError, TypeError, AttributeError):  # an annotation that cannot be resolved: no type check, the rules still hold
+        hints = {}
+    rules = {**PARAM_RULES, **(getattr(cls, "param_rules", None) or {})}
+    by_name = {f.name: f for f in fields(cls)}
+    for key, value in values.items():
+        if key not in by_name:
+            continue  # make_params reports unknown keys
+        where = f"methods.{method}.{key}"
+        tp = hints.get(key, Any)
+        elem_tp = _element_type(tp)
+        if not _conforms(value, tp):
+            if elem_tp is not None and isinstance(value, (list, tuple)):
+                for i, v in enumerate(value):
+                    if not _conforms(v, elem_tp):
+                        raise MethodConfigError(
+                            f"{where}[{i}] is {_show(v)} ({_kind(v)}), but every value of {where} must be "
+                            f"{_describe(elem_tp)}{_number_hint(v)}.")
+            default = _field_default(by_name[key])
+            shown = "" if default is MISSING else f"; its default is {_show(default)}"
+            raise MethodConfigError(
+                f"{where} is {_show(value)} ({_kind(value)}), but it must be {_describe(tp)}"
+                f"{_number_hint(value)}{shown}.")
+        if value is None:
+            continue
+        items = list(value) if isinstance(value, (list, tuple)) else [value]
+        if isinstance(value, (list, tuple)) and not items:
+            default = _field_default(by_name[key])
+            shown = "" if default is MISSING or default in (None, []) else f"; its default is {_show(default)}"
+            raise MethodConfigError(
+                f"{where} is an empty list, but it must hold at least one value (a knob grid or the "
+                f"variants to train{shown}); remove the key to use the default.")
+        for v in items:
+            if isinstance(v, numbers.Real) and not isinstance(v, bool) and not math.isfinite(v):
+                has = "has" if isinstance(value, (list, tuple)) else "is"
+                raise MethodConfigError(f"{where} {has} {_show(v)}, but a parameter must be a finite number.")
+        rule = rules.get(key)
+        if rule is None:
+            continue
+        spec, why = rule
+        has = "has" if isinstance(value, (list, tuple)) else "is"
+        if isinstance(spec, tuple):
+            for v in items:
+                if isinstance(v, str) and v not in spec:
+                    close = difflib.get_close_matches(v, spec, n=1)
+                    hint = f" (did you mean '{close[0]}'?)" if close else ""
+                    raise MethodConfigError(
+                        f"{where} {has} {_show(v)}, but it must be one of {', '.join(spec)}{hint}: {why}.")
+            continue
+        lo, hi, lo_closed, hi_closed = _interval(spec)
+        for v in items:
+            if isinstance(v, bool) or not isinstance(v, numbers.Real):
+                continue
+            inside = (v >= lo if lo_closed else v > lo) and (v <= hi if hi_closed else v < hi)
+            if not inside:
+                each = "each value" if isinstance(value, (list, tuple)) else "it"
+                raise MethodConfigError(f"{where} {has} {_show(v)}, but {each} must lie in {spec}: {why}.")
+
+
+def register(cls: type[Method]) -> type[Method]:
+    """Class decorator: make a method available under ``cls.name``."""
+    if cls.name in _REGISTRY and _REGISTRY[cls.name] is not cls:
+        raise ValueError(f"two methods are registered under the name '{cls.name}'")
+    _REGISTRY[cls.name] = cls
+    return cls
+
+
+def params_as_dict(method: Method) -> dict[str, Any]:
+    return asdict(method.params)

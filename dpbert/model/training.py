@@ -1,0 +1,145 @@
+"""The one training loop: AdamW, linear warm-up/decay, gradient clipping, a tqdm bar, NaN guard.
+
+Every method's stage is ``train_loop(parameters, loss_fn, data, settings)``; a method only says
+which parameters move and what the loss of a batch is.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import random
+import re
+from collections.abc import Callable, Iterable
+from dataclasses import asdict, dataclass, fields
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+from tqdm import tqdm
+
+from dpbert.data.encoding import EncodedSplit
+
+log = logging.getLogger(__name__)
+
+
+class NonFiniteLossError(RuntimeError):
+    pass
+
+
+# Where train_loop leaves the last good weights when a loss turns NaN/inf (set per job by the pipeline).
+_RESCUE_DIR: Path | None = None
+
+
+def set_rescue_dir(path: str | Path | None) -> None:
+    global _RESCUE_DIR
+    _RESCUE_DIR = Path(path) if path is not None else None
+
+
+def _rescue(modules: list[nn.Module], desc: str, step: int) -> str:
+    """Save the modules' weights as they were before the failing step; return a sentence saying where."""
+    if _RESCUE_DIR is None or not modules:
+        return "No checkpoint was kept (no rescue folder set)."
+    _RESCUE_DIR.mkdir(parents=True, exist_ok=True)
+    path = _RESCUE_DIR / f"{re.sub(r'[^A-Za-z0-9.=-]+', '_', desc)}_step{step}.pt"
+    torch.save([m.state_dict() for m in modules], path)
+    return f"The last good weights (before step {step}) are in {path}."
+
+
+@dataclass
+class TrainSettings:
+    epochs: float = 3
+    batch_size: int = 32
+    lr: float = 2e-5
+    weight_decay: float = 0.01
+    warmup_ratio: float = 0.1
+    max_grad_norm: float = 1.0
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any], **overrides: Any) -> TrainSettings:
+        names = {f.name for f in fields(cls)}
+        merged = {k: v for k, v in d.items() if k in names and v is not None}
+        merged.update({k: v for k, v in overrides.items() if k in names and v is not None})
+        return cls(**merged)
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+def train_loop(
+    params: Iterable[nn.Parameter] | list[dict],
+    loss_fn: Callable[[dict[str, Tensor], int], Tensor],
+    data: EncodedSplit,
+    settings: TrainSettings,
+    *,
+    seed: int,
+    desc: str,
+    device: str | torch.device = "cpu",
+    modules: Iterable[nn.Module] = (),
+) -> list[float]:
+    """Run ``settings.epochs`` epochs of ``loss_fn`` over ``data``; returns the per-step losses."""
+    seed_everything(seed)
+    params = list(params)
+    flat = [p for g in params for p in (g["params"] if isinstance(g, dict) else [g])]
+    # fused: one kernel for all parameters instead of a Python loop over ~200 tensors (9% of a demo step)
+    fused = bool(flat) and all(p.is_floating_point() and p.device.type in ("cpu", "cuda") for p in flat)
+    optimizer = torch.optim.AdamW(params, lr=settings.lr, weight_decay=settings.weight_decay, fused=fused)
+    steps_per_epoch = math.ceil(len(data) / settings.batch_size)
+    total = max(1, int(round(settings.epochs * steps_per_epoch)))
+    warmup = int(settings.warmup_ratio * total)
+    schedule = torch.optim.lr_scheduler.LambdaLR(
+        optimizer,
+        lambda s: (s + 1) / max(1, warmup) if s < warmup else max(0.0, (total - s) / max(1, total - warmup)),
+    )
+    modules = list(modules)
+    for m in modules:
+        m.train()
+    losses: list[float] = []
+    step = 0
+    bar = tqdm(total=total, desc=desc, mininterval=2.0, ascii=True)
+    epoch = 0
+    while step < total:
+        for batch in data.batches(settings.batch_size, shuffle=True, seed=seed + epoch, device=device):
+            loss = loss_fn(batch, step)
+            if not torch.isfinite(loss):
+                bar.close()
+                kept = _rescue(modules, desc, step)
+                raise NonFiniteLossError(
+                    f"{desc}: the training loss became {loss.item()} at step {step} of {total} "
+                    f"(lr {settings.lr}). Lower the learning rate or check the data; the job was stopped "
+                    f"and nothing from it was saved as finished. {kept}"
+                )
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(flat, settings.max_grad_norm)
+            optimizer.step()
+            schedule.step()
+            losses.append(loss.item())
+            step += 1
+            bar.update(1)
+            if step % 50 == 0:
+                bar.set_postfix(loss=f"{np.mean(losses[-50:]):.4f}")
+            if step >= total:
+                break
+        epoch += 1
+    bar.close()
+    for m in modules:
+        m.eval()
+    tail = losses[-max(1, len(losses) // 10) :]
+    log.info("%s: %d steps, final loss %.4f", desc, total, float(np.mean(tail)))
+    return losses
+
+
+def task_loss(logits: Tensor, labels: Tensor, is_regression: bool, reduction: str = "mean") -> Tensor:
+    """Cross-entropy for classification, MSE for STS-B regression (L_task)."""
+    if is_regression:
+        return nn.functional.mse_loss(logits.view(-1), labels.view(-1).float(), reduction=reduction)
+    return nn.functional.cross_entropy(logits, labels.view(-1), reduction=reduction)

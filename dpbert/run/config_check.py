@@ -1,0 +1,326 @@
+"""Checks the JSON schema cannot express, run when the DAG is built: before any job starts."""
+
+from __future__ import annotations
+
+import difflib
+import json
+import math
+import numbers
+import re
+from pathlib import Path
+from typing import Any
+
+from dpbert.methods.interface import MethodConfigError, make_params
+from dpbert.methods.registry import UnknownMethodError, get_method
+
+
+class ConfigError(ValueError):
+    pass
+
+
+# ------------------------------------------------------------------ the schema, in a few lines
+
+_TYPE_WORDS = {"number": "a number", "integer": "an integer", "string": "a string", "boolean": "true or false",
+               "array": "a list", "object": "a mapping (key: value)", "null": "null"}
+
+
+def _key(path) -> str:
+    out = ""
+    for part in path:
+        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
+    return out or "(the top level)"
+
+
+def _show(value: Any) -> str:
+    if isinstance(value, bool):
+        text = "true" if value else "false"
+    elif value is None:
+        text = "null"
+    elif isinstance(value, (dict, list)):
+        text = json.dumps(value, default=str)
+    else:
+        text = repr(value) if isinstance(value, str) else str(value)
+    return text if len(text) <= 80 else text[:77] + "..."
+
+
+def schema_message(error) -> str:
+    """A jsonschema ValidationError as two or three lines: the key, its value, what it must be."""
+    key, inst, kind, arg = _key(error.absolute_path), error.instance, error.validator, error.validator_value
+    schema = error.schema if isinstance(error.schema, dict) else {}
+    if kind == "additionalProperties" and isinstance(inst, dict):
+        known = sorted(schema.get("properties", {}))
+        bad = min(k for k in inst if k not in known)
+        close = difflib.get_close_matches(bad, known, n=1)
+        full = bad if key == "(the top level)" else f"{key}.{bad}"
+        where = "at the top level" if key == "(the top level)" else f"in {key}"
+        lines = [f"config key {full} is unknown" + (f": did you mean '{close[0]}'?" if close else "."),
+                 f"The keys {where} are: {', '.join(known)}."]
+    else:
+        if kind == "type":
+            types = [arg] if isinstance(arg, str) else list(arg)
+            must = "be " + " or ".join(_TYPE_WORDS.get(t, t) for t in types)
+            if isinstance(inst, str) and re.fullmatch(r"\s*[-+]?\d+[eE][-+]?\d+\s*", inst) and (
+                    "number" in types or "integer" in types):
+                mant, exp = re.split("[eE]", inst.strip())
+                must += f" (YAML reads an exponent without a decimal point as text: write {mant}.0e{exp})"
+        elif kind == "enum":
+            must = "be one of " + ", ".join(_show(v) for v in arg)
+            close = difflib.get_close_matches(str(inst), [str(v) for v in arg], n=1)
+            must += f" (did you mean {close[0]}?)" if close else ""
+        elif kind in ("minimum", "exclusiveMinimum", "maximum", "exclusiveMaximum"):
+            must = {"minimum": ">=", "exclusiveMinimum": ">", "maximum": "<=", "exclusiveMaximum": "<"}[kind]
+            must = f"be {must} {arg}"
+        elif kind in ("minItems", "maxItems"):
+            must = f"have {'at least' if kind == 'minItems' else 'at most'} {arg} item(s)"
+        elif kind == "uniqueItems":
+            must = "not repeat a value"
+        elif kind == "pattern":
+            must = f"match the pattern {arg}"
+        else:
+            must = "pass the schema check: " + error.message[:160]
+        lines = [f"config key {key} is {_show(inst)}, but it must {must}."]
+    description = " ".join(str(schema.get("description", "")).split())
+    if description and kind != "additionalProperties":
+        lines.append(f"({key}: {description if len(description) <= 200 else description[:197] + '...'})")
+    lines.append("Fix the config file (or the --config override); workflow/schemas/config.schema.yaml lists every key.")
+    return "\n".join(lines)
+
+
+def check_schema(config: dict[str, Any], schema_path: str | Path) -> None:
+    """Validate against the schema (as snakemake.utils.validate does) with a short message: the
+    schema's own error prints the schema and the config, hundreds of lines for a misspelled key."""
+    import yaml
+    from jsonschema import Draft202012Validator
+    from jsonschema.exceptions import best_match
+
+    schema = yaml.safe_load(Path(schema_path).read_text())
+    error = best_match(Draft202012Validator(schema).iter_errors(config))
+    if error is not None:
+        raise ConfigError(schema_message(error))
+
+
+# ------------------------------------------------------------------ window, devices, backbone
+
+WINDOW_MAX = 50.0  # a layer speed-up is at most N (one layer of N); 50 leaves room for latency ratios
+
+
+def check_window(selection: dict[str, Any]) -> None:
+    lo, hi = selection["window"]
+    if lo > hi:
+        raise ConfigError(
+            f"selection.window is [{lo}, {hi}] but its minimum is larger than its maximum; write it as "
+            f"[{hi}, {lo}] (the paper's window is [1.30, 1.96])."
+        )
+    if not (math.isfinite(lo) and math.isfinite(hi)) or lo < 1.0 or hi > WINDOW_MAX:
+        raise ConfigError(
+            f"selection.window is [{lo}, {hi}], but a speed-up window must satisfy 1 <= min <= max <= "
+            f"{WINDOW_MAX:g} (finite): a speed-up below 1.0 is slower than BERT-base itself, and the layer "
+            "speed-up of an N-layer model is at most N. The paper's window is [1.30, 1.96]."
+        )
+
+
+DEVICES = ("cpu", "cuda", "cuda:N", "auto", "mps")
+_DEVICE = re.compile(r"^(cpu|cuda|cuda:\d+|auto|mps)$")
+
+
+def check_devices(config: dict[str, Any]) -> None:
+    for section in ("training", "latency"):
+        device = config.get(section, {}).get("device", "cpu")
+        if not isinstance(device, str) or not _DEVICE.match(device):
+            close = difflib.get_close_matches(str(device), ["cpu", "cuda", "auto", "mps"], n=1)
+            hint = (" (an NVIDIA GPU is 'cuda', or 'cuda:N' for the N-th)" if str(device).lower().startswith("gpu")
+                    else f" (did you mean '{close[0]}'?)" if close else "")
+            raise ConfigError(
+                f"{section}.device is {_show(device)}, but it must be one of {', '.join(DEVICES)}"
+                f"{hint}; auto picks cuda when torch sees a GPU, else cpu."
+            )
+
+
+# BertConfig keys the harness sets itself (build_classifier): model.small must not set them.
+_SMALL_RESERVED = {"vocab_size": "the tokenizer's vocabulary size", "num_labels": "the task's number of labels",
+                   "id2label": "the task's labels", "label2id": "the task's labels"}
+
+
+def check_small(small: dict[str, Any]) -> int:
+    """model.small against transformers.BertConfig: known keys, their types; returns the depth."""
+    from transformers import BertConfig
+
+    defaults = BertConfig().to_dict()
+    for key, value in small.items():
+        if key in _SMALL_RESERVED:
+            raise ConfigError(f"model.small.{key} is set, but the harness sets it from {_SMALL_RESERVED[key]}; "
+                              "remove it from model.small.")
+        if key not in defaults:
+            close = difflib.get_close_matches(key, list(defaults), n=1)
+            raise ConfigError(
+                f"model.small has the unknown key '{key}'" + (f": did you mean '{close[0]}'?" if close else ".")
+                + " model.small takes transformers.BertConfig fields (num_hidden_layers, hidden_size, "
+                "num_attention_heads, intermediate_size, max_position_embeddings, hidden_dropout_prob, ...)."
+            )
+        default = defaults[key]
+        if isinstance(default, bool):
+            ok, what = isinstance(value, bool), "true or false"
+        elif isinstance(default, int):
+            ok, what = isinstance(value, int) and not isinstance(value, bool), "an integer"
+        elif isinstance(default, float):
+            ok, what = isinstance(value, (int, float)) and not isinstance(value, bool), "a number"
+        elif isinstance(default, str):
+            ok, what = isinstance(value, str), "a string"
+        else:
+            ok, what = True, ""
+        if not ok:
+            raise ConfigError(f"model.small.{key} is {_show(value)}, but it must be {what} "
+                              f"(BertConfig's default is {_show(default)}).")
+        if key.endswith("_prob") and not 0.0 <= value <= 1.0:
+            raise ConfigError(f"model.small.{key} is {value}, but a dropout probability must lie in [0, 1].")
+    merged = {**defaults, **small}
+    for key in ("num_hidden_layers", "hidden_size", "num_attention_heads", "intermediate_size",
+                "max_position_embeddings"):
+        if merged[key] < 1:
+            raise ConfigError(f"model.small.{key} is {merged[key]}, but it must be at least 1.")
+    if merged["hidden_size"] % merged["num_attention_heads"]:
+        raise ConfigError(
+            f"model.small.hidden_size ({merged['hidden_size']}) is not a multiple of num_attention_heads "
+            f"({merged['num_attention_heads']}): BERT splits the hidden state evenly across the heads."
+        )
+    return int(merged["num_hidden_layers"])
+
+
+def _config_depth(path: Path | str | None) -> int | None:
+    try:
+        return int(json.loads(Path(path).read_text())["num_hidden_layers"])
+    except (OSError, ValueError, KeyError, TypeError):  # absent, unreadable or not a BERT config: the depth is left unchecked
+        return None
+
+
+def backbone_depth(model: dict[str, Any]) -> tuple[int | None, str]:
+    """(layers of the configured backbone, where that number comes from); None: unknown, no check.
+
+    small: model.small.num_hidden_layers; minilm: the installed package's config.json (6 without it);
+    local: the folder's config.json, which must exist; hub: the cached config.json, else 12 for
+    bert-base-uncased, else unknown. Raises ConfigError for a local folder that is no model."""
+    source = model["source"]
+    if source == "small":
+        return check_small(model.get("small") or {}), "model.small.num_hidden_layers"
+    if source == "minilm":
+        from dpbert.model.sources import ModelLoadError, minilm_path
+
+        try:
+            depth = _config_depth(minilm_path() / "config.json")
+        except ModelLoadError:
+            depth = None
+        return depth or 6, "all-MiniLM-L6-v2"
+    if source == "local":
+        folder = Path(model.get("name") or "")
+        if not (folder / "config.json").is_file():
+            raise ConfigError(
+                f"model.source is local but model.name '{model.get('name')}' is not a model folder ("
+                + ("it does not exist" if not folder.exists() else "no config.json there")
+                + "; relative paths are taken from the directory snakemake runs in). Point it at a folder "
+                "written by save_pretrained (config.json, model.safetensors, tokenizer files)."
+            )
+        return _config_depth(folder / "config.json"), f"{folder}/config.json"
+    if source == "hub":
+        name = model.get("name", "")
+        try:
+            from huggingface_hub import try_to_load_from_cache
+
+            cached = try_to_load_from_cache(name, "config.json")
+        except (ImportError, ValueError, OSError):  # no hub library, an id it refuses, an unreadable cache
+            cached = None
+        if isinstance(cached, str) and (depth := _config_depth(cached)) is not None:
+            return depth, f"the cached config of {name}"
+        return (12, name) if name == "bert-base-uncased" else (None, name)
+    return None, source
+
+
+# Method parameters that name layers of the backbone, by field name (the method files declare no
+# depth; every method with such a field is checked): (lowest value, highest value as N + offset).
+DEPTH_FIELDS: dict[str, tuple[int, int, str]] = {
+    "layers": (1, 0, "numbers of layers run"),  # BERT-kL's k
+    "kept_layers": (1, 0, "numbers of layers kept"),  # LayerDrop's k of N
+    "teacher_layers": (0, -1, "0-based indices of teacher layers"),  # DistilBERT's initialisation
+}
+
+
+def check_depths(params: dict[str, Any], given: dict[str, dict], depth: int, source: str) -> None:
+    """Refuse a layer count or index a backbone of ``depth`` layers does not have (PABEE's patience
+    may exceed it: that only means it never exits)."""
+    for name, obj in params.items():
+        for key, (lo, offset, what) in DEPTH_FIELDS.items():
+            value = getattr(obj, key, None)
+            if value is None:
+                continue
+            hi = depth + offset
+            for v in value if isinstance(value, (list, tuple)) else [value]:
+                if isinstance(v, numbers.Integral) and not isinstance(v, bool) and not lo <= v <= hi:
+                    default = "" if key in (given.get(name) or {}) else " (its default; set it for this backbone)"
+                    raise ConfigError(
+                        f"methods.{name}.{key} has {v}{default}, but the backbone has {depth} layers ({source}); "
+                        f"{key} holds {what}: use values in {lo}..{hi}."
+                    )
+
+
+def check_config(config: dict[str, Any]) -> dict[str, type]:
+    """Validate methods (their parameters' types and ranges, layers against the backbone's depth),
+    window, devices, backbone and data; return {method name: class} in config order. Run after the
+    schema (check_schema, then snakemake's validate for the defaults)."""
+    methods = config.setdefault("methods", {})
+    if "bert" not in methods:
+        # BERT-base is the denominator of every speed-up and stage 1 of most methods.
+        methods["bert"] = {}
+        config["methods"] = {"bert": {}, **{k: v for k, v in methods.items() if k != "bert"}}
+    resolved, params = {}, {}
+    for name, given in config["methods"].items():
+        try:
+            cls = get_method(name)
+        except UnknownMethodError as exc:
+            raise ConfigError(f"config key methods.{name}: {exc}") from None
+        try:
+            params[name] = make_params(cls.Params, given or {}, name)  # types and ranges: check_params
+        except (MethodConfigError, TypeError) as exc:
+            raise ConfigError(str(exc)) from None
+        resolved[name] = cls
+    check_window(config["selection"])
+    check_devices(config)
+    depth, source = backbone_depth(config["model"])
+    if depth is not None:
+        check_depths(params, config["methods"], depth, source)
+    data = config["data"]
+    if data["source"] == "glue_tsv":
+        if not data.get("data_dir"):
+            raise ConfigError(
+                "data.source is glue_tsv but data.data_dir is not set: point it at the GLUE folder that "
+                "holds CoLA/, SST-2/, MNLI/, ... (the layout of the GLUE download)."
+            )
+        if not Path(data["data_dir"]).is_dir():
+            raise ConfigError(
+                f"data.data_dir '{data['data_dir']}' does not exist (relative paths are taken from the "
+                "directory snakemake runs in). Point it at the GLUE folder holding CoLA/, SST-2/, MNLI/, ..."
+            )
+    if data["source"] == "glue_tsv":
+        from dpbert.data.sources import DataError, check_glue_folder
+
+        for task in config["tasks"]:
+            try:
+                check_glue_folder(task, data["data_dir"])
+            except DataError as exc:
+                raise ConfigError(str(exc)) from None
+    if data["source"] == "hub" or config["model"]["source"] == "hub":
+        from dpbert.data.hub import HubUnreachableError, hub_reachable, require_hub
+
+        if not hub_reachable():
+            what = []
+            if data["source"] == "hub":
+                what.append("GLUE (data.source: hub)")
+            if config["model"]["source"] == "hub":
+                what.append(f"the model '{config['model']['name']}' (model.source: hub)")
+            try:
+                require_hub(
+                    " and ".join(what) + f" for profile '{config['profile']}'",
+                    "run the offline profiles instead: the default demo, or "
+                    "--configfile workflow/config/minilm.yaml with a local GLUE folder",
+                )
+            except HubUnreachableError as exc:
+                raise ConfigError(str(exc)) from None
+    return resolved

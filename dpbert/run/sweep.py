@@ -1,0 +1,244 @@
+"""Sweep one trained method over its variants and knob values on the dev set(s), at batch size 1.
+
+Scores: every example of every dev split at batch size 1, all knob values of a variant read off
+``Method.predict_knobs`` (one pass per example where the knob only moves the exit). Latency: a fixed
+list of dev examples, every (variant, knob) point timed with ``predict_one`` in rounds interleaved
+example by example with BERT-base (``latency.reference``: through the engine, or its plain Hugging Face forward), the
+denominator of the speed-up, in the same process;
+the latency speed-up is the median over rounds of the round's ratio (``paired_speedup``).
+
+Window search (``selection`` given, ``Method.can_refine``): after the grid, ``dpbert.run.refine.search``
+scores new knob values of each variant on the primary dev split, round by round, until
+``selection.window`` holds ``selection.min_points_in_window`` points of distinct layer speed-up
+(the exact one, whatever ``selection.speedup`` says) or the knob cannot put more there. The new
+points whose layer speed-up is inside the window are kept: scored on every dev split, timed and
+written like grid points (``refined`` True); those outside are dropped, and so is one that is the
+same operating point on the primary split (every prediction and executed path) as a grid point or
+a smaller refined knob. Every row records its variant's ``refine_status``; a method that cannot
+refine keeps exactly the grid's rows.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Sequence
+from contextlib import AbstractContextManager, nullcontext
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from dpbert.data.encoding import EncodedSplit
+from dpbert.methods.interface import Method
+from dpbert.methods.registry import get_method
+from dpbert.run.latency import measure_interleaved, paired_speedup
+from dpbert.run.metrics import glue_metrics
+from dpbert.run.refine import (
+    MAX_NEW_ONE_PASS,
+    MAX_NEW_PER_KNOB,
+    KnobSpace,
+    in_window,
+    knob_tolerance,
+    search,
+)
+from dpbert.run.runtime import phase
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class LatencySettings:
+    examples: int = 100
+    warmup: int = 10
+    repeats: int = 3
+    reference: str = "engine"  # BERT-base timed through: engine (the methods' code path) | hf (its HF forward)
+
+
+def predict_split(method: Method, model, split: EncodedSplit, knobs: Sequence[float], device: str):
+    """Batch-1 predictions and executed layers of every example of a split: one (preds, executed) per knob."""
+    preds: list[list] = [[] for _ in knobs]
+    executed: list[list[list[int]]] = [[] for _ in knobs]
+    for i in range(len(split)):
+        for k, result in enumerate(method.predict_knobs(model, split.example(i, device), knobs)):
+            out = result.output.float().cpu()
+            preds[k].append(out.view(-1)[0].item() if method.task.is_regression else int(out.argmax().item()))
+            executed[k].append(result.executed)
+    return list(zip(preds, executed))
+
+
+def evaluate_sweep(
+    method: Method,
+    model_dir: Path,
+    base_dir: Path,
+    dev_splits: dict[str, EncodedSplit],
+    latency: LatencySettings,
+    device: str,
+    seed: int,
+    phases: dict[str, float] | None = None,
+    lock: Callable[[], AbstractContextManager] = nullcontext,
+    selection: dict[str, Any] | None = None,
+) -> tuple[list[dict], list[dict]]:
+    """Return (sweep rows, per-example prediction rows) for every variant x knob x dev split.
+
+    ``lock`` is held while timing (one timing job at a time on a machine); ``phases`` gets the
+    seconds spent loading, scoring (the window search included) and timing. ``selection`` (the
+    config's section: ``window``, ``min_points_in_window``) turns on the window search of a refinable
+    knob (module docstring); None scores the grid alone."""
+    phases = {} if phases is None else phases
+    task = method.task
+    bert = get_method("bert")(None, task)
+    with phase(phases, "load_s"):
+        models = {v: method.load(Path(model_dir) / v).to(device) for v in method.variants()}
+        # BERT-base's own job times the model it just loaded; every other job loads the stage-1 folder
+        base_model = models["main"] if method.is_reference else bert.load(Path(base_dir) / "main").to(device)
+    knobs = [float(k) for k in method.knobs()]
+    with phase(phases, "score_s"):
+        points, predictions = _score(method, models, dev_splits, knobs, device, seed)
+        points, predictions, refined, statuses = _refine(method, models, dev_splits, knobs, points, predictions,
+                                                         device, seed, selection)
+    # Latency: BERT-base and every point in interleaved rounds (BERT-base's own row is the base itself).
+    primary = dev_splits[task.dev_splits[0]]
+    timed = [primary.example(i, device) for i in range(min(latency.examples, len(primary)))]
+    timed_points = [] if method.is_reference else [(v, k) for v in models for k in knobs + refined[v]]
+    reference = latency.reference
+    base_forward = ((lambda ex: bert.hf_forward(base_model, ex)) if reference == "hf"
+                    else (lambda ex: bert.predict_one(base_model, ex, 0.0)))
+    forwards = [base_forward] + [
+        (lambda m, k: (lambda ex: method.predict_one(m, ex, k)))(models[v], k) for v, k in timed_points]
+    with lock(), phase(phases, "latency_s"):
+        base, *lats = measure_interleaved(forwards, timed, warmup=latency.warmup, repeats=latency.repeats,
+                                          device=device)
+    log.info("BERT-base latency: %.3f ms (spread %.1f%% over %d repeats)", base.median_ms, 100 * base.spread,
+             len(base.repeats_ms))
+    timings = {pt: (lat, *paired_speedup(base, lat)) for pt, lat in zip(timed_points, lats)}
+    for (v, k), (lat, speedup, speedup_spread) in timings.items():
+        log.info("%s %s %s=%g: %.3f ms (spread %.1f%%), latency speed-up %.2f (spread %.1f%%)", method.name, v,
+                 method.knob_name, k, lat.median_ms, 100 * lat.spread, speedup, 100 * speedup_spread)
+    for r in points:
+        lat, speedup, speedup_spread = timings.get((r["variant"], r["knob"]), (base, 1.0, 0.0))  # BERT-base: itself
+        r.update({"latency_ms": lat.median_ms, "latency_spread": lat.spread, "base_latency_ms": base.median_ms,
+                  "base_latency_spread": base.spread, "latency_speedup": speedup,
+                  "latency_speedup_spread": speedup_spread, "latency_reference": reference,
+                  "latency_examples": len(timed), "threads": lat.threads,
+                  "refined": r["knob"] in refined[r["variant"]], "refine_status": statuses[r["variant"]]})
+    return points, predictions
+
+
+def _score(method: Method, models: dict, dev_splits: dict[str, EncodedSplit], knobs: list[float], device: str,
+           seed: int) -> tuple[list[dict], list[dict]]:
+    """Sweep rows (without latency) and per-example prediction rows of every variant x knob x split."""
+    points: list[dict] = []
+    predictions: list[dict] = []
+    for variant, model in models.items():
+        n_ref = method.reference_layers(model)
+        for split_name, split in dev_splits.items():
+            for knob, (preds, executed) in zip(knobs, predict_split(method, model, split, knobs, device)):
+                point, rows = _rows(method, seed, variant, n_ref, split_name, split, knob, preds, executed)
+                points.append(point)
+                predictions += rows
+    return points, predictions
+
+
+def _rows(method: Method, seed: int, variant: str, n_ref: int, split_name: str, split: EncodedSplit, knob: float,
+          preds: list, executed: list[list[int]]) -> tuple[dict, list[dict]]:
+    """The sweep row (without latency) and the per-example prediction rows of one point on one split."""
+    task = method.task
+    metrics = glue_metrics(task.metric, preds, split.labels)
+    mean_layers = sum(len(e) for e in executed) / len(executed)
+    point = {"task": task.name, "method": method.name, "display_name": method.display_name,
+             "seed": seed, "variant": variant, "knob_name": method.knob_name, "knob": knob,
+             "split": split_name, "score": metrics["score"],
+             "metrics": ";".join(f"{k}={v:.4f}" for k, v in sorted(metrics.items())),
+             "mean_layers": mean_layers, "n_layers": n_ref,
+             "layer_speedup": n_ref / mean_layers if mean_layers else float("inf"),
+             "n_examples": len(split)}
+    rows = [{"variant": variant, "knob": knob, "split": split_name, "idx": i,
+             "label": split.labels[i], "pred": p, "n_executed": len(e),
+             "executed": " ".join(str(j + 1) for j in e)}
+            for i, (p, e) in enumerate(zip(preds, executed))]
+    return point, rows
+
+
+def _fingerprint(prediction_rows: list[dict]) -> tuple:
+    return tuple((p["pred"], p["executed"]) for p in prediction_rows)
+
+
+def refine_space(method: Method, grid: Sequence[float]) -> KnobSpace:
+    """The values the window search may give the method's knob."""
+    bounds = None if method.knob_range is None else (float(method.knob_range[0]), float(method.knob_range[1]))
+    return KnobSpace(knob_range=bounds, integer=method.knob_integer, tol=knob_tolerance(grid, bounds))
+
+
+def knobs_per_round(method: Method) -> int:
+    """New knobs a search round may score: many where one pass per example reads every knob
+    (``predict_knobs`` overridden), few where each knob costs a pass over the split."""
+    return MAX_NEW_ONE_PASS if method.scores_knobs_in_one_pass() else MAX_NEW_PER_KNOB
+
+
+def _refine(method: Method, models: dict, dev_splits: dict[str, EncodedSplit], knobs: list[float],
+            points: list[dict], predictions: list[dict], device: str, seed: int,
+            selection: dict[str, Any] | None) -> tuple[list[dict], list[dict], dict[str, list[float]], dict[str, str]]:
+    """The window search of every variant (module docstring). Returns the sweep rows and prediction
+    rows with the kept refined points inserted after their (variant, split)'s grid points, the kept
+    knobs per variant, and the search status per variant."""
+    kept: dict[str, list[float]] = {v: [] for v in models}
+    if selection is None:
+        return points, predictions, kept, {v: "off: no selection settings" for v in models}
+    if not method.can_refine():
+        why = f": {method.knob_name} is searched on {method.refinable_tasks} tasks only" if method.refinable else ""
+        return points, predictions, kept, {v: f"not refinable{why}" for v in models}
+    task = method.task
+    window = (float(selection["window"][0]), float(selection["window"][1]))
+    min_points = int(selection.get("min_points_in_window", 3))
+    primary_name = task.dev_splits[0]
+    primary = dev_splits[primary_name]
+    space = refine_space(method, knobs)
+    statuses: dict[str, str] = {}
+    extra: dict[tuple[str, str], list[tuple[dict, list[dict]]]] = {}  # (variant, split) -> kept rows
+    for variant, model in models.items():
+        n_ref = method.reference_layers(model)
+        scored: dict[float, tuple[dict, list[dict]]] = {}  # the new points inside the window (outside: dropped)
+
+        def score(new: list[float], model=model, n_ref=n_ref, variant=variant, scored=scored) -> list[float]:
+            out = []
+            for knob, (preds, executed) in zip(new, predict_split(method, model, primary, new, device)):
+                point, rows = _rows(method, seed, variant, n_ref, primary_name, primary, knob, preds, executed)
+                if in_window(point["layer_speedup"], window):
+                    scored[knob] = (point, rows)
+                out.append(point["layer_speedup"])
+            return out
+
+        grid = {r["knob"]: r["layer_speedup"] for r in points if r["variant"] == variant and r["split"] == primary_name}
+        result = search(grid, score, window, min_points, space, max_new=knobs_per_round(method))
+        statuses[variant] = result.status
+        # kept: inside the window, and not the same operating point on the primary split (every prediction
+        # and executed path equal) as a grid point or a smaller refined knob, which selection would prefer
+        by_knob: dict[float, list[dict]] = {}
+        for p in predictions:
+            if p["variant"] == variant and p["split"] == primary_name:
+                by_knob.setdefault(p["knob"], []).append(p)
+        seen = {_fingerprint(rows) for rows in by_knob.values()}
+        for k in sorted(k for k in scored if k not in grid):
+            fingerprint = _fingerprint(scored[k][1])
+            if fingerprint not in seen:
+                seen.add(fingerprint)
+                kept[variant].append(k)
+        log.info("%s %s: window search of %s scored %d new values in %d rounds, kept %s: %s", method.name, variant,
+                 method.knob_name, len(result.new), result.rounds, [f"{k:g}" for k in kept[variant]], result.status)
+        for split_name, split in dev_splits.items():
+            if split_name == primary_name:
+                extra[(variant, split_name)] = [scored[k] for k in kept[variant]]
+            elif kept[variant]:
+                extra[(variant, split_name)] = [
+                    _rows(method, seed, variant, n_ref, split_name, split, k, preds, executed)
+                    for k, (preds, executed) in zip(kept[variant], predict_split(method, model, split, kept[variant],
+                                                                                 device))]
+    new_points: list[dict] = []
+    new_predictions: list[dict] = []
+    for variant in models:
+        for split_name in dev_splits:
+            new_points += [r for r in points if r["variant"] == variant and r["split"] == split_name]
+            new_predictions += [r for r in predictions if r["variant"] == variant and r["split"] == split_name]
+            for point, rows in extra.get((variant, split_name), []):
+                new_points.append(point)
+                new_predictions += rows
+    return new_points, new_predictions, kept, statuses

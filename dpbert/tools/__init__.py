@@ -1,0 +1,2 @@
+"""Command-line tools: the run planner (``python -m dpbert.tools.plan``), the speed-up bench,
+the synthetic-data check and the state probe."""
