@@ -24,7 +24,7 @@ rule table2:
         selected=rules.table1.output.selected,
         sweeps="results/sweeps.csv",
         paper=os.path.join(
-            workflow.basedir, "workflow", "resources", "paper", "table2_ablation.csv"
+            workflow.basedir, "dpbert", "reporting", "paper_numbers", "table2_ablation.csv"
         ),
     output:
         table="results/table2.csv",
@@ -117,7 +117,7 @@ rule reproduction:
         table2="results/table2.csv",
         bootstrap=rules.table1.output.bootstrap,
         paper=os.path.join(
-            workflow.basedir, "workflow", "resources", "paper", "table1_dev.csv"
+            workflow.basedir, "dpbert", "reporting", "paper_numbers", "table1_dev.csv"
         ),
     output:
         "results/reproduction.md",
