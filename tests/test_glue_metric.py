@@ -78,7 +78,7 @@ def test_the_metric_module_is_packaged(tmp_path):
     for name in ("pyproject.toml", "README.md"):
         shutil.copy(ROOT / name, src / name)
     build = subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q",
-                            "-w", str(tmp_path), str(src)], capture_output=True, text=True, timeout=300)
+                            "-w", str(tmp_path), str(src)], capture_output=True, text=True, timeout=300, check=False)
     if build.returncode != 0 and "No module named" in build.stderr:
         pytest.skip(f"cannot build a wheel here: {build.stderr.strip().splitlines()[-1]}")
     assert build.returncode == 0, build.stderr[-2000:]
