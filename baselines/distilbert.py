@@ -202,12 +202,13 @@ class DistilBert(Method):
                             "from the fine-tuned BERT, no download)")
         from transformers import AutoTokenizer, DistilBertForSequenceClassification
 
-        tokenizer = AutoTokenizer.from_pretrained(p.hub_name)
+        local = {"local_files_only": True} if not hub.hub_reachable() else {}  # offline: the cache, no retries
+        tokenizer = AutoTokenizer.from_pretrained(p.hub_name, **local)
         if ctx.model_source is not None and models.load_tokenizer(ctx.model_source).get_vocab() != tokenizer.get_vocab():
             raise ValueError(f"the data were tokenised for {ctx.model_source.describe()}, whose vocabulary differs "
                              f"from {p.hub_name}'s; use student: from_teacher or an uncased BERT backbone")
         torch.manual_seed(ctx.seed)  # the new classification head
-        hf = DistilBertForSequenceClassification.from_pretrained(p.hub_name, num_labels=self.task.num_labels)
+        hf = DistilBertForSequenceClassification.from_pretrained(p.hub_name, num_labels=self.task.num_labels, **local)
         model = HubStudent(hf, self._teacher_depth(ctx)).to(ctx.device)
         settings = finetune_settings(ctx, epochs=p.epochs, lr=p.lr, batch_size=p.batch_size)
 

@@ -12,9 +12,9 @@ from pathlib import Path
 
 import pytest
 
-from dpbert.data import sources as data_mod
 from dpbert.data.examples import Example
 from dpbert.data.sources import DataError, load_glue_hub, load_glue_tsv, load_task
+from dpbert.data import sources as data_mod
 from dpbert.data.tasks import TASKS, UnknownTaskError, get_task
 
 REPO = Path(__file__).resolve().parents[1]
@@ -283,15 +283,29 @@ def test_hub_connection_error_becomes_dataerror(monkeypatch: pytest.MonkeyPatch)
     assert "ConnectionError" in msg
 
 
-def test_hub_unreachable_host_fails_before_datasets(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_hub_unreachable_host_reads_the_datasets_cache_offline(monkeypatch: pytest.MonkeyPatch) -> None:
+    """No HF_*_OFFLINE flag but no connection: datasets is asked in offline mode (its cache, no retries)."""
     import datasets
+    import datasets.config
 
     monkeypatch.delenv("HF_DATASETS_OFFLINE", raising=False)
     monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    monkeypatch.setattr(datasets.config, "HF_HUB_OFFLINE", False)
     monkeypatch.setattr(data_mod, "hub_reachable", lambda timeout=3.0: False)
-    monkeypatch.setattr(datasets, "load_dataset", lambda *a, **k: pytest.fail("should not be called"))
-    with pytest.raises(DataError, match="could not be reached"):
+    seen = []
+
+    def cached_only(path: str, name: str) -> dict:
+        seen.append(datasets.config.HF_HUB_OFFLINE)
+        if name == "rte":
+            return {"train": [{"sentence1": "a", "sentence2": "b", "label": 1}],
+                    "validation": [{"sentence1": "c", "sentence2": "d", "label": 0}]}
+        raise ConnectionError("Couldn't reach 'glue' on the Hub (OfflineModeIsEnabled)")
+
+    monkeypatch.setattr(datasets, "load_dataset", cached_only)
+    assert load_glue_hub("RTE")["train"] == [Example("rte-train-0", "a", "b", 1)]
+    with pytest.raises(DataError, match="could not be reached or the dataset is not cached"):
         load_glue_hub("CoLA")
+    assert seen == [True, True] and datasets.config.HF_HUB_OFFLINE is False  # offline for the call only
 
 
 def test_hub_mapping_with_fake_dataset(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -14,10 +14,10 @@ from pathlib import Path
 import pytest
 import torch
 
-from dpbert.run import sweep as evaluation
 from dpbert.data.tasks import get_task
 from dpbert.methods.interface import Method, Prediction
 from dpbert.methods.registry import get_method
+from dpbert.run import sweep as evaluation
 from dpbert.run.refine import (
     MAX_NEW_PER_KNOB,
     KnobSpace,

@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from dpbert.data.examples import Example
-from dpbert.data.hub import hub_reachable, offline_flag_set
+from dpbert.data.hub import hub_reachable
 from dpbert.data.tasks import TaskSpec, get_task
 
 __all__ = ["DataError", "SOURCES", "load_task", "load_glue_tsv", "load_glue_hub"]
@@ -237,24 +237,29 @@ def _hub_offline_message(spec: TaskSpec, why: str) -> str:
     return (
         f"Could not load GLUE {spec.name} from the Hugging Face hub "
         f"(datasets.load_dataset('glue', {spec.hub_name!r})): the hub could not be reached "
-        f"or the dataset is not cached ({why}). Fix: use data.source: glue_tsv with "
-        f"data.data_dir pointing at a local GLUE folder, or data.source: synthetic."
+        f"or the dataset is not cached ({why}). Fix: fill the cache on a machine with hub "
+        f"access and the same HF_HOME (python -m dpbert.data.offline --configfile <config> --fetch), "
+        f"or use data.source: glue_tsv with data.data_dir pointing at a local GLUE folder, or "
+        f"data.source: synthetic."
     )
 
 
 def load_glue_hub(task: str, *, with_test: bool = False) -> dict[str, list[Example]]:
     """``datasets.load_dataset("glue", hub_name)`` mapped to our split names/Examples.
 
-    With HF_DATASETS_OFFLINE/HF_HUB_OFFLINE set, the local datasets cache is used (no
-    probe). Any failure to reach the hub becomes a :class:`DataError` immediately.
+    With HF_DATASETS_OFFLINE/HF_HUB_OFFLINE set, or the hub host not answering (one probe),
+    datasets runs in offline mode and serves the local cache. Any failure (not cached, the hub
+    unreachable) becomes a :class:`DataError` immediately.
     """
     spec = get_task(task)
-    if not offline_flag_set() and not hub_reachable():
-        raise DataError(_hub_offline_message(spec, "no connection to the hub host"))
+    offline = not hub_reachable()  # HF_*_OFFLINE set, or no connection: datasets reads its cache
     try:
         import datasets  # local import: heavy, and only this source needs it
 
-        ds: Any = datasets.load_dataset("glue", spec.hub_name)
+        from dpbert.data.offline import datasets_offline
+
+        with datasets_offline(offline):
+            ds: Any = datasets.load_dataset("glue", spec.hub_name)
     except DataError:
         raise
     except Exception as exc:  # ConnectionError, OSError, datasets' own errors, ...

@@ -83,6 +83,16 @@ def _pretrained_location(src: ModelSource) -> str:
     raise ModelLoadError(f"model.source '{src.source}' has no pretrained weights")
 
 
+def _offline_kwargs(src: ModelSource) -> dict[str, Any]:
+    """``local_files_only=True`` for a hub model when the hub is out of reach (HF_HUB_OFFLINE set or
+    no connection): transformers then reads the local cache at once instead of retrying the network."""
+    if src.source != "hub":
+        return {}
+    from dpbert.data.hub import hub_reachable
+
+    return {} if hub_reachable() else {"local_files_only": True}
+
+
 def _in_hf_cache(model_id: str) -> bool:
     try:
         from huggingface_hub import try_to_load_from_cache
@@ -126,7 +136,7 @@ def load_tokenizer(src: ModelSource):
         return word_level_tokenizer(SYNTHETIC_VOCAB, src.max_length)
     location = _pretrained_location(src)
     try:
-        return AutoTokenizer.from_pretrained(location, model_max_length=src.max_length)
+        return AutoTokenizer.from_pretrained(location, model_max_length=src.max_length, **_offline_kwargs(src))
     except OSError as exc:
         raise ModelLoadError(f"could not load the tokenizer of '{location}': {exc}") from exc
 
@@ -141,7 +151,7 @@ def build_classifier(src: ModelSource, num_labels: int, vocab_size: int, seed: i
         return BertForSequenceClassification(cfg)
     location = _pretrained_location(src)
     try:
-        return BertForSequenceClassification.from_pretrained(location, num_labels=num_labels)
+        return BertForSequenceClassification.from_pretrained(location, num_labels=num_labels, **_offline_kwargs(src))
     except OSError as exc:
         raise ModelLoadError(f"could not load the model '{location}': {exc}") from exc
 

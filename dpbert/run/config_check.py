@@ -7,6 +7,7 @@ import json
 import math
 import numbers
 import re
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -306,21 +307,19 @@ def check_config(config: dict[str, Any]) -> dict[str, type]:
                 check_glue_folder(task, data["data_dir"])
             except DataError as exc:
                 raise ConfigError(str(exc)) from None
-    if data["source"] == "hub" or config["model"]["source"] == "hub":
-        from dpbert.data.hub import HubUnreachableError, hub_reachable, require_hub
+    from dpbert.data import offline
 
-        if not hub_reachable():
-            what = []
-            if data["source"] == "hub":
-                what.append("GLUE (data.source: hub)")
-            if config["model"]["source"] == "hub":
-                what.append(f"the model '{config['model']['name']}' (model.source: hub)")
-            try:
-                require_hub(
-                    " and ".join(what) + f" for profile '{config['profile']}'",
+    needs = offline.hub_needs(config, params)
+    if needs:
+        from dpbert.data.hub import hub_reachable
+
+        if not hub_reachable():  # offline: proceed only if the local cache holds everything (dpbert.data.offline)
+            missing = offline.missing_from_cache(needs)
+            if missing:
+                raise ConfigError(offline.offline_message(
+                    missing, config["profile"],
                     "run the offline profiles instead: the default demo, or "
-                    "--configfile workflow/config/minilm.yaml with a local GLUE folder",
-                )
-            except HubUnreachableError as exc:
-                raise ConfigError(str(exc)) from None
+                    "--configfile workflow/config/minilm.yaml with a local GLUE folder"))
+            print(f"{offline.offline_reason()}: the jobs read "
+                  + ", ".join(n.describe() for n in needs) + " from the local Hugging Face cache.", file=sys.stderr)
     return resolved

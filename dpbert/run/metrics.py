@@ -1,8 +1,9 @@
-"""GLUE metrics computed offline with numpy only.
+"""GLUE metrics computed offline (numpy; scipy.stats for the correlations).
 
-Why: the HF `evaluate` package downloads metric scripts from the hub, which
-is unavailable on offline compute nodes and adds a moving dependency.  These
-are the textbook definitions used by GLUE (sklearn / scipy semantics).
+Why here: the hub's `evaluate` metric scripts are downloaded from the hub, which is
+unavailable on offline compute nodes.  These are the textbook definitions used by GLUE
+(sklearn / scipy semantics); the same values as an `evaluate` module, loaded by path:
+:mod:`dpbert.run.glue_metric`.
 
 Degenerate-case convention (documented, tested): when a correlation is
 undefined (constant predictions or labels, fewer than 2 points) the value is
@@ -16,6 +17,7 @@ from collections.abc import Sequence
 from typing import Union
 
 import numpy as np
+from scipy import stats
 
 ArrayLike = Union[Sequence[float], Sequence[int], np.ndarray]
 
@@ -74,41 +76,25 @@ def matthews_corrcoef(preds: ArrayLike, labels: ArrayLike) -> float:
     return float(cov_ytyp / np.sqrt(denom))
 
 
-def pearson(x: ArrayLike, y: ArrayLike) -> float:
-    """Pearson r; 0.0 when undefined (a constant side or < 2 points)."""
-    a, b = _pair(x, y)
+def _correlation(fn, a: np.ndarray, b: np.ndarray) -> float:
+    """``fn`` (scipy.stats.pearsonr / spearmanr) on float64; 0.0 when undefined (a constant side or
+    < 2 points: scipy warns and returns NaN there), clipped to [-1, 1]."""
     a = a.astype(np.float64)
     b = b.astype(np.float64)
-    if a.size < 2:
+    if a.size < 2 or np.all(a == a[0]) or np.all(b == b[0]):
         return 0.0
-    da = a - a.mean()
-    db = b - b.mean()
-    denom = float(np.sqrt(np.dot(da, da) * np.dot(db, db)))
-    if denom == 0.0 or not np.isfinite(denom):
-        return 0.0
-    r = float(np.dot(da, db) / denom)
-    return float(np.clip(r, -1.0, 1.0))
+    r = float(fn(a, b).statistic)
+    return float(np.clip(r, -1.0, 1.0)) if np.isfinite(r) else 0.0
 
 
-def _average_ranks(v: np.ndarray) -> np.ndarray:
-    """1-based ranks, tied values get the mean of the ranks they span."""
-    order = np.argsort(v, kind="mergesort")
-    sorted_v = v[order]
-    ranks = np.empty(v.size, dtype=np.float64)
-    i = 0
-    while i < v.size:
-        j = i
-        while j + 1 < v.size and sorted_v[j + 1] == sorted_v[i]:
-            j += 1
-        ranks[order[i : j + 1]] = (i + j) / 2.0 + 1.0
-        i = j + 1
-    return ranks
+def pearson(x: ArrayLike, y: ArrayLike) -> float:
+    """Pearson r (scipy.stats.pearsonr); 0.0 when undefined (a constant side or < 2 points)."""
+    return _correlation(stats.pearsonr, *_pair(x, y))
 
 
 def spearman(x: ArrayLike, y: ArrayLike) -> float:
-    """Spearman rho = Pearson of average ranks (ties handled like scipy)."""
-    a, b = _pair(x, y)
-    return pearson(_average_ranks(a.astype(np.float64)), _average_ranks(b.astype(np.float64)))
+    """Spearman rho (scipy.stats.spearmanr: Pearson of average ranks); 0.0 when undefined."""
+    return _correlation(stats.spearmanr, *_pair(x, y))
 
 
 def glue_metrics(metric: str, preds: ArrayLike, labels: ArrayLike) -> dict[str, float]:

@@ -4,8 +4,8 @@ cost of one layer vs one planner / one exit head alone. Compare medians within o
 import pytest
 import torch
 
-from dpbert.tools import speedup_bench as sb
 from dpbert.model.engine import cls_state
+from dpbert.tools import speedup_bench as sb
 from dpbert.tools.benchmodels import random_classifier, random_examples
 
 
