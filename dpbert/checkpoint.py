@@ -141,11 +141,15 @@ def clear(root: str | Path | None, logger: logging.Logger | None = None) -> None
     if root.is_dir():
         shutil.rmtree(root)
         (logger or log).info("job finished: removed its checkpoints in %s", root)
-    for parent in list(root.parents)[:3]:  # <method>/<task>/checkpoints, when empty
-        try:
-            parent.rmdir()
-        except OSError:
-            break
+    parents = list(root.parents)[:3]  # <method>/<task>/checkpoints, when empty; never above checkpoints/
+    if any(p.name == "checkpoints" for p in parents):
+        for parent in parents:
+            try:
+                parent.rmdir()
+            except OSError:
+                break
+            if parent.name == "checkpoints":
+                break
 
 
 def rng_state(device: torch.device | str) -> dict[str, Any]:
