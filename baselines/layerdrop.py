@@ -90,6 +90,7 @@ class LayerDrop(Method):
         losses = train_loop(
             model.parameters(), loss_fn, ctx.train, settings, seed=ctx.seed,
             desc=f"LayerDrop (p={p.p:g}) fine-tuning on {self.task.name}", device=ctx.device, modules=[model],
+            extra_state={"drops": drops, "dropped": dropped},  # a resumed run draws on where it stopped
         )
         save_method_model(
             model.cpu(), tokenizer, ctx.out_dir / "main",

@@ -6,6 +6,8 @@ which parameters move and what the loss of a batch is.
 
 from __future__ import annotations
 
+import hashlib
+import itertools
 import logging
 import math
 import random
@@ -20,7 +22,8 @@ import torch
 from torch import Tensor, nn
 from tqdm import tqdm
 
-from dpbert.data.encoding import EncodedSplit
+from dpbert import checkpoint
+from dpbert.encoding import EncodedSplit
 
 log = logging.getLogger(__name__)
 
@@ -84,8 +87,12 @@ def train_loop(
     desc: str,
     device: str | torch.device = "cpu",
     modules: Iterable[nn.Module] = (),
+    extra_state: dict[str, Any] | None = None,
 ) -> list[float]:
-    """Run ``settings.epochs`` epochs of ``loss_fn`` over ``data``; returns the per-step losses."""
+    """Run ``settings.epochs`` epochs of ``loss_fn`` over ``data``; returns the per-step losses.
+
+    ``modules`` hold what trains (their state is checkpointed, dpbert.checkpoint); ``extra_state``: objects
+    the loss function changes between steps (a torch.Generator, a list), checkpointed with it."""
     seed_everything(seed)
     params = list(params)
     flat = [p for g in params for p in (g["params"] if isinstance(g, dict) else [g])]
@@ -104,10 +111,44 @@ def train_loop(
         m.train()
     losses: list[float] = []
     step = 0
-    bar = tqdm(total=total, desc=desc, mininterval=2.0, ascii=True)
-    epoch = 0
+    stage = checkpoint.next_stage()  # None unless the job checkpoints (dpbert.pipeline)
+    covered = {id(p) for m in modules for p in m.parameters()}
+    loose = [p for p in flat if id(p) not in covered]  # trained parameters outside ``modules``
+    extra = dict(extra_state or {})
+    if stage is not None:
+        fingerprint = _fingerprint(desc, total, steps_per_epoch, len(data), seed, settings, flat, modules)
+        saved = stage.load(fingerprint)
+        if saved is not None:
+            for m, state in zip(modules, saved["modules"], strict=True):
+                m.load_state_dict(state)
+            with torch.no_grad():
+                for p, value in zip(loose, saved["loose"], strict=True):
+                    p.copy_(value)
+            checkpoint.set_rng_state(saved["rng"])
+            checkpoint.set_extra_state(extra, saved["extra"])
+            if saved["done"]:
+                for m in modules:
+                    m.eval()
+                log.info("%s: finished before the restart; its final state is loaded from %s", desc, stage.path)
+                return list(saved["losses"])
+            optimizer.load_state_dict(saved["optimizer"])
+            schedule.load_state_dict(saved["scheduler"])
+            losses, step = list(saved["losses"]), int(saved["step"])
+            log.info("%s: resuming at step %d of %d from %s", desc, step, total, stage.path)
+
+    def state(done: bool) -> dict[str, Any]:
+        out = {"fingerprint": fingerprint, "done": done, "step": step, "losses": losses,
+               "modules": [m.state_dict() for m in modules], "loose": [p.detach() for p in loose],
+               "rng": checkpoint.rng_state(device), "extra": checkpoint.extra_state(extra)}
+        if not done:
+            out.update(optimizer=optimizer.state_dict(), scheduler=schedule.state_dict())
+        return out
+
+    bar = tqdm(total=total, initial=step, desc=desc, mininterval=2.0, ascii=True)
+    epoch, skip = divmod(step, steps_per_epoch)  # an epoch is steps_per_epoch batches, the last one may stop early
     while step < total:
-        for batch in data.batches(settings.batch_size, shuffle=True, seed=seed + epoch, device=device):
+        order = data.batches(settings.batch_size, shuffle=True, seed=seed + epoch, device=device)
+        for batch in itertools.islice(order, skip, None):
             loss = loss_fn(batch, step)
             if not torch.isfinite(loss):
                 bar.close()
@@ -127,15 +168,29 @@ def train_loop(
             bar.update(1)
             if step % 50 == 0:
                 bar.set_postfix(loss=f"{np.mean(losses[-50:]):.4f}")
+            if stage is not None:
+                if stage.due(step, total, steps_per_epoch):
+                    stage.save(state(done=False))
+                stage.after_step(step)
             if step >= total:
                 break
-        epoch += 1
+        epoch, skip = epoch + 1, 0
     bar.close()
+    if stage is not None:
+        stage.save(state(done=True))
     for m in modules:
         m.eval()
     tail = losses[-max(1, len(losses) // 10) :]
     log.info("%s: %d steps, final loss %.4f", desc, total, float(np.mean(tail)))
     return losses
+
+
+def _fingerprint(desc: str, total: int, steps_per_epoch: int, examples: int, seed: int, settings: TrainSettings,
+                 flat: list[nn.Parameter], modules: list[nn.Module]) -> dict[str, Any]:
+    """What a stage's checkpoint must match to be resumed: its place in the job, steps, parameter shapes."""
+    layout = hashlib.sha256(repr([[(k, tuple(v.shape)) for k, v in m.state_dict().items()] for m in modules]).encode())
+    return {"desc": desc, "total": total, "steps_per_epoch": steps_per_epoch, "examples": examples, "seed": seed,
+            "settings": settings.as_dict(), "params": [list(p.shape) for p in flat], "modules": layout.hexdigest()}
 
 
 def task_loss(logits: Tensor, labels: Tensor, is_regression: bool, reduction: str = "mean") -> Tensor:

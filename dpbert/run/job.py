@@ -17,23 +17,16 @@ from typing import Any
 import pandas as pd
 import torch
 
-from dpbert.data.prepare import load_prepared
-from dpbert.data.tasks import get_task
-from dpbert.methods.interface import Method, TrainContext
-from dpbert.methods.registry import build_method
-from dpbert.model.sources import ModelSource
-from dpbert.model.training import seed_everything, set_rescue_dir
-from dpbert.run.latency import describe_device, resolve_device, timing_lock
-from dpbert.run.runtime import (
-    atomic_dir,
-    atomic_write_df,
-    atomic_write_text,
-    peak_rss_mb,
-    phase,
-    process_age_s,
-)
-from dpbert.run.sweep import LatencySettings, evaluate_sweep
-from dpbert.run.warm import CHILD_ENV
+from dpbert import checkpoint as checkpoints
+from dpbert.evaluation import LatencySettings, evaluate_sweep
+from dpbert.latency import describe_device, resolve_device, timing_lock
+from dpbert.models import ModelSource
+from dpbert.prepare import load_prepared
+from dpbert.registry import Method, TrainContext, build_method
+from dpbert.runtime import atomic_dir, atomic_write_df, atomic_write_text, peak_rss_mb, phase, process_age_s
+from dpbert.tasks import get_task
+from dpbert.training import seed_everything, set_rescue_dir
+from dpbert.warm import CHILD_ENV
 
 POINTER_FILE = "method.json"  # what a method that trains nothing leaves in its model folder
 
@@ -43,11 +36,14 @@ def run_method(
     model: dict[str, Any], latency: dict[str, Any], profile: str, data_path: str, base_dir: str | None,
     model_out: str, sweep_out: str, predictions_out: str, phases_out: str, timing_lock_path: str | None,
     log: logging.Logger, diagnostics_out: str | None = None, selection: dict[str, Any] | None = None,
+    checkpoint_dir: str | None = None, checkpoint: Any = "epoch",
 ) -> None:
     """Train (into ``model_out``, atomically), then sweep; ``base_dir`` is the stage-1 BERT-base folder
     (None for BERT-base itself, whose own folder is then the base). ``diagnostics_out``: where the
-    method-health diagnostics go (dpbert.reporting.health: per-layer off-ramp scores, planner spread).
-    ``selection``: the config's section, for the sweep's window search (dpbert.run.sweep)."""
+    method-health diagnostics go (dpbert.health: per-layer off-ramp scores, planner spread).
+    ``selection``: the config's section, for the sweep's window search (dpbert.evaluation).
+    ``checkpoint_dir``: the job's checkpoint folder outside its outputs (None: no checkpoints), written
+    every ``checkpoint`` (``training.checkpoint``) and removed when the job succeeds (dpbert.checkpoint)."""
     impl = build_method(method, method_params, get_task(task))  # imports every method, torch, transformers
     import transformers.models.bert.modeling_bert  # noqa: F401  (so that start-up counts all the imports)
 
@@ -55,8 +51,13 @@ def run_method(
     prepared = load_prepared(data_path)
     with phase(phases, "train_s"):
         if impl.trains:
-            train_method(impl, prepared, seed=seed, training=training, model=model,
-                         finetuned_dir=base_dir if impl.needs_finetuned else None, out_dir=model_out, log=log)
+            finetuned_dir = base_dir if impl.needs_finetuned else None
+            key = (checkpoints.method_job_key(impl, seed=seed, method_params=method_params, training=training,
+                                              model=model, data_path=data_path, base_dir=finetuned_dir)
+                   if checkpoint_dir and checkpoints.parse_interval(checkpoint) else "")
+            with checkpoints.resumable(checkpoint_dir, key, checkpoint, log):
+                train_method(impl, prepared, seed=seed, training=training, model=model,
+                             finetuned_dir=finetuned_dir, out_dir=model_out, log=log)
         else:
             with atomic_dir(model_out) as tmp:
                 (tmp / POINTER_FILE).write_text(json.dumps(
@@ -76,6 +77,7 @@ def run_method(
     phases["total_s"] = process_age_s()
     phases["peak_rss_mb"] = peak_rss_mb()  # the job's own (Snakemake's benchmark sees a warm job's client only)
     atomic_write_text(phases_out, json.dumps({k: round(v, 3) for k, v in phases.items()}, indent=2))
+    checkpoints.clear(checkpoint_dir, log)  # every output is written: the job is done
     log.info("phases: %s", ", ".join(f"{k} {v:.1f}" for k, v in phases.items()))
 
 

@@ -21,7 +21,8 @@ rule run_method:
         gpu=config["resources"]["method"]["gpu"],
     params:
         method_params=lambda wc: config["methods"][wc.method],
-        training=config["training"],
+        # without training.checkpoint (how often to checkpoint changes no result: run_method.py reads it)
+        training={k: v for k, v in config["training"].items() if k != "checkpoint"},
         model=config["model"],
         latency=config["latency"],
         profile=config["profile"],
