@@ -4,10 +4,9 @@ import pytest
 import yaml
 from snakemake.utils import validate
 
-from dpbert.data.tasks import get_task
+from dpbert.data.tasks import TASKS, get_task
 from dpbert.methods.registry import build_method
 from dpbert.tools.plan import (
-    GLUE_SIZES,
     Job,
     critical_path,
     makespan,
@@ -71,8 +70,8 @@ def test_paper_profile_planner_lrs_can_move_a_planner_on_every_task():
 
     cfg = _config("workflow/config/paper.yaml")
     dp, finetune = cfg["methods"]["dpbert"], cfg["training"]["finetune"]
-    for task, sizes in GLUE_SIZES.items():
+    for task, sizes in ((name, spec.sizes) for name, spec in TASKS.items()):
         stage2, _ = planner_reach(dp["stage2_lr"], dp["stage2_epochs"], sizes["train"], finetune["batch_size"])
         stage3, _ = planner_reach(dp["planner_lr"], finetune["epochs"], sizes["train"], finetune["batch_size"])
         assert stage2 >= 1 and stage3 >= 1, (task, stage2, stage3)
-    assert planner_reach(2e-5, 5, GLUE_SIZES["RTE"]["train"], 32)[0] < 0.01  # the paper's own lr
+    assert planner_reach(2e-5, 5, TASKS["RTE"].sizes["train"], 32)[0] < 0.01  # the paper's own lr

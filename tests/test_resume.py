@@ -1,6 +1,6 @@
 """Checkpointed training: a job SIGKILLed mid-epoch, rerun, ends with the very weights of an uninterrupted run.
 
-Each job is dpbert.pipeline.run_method (train, then sweep) in its own process on the micro profile's
+Each job is dpbert.run.job.run_method (train, then sweep) in its own process on the micro profile's
 data and model. The kill is the checkpoint module's test hook (DPBERT_KILL_AFTER_STEP): a real SIGKILL
 of the job process right after a given step, deterministic where polling for a file would race the job.
 The reference runs train with checkpoints off, so the comparison also shows that checkpointing itself
@@ -29,7 +29,7 @@ JOB = r"""
 import json, logging, sys
 import torch
 torch.set_num_threads(1)
-from dpbert.pipeline import run_method
+from dpbert.run.job import run_method
 a = json.loads(sys.argv[1])
 logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="%(levelname)s %(name)s: %(message)s")
 w = a.pop("out")
@@ -60,8 +60,8 @@ def run_job(out: Path, method: str, params: dict, training: dict, data: Path, ba
 
 def final_state(method: str, params: dict, folder: Path) -> dict[str, torch.Tensor]:
     """Every tensor of every variant's trained model, by variant and state_dict key."""
-    from dpbert.registry import build_method
-    from dpbert.tasks import get_task
+    from dpbert.data.tasks import get_task
+    from dpbert.methods.registry import build_method
 
     impl = build_method(method, params, get_task(TASK))
     out = {}
@@ -90,7 +90,7 @@ def prepared(tmp_path_factory):
     BERT-base test and the stage-1 model of DeeBERT and DPBERT."""
     import logging
 
-    from dpbert.prepare import prepare_task
+    from dpbert.data.prepare import prepare_task
 
     root = tmp_path_factory.mktemp("resume")
     data = root / "SST-2.pt"
@@ -179,8 +179,8 @@ def test_checkpoint_of_another_config_is_not_resumed(tmp_path, prepared):
 
 
 def test_checkpoint_interval_is_validated():
-    from dpbert.checkpoint import parse_interval
-    from dpbert.config_check import ConfigError, check_schema
+    from dpbert.model.checkpoint import parse_interval
+    from dpbert.run.config_check import ConfigError, check_schema
 
     assert [parse_interval(v) for v in ("epoch", "off", False, 5)] == ["epoch", None, None, 5]
     for bad in ("weekly", 0, True):
@@ -198,8 +198,8 @@ def test_loss_function_state_is_resumed(tmp_path, one_thread):
     uninterrupted run's only because ``extra_state`` checkpoints them."""
     from conftest import tiny_classifier, toy_split
 
-    from dpbert import checkpoint
-    from dpbert.training import TrainSettings, train_loop
+    from dpbert.model import checkpoint
+    from dpbert.model.training import TrainSettings, train_loop
 
     data, settings = toy_split(48), TrainSettings(epochs=3, batch_size=16, lr=1e-2)  # 3 steps an epoch
 

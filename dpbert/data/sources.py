@@ -17,7 +17,6 @@ import math
 import os
 import random
 import sys
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -37,28 +36,8 @@ class DataError(ValueError):
 
 
 # --------------------------------------------------------------------------- GLUE TSV layout
-@dataclass(frozen=True)
-class _Cols:
-    """Which columns hold text_a / text_b / label in one kind of file."""
-
-    text_a: str
-    text_b: str | None
-    label: str | None
-
-
 # CoLA train/dev have no header; these are the names we give their four columns.
 _COLA_NOHEADER = ("source", "label", "original_mark", "sentence")
-
-_LAYOUT: dict[str, tuple[_Cols, _Cols]] = {  # task -> (train/dev columns, test columns)
-    "CoLA": (_Cols("sentence", None, "label"), _Cols("sentence", None, None)),
-    "SST-2": (_Cols("sentence", None, "label"), _Cols("sentence", None, None)),
-    "MRPC": (_Cols("#1 String", "#2 String", "Quality"), _Cols("#1 String", "#2 String", None)),
-    "QQP": (_Cols("question1", "question2", "is_duplicate"), _Cols("question1", "question2", None)),
-    "STS-B": (_Cols("sentence1", "sentence2", "score"), _Cols("sentence1", "sentence2", None)),
-    "MNLI": (_Cols("sentence1", "sentence2", "gold_label"), _Cols("sentence1", "sentence2", None)),
-    "QNLI": (_Cols("question", "sentence", "label"), _Cols("question", "sentence", None)),
-    "RTE": (_Cols("sentence1", "sentence2", "label"), _Cols("sentence1", "sentence2", None)),
-}
 
 
 def _split_files(spec: TaskSpec, with_test: bool) -> dict[str, str]:
@@ -147,7 +126,7 @@ def _parse_label(spec: TaskSpec, raw: str, path: Path, line: int) -> float | int
 
 def _read_split(spec: TaskSpec, path: Path, split: str) -> list[Example]:
     is_test = split.startswith("test")
-    cols = _LAYOUT[spec.name][1 if is_test else 0]
+    cols = spec.tsv[1 if is_test else 0]
     if not path.is_file():
         present = sorted(p.name for p in path.parent.iterdir())
         raise DataError(
@@ -225,14 +204,6 @@ def load_glue_tsv(task: str, data_dir: str | os.PathLike[str] | None, *,
 
 
 # --------------------------------------------------------------------------- hub
-_HUB_COLS: dict[str, tuple[str, str | None]] = {
-    "cola": ("sentence", None), "sst2": ("sentence", None), "mrpc": ("sentence1", "sentence2"),
-    "qqp": ("question1", "question2"), "stsb": ("sentence1", "sentence2"),
-    "mnli": ("premise", "hypothesis"), "qnli": ("question", "sentence"),
-    "rte": ("sentence1", "sentence2"),
-}
-
-
 def _hub_offline_message(spec: TaskSpec, why: str) -> str:
     return (
         f"Could not load GLUE {spec.name} from the Hugging Face hub "
@@ -264,7 +235,7 @@ def load_glue_hub(task: str, *, with_test: bool = False) -> dict[str, list[Examp
         raise
     except Exception as exc:  # ConnectionError, OSError, datasets' own errors, ...
         raise DataError(_hub_offline_message(spec, f"{type(exc).__name__}: {exc}")) from exc
-    col_a, col_b = _HUB_COLS[spec.hub_name]
+    col_a, col_b = spec.hub_columns
     ours = ["train", *spec.dev_splits] + (list(spec.test_splits) if with_test else [])
     out: dict[str, list[Example]] = {}
     for split in ours:

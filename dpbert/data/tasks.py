@@ -1,8 +1,9 @@
 """The eight GLUE tasks used by the DPBERT paper, as one immutable registry.
 
-Why a registry: every other module (data loading, metrics, heads, tables) needs the
-same facts about a task -- label count, regression or not, pair or single sentence,
-dev split names, metric -- and they must never disagree.
+Why a registry: every other module (data loading, metrics, heads, tables, the planner) needs
+the same facts about a task -- label count, regression or not, pair or single sentence, dev split
+names, metric, the columns of its GLUE files, its split sizes -- and they must never disagree. This
+table is the only place they are written.
 """
 
 from __future__ import annotations
@@ -10,7 +11,16 @@ from __future__ import annotations
 import difflib
 from dataclasses import dataclass
 
-__all__ = ["TaskSpec", "TASKS", "UnknownTaskError", "get_task"]
+__all__ = ["TaskSpec", "TsvColumns", "TASKS", "UnknownTaskError", "get_task"]
+
+
+@dataclass(frozen=True)
+class TsvColumns:
+    """Which columns of a GLUE TSV file hold text_a / text_b / the label (None: absent, e.g. test)."""
+
+    text_a: str
+    text_b: str | None
+    label: str | None
 
 
 @dataclass(frozen=True)
@@ -25,6 +35,16 @@ class TaskSpec:
     dev_splits: tuple[str, ...]
     metric: str
     label_names: tuple[str, ...]
+    metric_label: str  # the metric as an axis label ("accuracy x100")
+    tsv: tuple[TsvColumns, TsvColumns]  # columns of the GLUE TSV files: (train/dev, test)
+    hub_columns: tuple[str, str | None]  # text columns of the hub's `glue` dataset
+    text_fields: tuple[str, str]  # how the case-study table names text_a / text_b
+    glue_sizes: tuple[tuple[str, int], ...]  # examples per split of the real GLUE data (the planner's job sizes)
+
+    @property
+    def sizes(self) -> dict[str, int]:
+        """``glue_sizes`` as a dict: split -> examples."""
+        return dict(self.glue_sizes)
 
     @property
     def test_splits(self) -> tuple[str, ...]:
@@ -33,21 +53,41 @@ class TaskSpec:
 
 
 _ENTAIL2 = ("entailment", "not_entailment")
+_ACC, _ACC_F1 = "accuracy x100", "mean of accuracy and F1 x100"
+
+
+def _tsv(text_a: str, text_b: str | None, label: str) -> tuple[TsvColumns, TsvColumns]:
+    """Train/dev files carry the label column; test files the same texts without it."""
+    return TsvColumns(text_a, text_b, label), TsvColumns(text_a, text_b, None)
+
 
 TASKS: dict[str, TaskSpec] = {
     t.name: t
     for t in (
-        TaskSpec("CoLA", "cola", 2, False, False, ("dev",), "mcc", ("unacceptable", "acceptable")),
-        TaskSpec(
-            "MNLI", "mnli", 3, False, True, ("dev_matched", "dev_mismatched"), "acc",
-            ("entailment", "neutral", "contradiction"),
-        ),
-        TaskSpec("SST-2", "sst2", 2, False, False, ("dev",), "acc", ("negative", "positive")),
-        TaskSpec("QNLI", "qnli", 2, False, True, ("dev",), "acc", _ENTAIL2),
-        TaskSpec("MRPC", "mrpc", 2, False, True, ("dev",), "acc_f1", ("not_equivalent", "equivalent")),
-        TaskSpec("QQP", "qqp", 2, False, True, ("dev",), "acc_f1", ("not_duplicate", "duplicate")),
-        TaskSpec("RTE", "rte", 2, False, True, ("dev",), "acc", _ENTAIL2),
-        TaskSpec("STS-B", "stsb", 1, True, True, ("dev",), "pearson_spearman", ()),
+        TaskSpec("CoLA", "cola", 2, False, False, ("dev",), "mcc", ("unacceptable", "acceptable"),
+                 "Matthews corr. x100", _tsv("sentence", None, "label"), ("sentence", None),
+                 ("Sentence", "Sentence 2"), (("train", 8551), ("dev", 1043), ("test", 1063))),
+        TaskSpec("MNLI", "mnli", 3, False, True, ("dev_matched", "dev_mismatched"), "acc",
+                 ("entailment", "neutral", "contradiction"), _ACC, _tsv("sentence1", "sentence2", "gold_label"),
+                 ("premise", "hypothesis"), ("Premise", "Hypothesis"),
+                 (("train", 392702), ("dev_matched", 9815), ("dev_mismatched", 9832), ("test_matched", 9796),
+                  ("test_mismatched", 9847))),
+        TaskSpec("SST-2", "sst2", 2, False, False, ("dev",), "acc", ("negative", "positive"), _ACC,
+                 _tsv("sentence", None, "label"), ("sentence", None), ("Sentence", "Sentence 2"),
+                 (("train", 67349), ("dev", 872), ("test", 1821))),
+        TaskSpec("QNLI", "qnli", 2, False, True, ("dev",), "acc", _ENTAIL2, _ACC, _tsv("question", "sentence", "label"),
+                 ("question", "sentence"), ("Question", "Context"), (("train", 104743), ("dev", 5463), ("test", 5463))),
+        TaskSpec("MRPC", "mrpc", 2, False, True, ("dev",), "acc_f1", ("not_equivalent", "equivalent"), _ACC_F1,
+                 _tsv("#1 String", "#2 String", "Quality"), ("sentence1", "sentence2"), ("Sentence 1", "Sentence 2"),
+                 (("train", 3668), ("dev", 408), ("test", 1725))),
+        TaskSpec("QQP", "qqp", 2, False, True, ("dev",), "acc_f1", ("not_duplicate", "duplicate"), _ACC_F1,
+                 _tsv("question1", "question2", "is_duplicate"), ("question1", "question2"), ("Question 1", "Question 2"),
+                 (("train", 363846), ("dev", 40430), ("test", 390965))),
+        TaskSpec("RTE", "rte", 2, False, True, ("dev",), "acc", _ENTAIL2, _ACC, _tsv("sentence1", "sentence2", "label"),
+                 ("sentence1", "sentence2"), ("Sentence 1", "Sentence 2"), (("train", 2490), ("dev", 277), ("test", 3000))),
+        TaskSpec("STS-B", "stsb", 1, True, True, ("dev",), "pearson_spearman", (), "mean of Pearson and Spearman x100",
+                 _tsv("sentence1", "sentence2", "score"), ("sentence1", "sentence2"), ("Sentence 1", "Sentence 2"),
+                 (("train", 5749), ("dev", 1500), ("test", 1379))),
     )
 }
 

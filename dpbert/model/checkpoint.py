@@ -1,6 +1,6 @@
 """Resumable training: every ``train_loop`` of a job checkpoints, and a rerun of a killed job resumes.
 
-A job (one task, method and seed; ``dpbert.pipeline``) trains through one or more ``train_loop``
+A job (one task, method and seed; ``dpbert.run.job``) trains through one or more ``train_loop``
 calls (BERT-base one; DeeBERT one on top of stage 1; DPBERT two per target rate). Inside
 ``resumable(...)`` the k-th call of the job owns the file ``stage<k>.pt`` in the job's checkpoint
 folder, ``<workdir>/<profile>/checkpoints/<task>/<method>/<seed>/<key>/``, outside the job's declared

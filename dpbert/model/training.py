@@ -22,8 +22,8 @@ import torch
 from torch import Tensor, nn
 from tqdm import tqdm
 
-from dpbert import checkpoint
-from dpbert.encoding import EncodedSplit
+from dpbert.data.encoding import EncodedSplit
+from dpbert.model import checkpoint
 
 log = logging.getLogger(__name__)
 
@@ -91,7 +91,7 @@ def train_loop(
 ) -> list[float]:
     """Run ``settings.epochs`` epochs of ``loss_fn`` over ``data``; returns the per-step losses.
 
-    ``modules`` hold what trains (their state is checkpointed, dpbert.checkpoint); ``extra_state``: objects
+    ``modules`` hold what trains (their state is checkpointed, dpbert.model.checkpoint); ``extra_state``: objects
     the loss function changes between steps (a torch.Generator, a list), checkpointed with it."""
     seed_everything(seed)
     params = list(params)
@@ -111,7 +111,7 @@ def train_loop(
         m.train()
     losses: list[float] = []
     step = 0
-    stage = checkpoint.next_stage()  # None unless the job checkpoints (dpbert.pipeline)
+    stage = checkpoint.next_stage()  # None unless the job checkpoints (dpbert.run.job)
     covered = {id(p) for m in modules for p in m.parameters()}
     loose = [p for p in flat if id(p) not in covered]  # trained parameters outside ``modules``
     extra = dict(extra_state or {})

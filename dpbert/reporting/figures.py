@@ -24,6 +24,7 @@ import pandas as pd
 from matplotlib.colors import LinearSegmentedColormap
 from matplotlib.lines import Line2D
 
+from dpbert.data.tasks import TASKS
 from dpbert.methods.registry import static_method_names
 from dpbert.reporting.records import read_csv, read_predictions
 from dpbert.reporting.selection import (
@@ -60,17 +61,6 @@ _FALLBACK_PALETTE = ["#e377c2", "#aec7e8", "#ffbb78", "#98df8a", "#c5b0d5", "#c4
 
 KNOB_FAMILY_DEFAULT: dict[str, float] = {"dpbert": 0.5, "dpbert_soft": 0.5}
 """Methods whose curve is their variants (target rates) at one inference knob (the 0.5 rule)."""
-
-TASK_METRIC_LABEL: dict[str, str] = {
-    "CoLA": "Matthews corr. x100",
-    "MNLI": "accuracy x100",
-    "SST-2": "accuracy x100",
-    "QNLI": "accuracy x100",
-    "MRPC": "mean of accuracy and F1 x100",
-    "QQP": "mean of accuracy and F1 x100",
-    "RTE": "accuracy x100",
-    "STS-B": "mean of Pearson and Spearman x100",
-}
 
 SPEEDUP_AXIS_LABEL: dict[str, str] = {
     "layer_speedup": "speed-up (x, N / mean executed layers)",
@@ -229,7 +219,7 @@ def figure3(
         title = task if split == "dev" else f"{task} ({split})"
         ax.set_title(title, fontsize=12)
         ax.set_xlabel(SPEEDUP_AXIS_LABEL[speedup_col], fontsize=10)
-        ax.set_ylabel(f"dev score ({TASK_METRIC_LABEL.get(task, 'task metric x100')})", fontsize=10)
+        ax.set_ylabel(f"dev score ({TASKS[task].metric_label if task in TASKS else 'task metric x100'})", fontsize=10)
         ax.grid(True, alpha=0.3)
         ax.tick_params(labelsize=9)
     for ax in list(axes.flat)[len(draw):]:

@@ -13,6 +13,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from dpbert.data.tasks import TASKS
 from dpbert.reporting.records import read_csv
 from dpbert.reporting.selection import default_primary_split
 
@@ -22,11 +23,6 @@ log = logging.getLogger(__name__)
 CASE_COLUMNS = ["task", "split", "path", "idx", "text_a", "text_b", "label", "pred", "correct",
                 "n_executed", "executed", "kind", "variant", "knob"]
 """Table 3 rows; ``path`` is "shortest" / "longest", ``kind`` the example's own kind (synthetic data)."""
-
-
-TEXT_FIELDS = {"MNLI": ("Premise", "Hypothesis"), "QNLI": ("Question", "Context"),
-               "RTE": ("Sentence 1", "Sentence 2"), "MRPC": ("Sentence 1", "Sentence 2"),
-               "QQP": ("Question 1", "Question 2"), "STS-B": ("Sentence 1", "Sentence 2")}
 
 
 def _correct(pred: Any, label: Any) -> bool:
@@ -116,7 +112,7 @@ def table3_markdown(cases: pd.DataFrame, meta: Mapping[str, Any], notes: Iterabl
         lines.append("_No case-study rows._")
     for task in dict.fromkeys(cases["task"]):
         sub = cases[cases["task"] == task]
-        fa, fb = TEXT_FIELDS.get(task, ("Sentence", "Sentence 2"))
+        fa, fb = TASKS[task].text_fields if task in TASKS else ("Sentence", "Sentence 2")
         lines += [f"## {task} ({sub['variant'].iloc[0]} @ threshold {float(sub['knob'].iloc[0]):g})", "",
                   "| path | split/idx | example | label | pred | layers executed |", "|---|---|---|---|---|---|"]
         for _, r in sub.iterrows():

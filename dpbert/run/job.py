@@ -17,16 +17,24 @@ from typing import Any
 import pandas as pd
 import torch
 
-from dpbert import checkpoint as checkpoints
-from dpbert.evaluation import LatencySettings, evaluate_sweep
-from dpbert.latency import describe_device, resolve_device, timing_lock
-from dpbert.models import ModelSource
-from dpbert.prepare import load_prepared
-from dpbert.registry import Method, TrainContext, build_method
-from dpbert.runtime import atomic_dir, atomic_write_df, atomic_write_text, peak_rss_mb, phase, process_age_s
-from dpbert.tasks import get_task
-from dpbert.training import seed_everything, set_rescue_dir
-from dpbert.warm import CHILD_ENV
+from dpbert.data.prepare import load_prepared
+from dpbert.data.tasks import get_task
+from dpbert.methods.interface import Method, TrainContext
+from dpbert.methods.registry import build_method
+from dpbert.model import checkpoint as checkpoints
+from dpbert.model.sources import ModelSource
+from dpbert.model.training import seed_everything, set_rescue_dir
+from dpbert.run.latency import describe_device, resolve_device, timing_lock
+from dpbert.run.runtime import (
+    atomic_dir,
+    atomic_write_df,
+    atomic_write_text,
+    peak_rss_mb,
+    phase,
+    process_age_s,
+)
+from dpbert.run.sweep import LatencySettings, evaluate_sweep
+from dpbert.run.warm import CHILD_ENV
 
 POINTER_FILE = "method.json"  # what a method that trains nothing leaves in its model folder
 
@@ -40,10 +48,10 @@ def run_method(
 ) -> None:
     """Train (into ``model_out``, atomically), then sweep; ``base_dir`` is the stage-1 BERT-base folder
     (None for BERT-base itself, whose own folder is then the base). ``diagnostics_out``: where the
-    method-health diagnostics go (dpbert.health: per-layer off-ramp scores, planner spread).
-    ``selection``: the config's section, for the sweep's window search (dpbert.evaluation).
+    method-health diagnostics go (dpbert.reporting.health: per-layer off-ramp scores, planner spread).
+    ``selection``: the config's section, for the sweep's window search (dpbert.run.sweep).
     ``checkpoint_dir``: the job's checkpoint folder outside its outputs (None: no checkpoints), written
-    every ``checkpoint`` (``training.checkpoint``) and removed when the job succeeds (dpbert.checkpoint)."""
+    every ``checkpoint`` (``training.checkpoint``) and removed when the job succeeds (dpbert.model.checkpoint)."""
     impl = build_method(method, method_params, get_task(task))  # imports every method, torch, transformers
     import transformers.models.bert.modeling_bert  # noqa: F401  (so that start-up counts all the imports)
 

@@ -25,20 +25,8 @@ from dpbert.data.tasks import get_task
 from dpbert.methods.interface import Method
 from dpbert.methods.registry import build_method
 
+
 # GLUE's split sizes (the Hugging Face "glue" dataset): train, dev splits, test splits.
-GLUE_SIZES: dict[str, dict[str, int]] = {
-    "CoLA": {"train": 8551, "dev": 1043, "test": 1063},
-    "SST-2": {"train": 67349, "dev": 872, "test": 1821},
-    "MRPC": {"train": 3668, "dev": 408, "test": 1725},
-    "QQP": {"train": 363846, "dev": 40430, "test": 390965},
-    "STS-B": {"train": 5749, "dev": 1500, "test": 1379},
-    "MNLI": {"train": 392702, "dev_matched": 9815, "dev_mismatched": 9832, "test_matched": 9796,
-             "test_mismatched": 9847},
-    "QNLI": {"train": 104743, "dev": 5463, "test": 5463},
-    "RTE": {"train": 2490, "dev": 277, "test": 3000},
-}
-
-
 @dataclass
 class Job:
     name: str
@@ -58,7 +46,7 @@ def split_sizes(task: str, data: dict[str, Any]) -> dict[str, int]:
         if data.get("with_test"):
             sizes.update({s: int(data.get("synthetic_dev", 400)) for s in spec.test_splits})
     else:
-        sizes = dict(GLUE_SIZES[spec.name])
+        sizes = spec.sizes
     if data.get("max_train"):
         sizes["train"] = min(sizes["train"], int(data["max_train"]))
     if data.get("max_dev"):

@@ -32,7 +32,7 @@ run_method(
     timing_lock_path=sm.params.timing_lock,
     selection=sm.params.selection,
     log=log,
-    # outside the job's outputs, which Snakemake deletes when a job fails (dpbert/checkpoint.py)
+    # outside the job's outputs, which Snakemake deletes when a job fails (dpbert/model/checkpoint.py)
     checkpoint_dir=f"{sm.config['workdir']}/{sm.config['profile']}/checkpoints/{sm.wildcards.task}/{sm.wildcards.method}/{sm.wildcards.seed}",
     checkpoint=sm.config["training"].get("checkpoint", "epoch"),
 )
