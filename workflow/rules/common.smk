@@ -6,6 +6,8 @@ from snakemake.utils import validate
 sys.path.insert(0, str(Path(workflow.basedir)))
 
 from dpbert.config_check import check_config, check_schema, ConfigError  # noqa: E402
+from dpbert import jobs as _jobs  # noqa: E402
+from dpbert.profiles import figures_dir, results_dir  # noqa: E402
 
 try:
     # the schema first with a short message (snakemake's own prints the schema and the config: hundreds
@@ -19,6 +21,9 @@ except ConfigError as exc:
     raise WorkflowError(str(exc)) from None
 
 W = f"{config['workdir']}/{config['profile']}"
+# tables and reports: results/ and figures/ for the default profile (demo), else results/<profile>/ ...
+R = results_dir(config["profile"])
+F = figures_dir(config["profile"])
 TASKS = list(config["tasks"])
 SEEDS = [int(s) for s in config["seeds"]]
 
@@ -31,12 +36,7 @@ wildcard_constraints:
 
 def method_tasks(method):
     """Tasks a method covers (DeeBERT has no regression exit, so no STS-B job)."""
-    from dpbert.tasks import get_task
-
-    cls = METHODS[method]
-    return [
-        t for t in TASKS if cls.supports_regression or not get_task(t).is_regression
-    ]
+    return _jobs.method_tasks(config, method)
 
 
 def method_inputs(wc):
@@ -54,13 +54,8 @@ def weights_dir(task, method, seed):
 
 
 def method_jobs():
-    """Every run_method job of the config: (task, method, seed)."""
-    return [
-        (task, method, seed)
-        for method in METHODS
-        for task in method_tasks(method)
-        for seed in SEEDS
-    ]
+    """Every run_method job of the config: (task, method, seed); dpbert.plan counts the same list."""
+    return _jobs.jobs(config)
 
 
 def all_sweeps():

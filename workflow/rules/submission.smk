@@ -7,9 +7,9 @@ rule glue_test:
         ],
         data=lambda wc: [f"{W}/data/{t}.pt" for t in method_tasks(wc.method)],
     output:
-        directory("results/glue_test/{method}"),
+        directory(f"{R}/glue_test/{{method}}"),
     log:
-        "results/logs/glue_test/{method}.log",
+        f"{R}/logs/glue_test/{{method}}.log",
     conda:
         "../../environment.yml"
     resources:
