@@ -7,6 +7,7 @@ sys.path.insert(0, str(Path(workflow.basedir)))
 
 from dpbert.config_check import check_config, check_schema, ConfigError  # noqa: E402
 from dpbert import jobs as _jobs  # noqa: E402
+from dpbert.job_resources import job_resources  # noqa: E402
 from dpbert.profiles import figures_dir, results_dir  # noqa: E402
 
 try:
@@ -19,6 +20,9 @@ try:
     METHODS = check_config(config)  # name -> method class, after semantic checks
 except ConfigError as exc:
     raise WorkflowError(str(exc)) from None
+
+# per-job runtime / mem_mb from dpbert.plan's cost model, by job name (dpbert/job_resources.py)
+JOB_RESOURCES = job_resources(config)
 
 W = f"{config['workdir']}/{config['profile']}"
 # tables and reports: results/ and figures/ for the default profile (demo), else results/<profile>/ ...
@@ -75,3 +79,8 @@ def all_job_records():
         ],
         "phases": [f"{W}/runs/{t}/{m}/{s}/phases.json" for t, m, s in method_jobs()],
     }
+
+
+def job_resource(name, key):
+    """A resource of one job from JOB_RESOURCES: name(wildcards) gives the job's name there."""
+    return lambda wc: JOB_RESOURCES[name(wc)][key]

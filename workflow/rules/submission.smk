@@ -13,6 +13,8 @@ rule glue_test:
     conda:
         "../../environment.yml"
     resources:
+        mem_mb=job_resource(lambda wc: f"glue_test/{wc.method}", "mem_mb"),
+        runtime=job_resource(lambda wc: f"glue_test/{wc.method}", "runtime"),
         gpu=config["resources"]["method"]["gpu"],
     params:
         tasks=lambda wc: method_tasks(wc.method),
