@@ -1,6 +1,6 @@
 # DPBERT reproduction workflow. Default: the embedded demo profile (workflow/config/config.yaml).
 #   snakemake --cores 1 results/table1.csv
-#   snakemake --cores 1 results/table1.csv --configfile workflow/config/paper.yaml
+#   snakemake --cores 1 results/paper/table1.csv --configfile workflow/config/paper.yaml
 import os
 import sys
 
@@ -28,6 +28,10 @@ config.clear()
 config.update(_resolved)
 
 
+# `snakemake --report report.html`: Tables 1-3, Figures 3-4 and the reproduction report (workflow/report/)
+report: "workflow/report/workflow.rst"
+
+
 include: "workflow/rules/common.smk"
 include: "workflow/rules/data.smk"
 include: "workflow/rules/methods.smk"
@@ -48,6 +52,4 @@ rule all:
         f"{R}/health.csv",
         f"{R}/health.md",
         # GLUE test-server files, when the profile loads test splits (the paper profile does)
-        [f"{R}/glue_test/{m}" for m in METHODS]
-        if config["data"]["with_test"]
-        else [],
+        [f"{R}/glue_test/{m}" for m in METHODS] if config["data"]["with_test"] else [],

@@ -27,7 +27,9 @@ rule table2:
             workflow.basedir, "workflow", "resources", "paper", "table2_ablation.csv"
         ),
     output:
-        table=f"{R}/table2.csv",
+        table=report(
+            f"{R}/table2.csv", caption="../report/table2.rst", category="Tables"
+        ),
         markdown=f"{R}/table2.md",
     log:
         f"{R}/logs/table2.log",
@@ -50,7 +52,9 @@ rule table3:
         ],
         data=[f"{W}/data/{t}.pt" for t in _TABLE3_TASKS],
     output:
-        table=f"{R}/table3.csv",
+        table=report(
+            f"{R}/table3.csv", caption="../report/table3.rst", category="Tables"
+        ),
         markdown=f"{R}/table3.md",
     log:
         f"{R}/logs/table3.log",
@@ -70,7 +74,9 @@ rule figure3:
         sweeps=f"{R}/sweeps.csv",
         selected=rules.table1.output.selected,
     output:
-        png=f"{F}/figure3.png",
+        png=report(
+            f"{F}/figure3.png", caption="../report/figure3.rst", category="Figures"
+        ),
         pdf=f"{F}/figure3.pdf",
     log:
         f"{R}/logs/figure3.log",
@@ -96,7 +102,9 @@ rule figure4:
             for s in SEEDS
         ],
     output:
-        png=f"{F}/figure4.png",
+        png=report(
+            f"{F}/figure4.png", caption="../report/figure4.rst", category="Figures"
+        ),
         pdf=f"{F}/figure4.pdf",
         freq=f"{F}/figure4_layer_freq.csv",
     log:
@@ -120,7 +128,11 @@ rule reproduction:
             workflow.basedir, "workflow", "resources", "paper", "table1_dev.csv"
         ),
     output:
-        f"{R}/reproduction.md",
+        report(
+            f"{R}/reproduction.md",
+            caption="../report/reproduction.rst",
+            category="Reproduction",
+        ),
     log:
         f"{R}/logs/reproduction.log",
     conda:

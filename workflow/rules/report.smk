@@ -6,7 +6,9 @@ rule table1:
         predictions=all_run_files("predictions.csv.gz"),
         diagnostics=all_run_files("diagnostics.json"),
     output:
-        table=f"{R}/table1.csv",
+        table=report(
+            f"{R}/table1.csv", caption="../report/table1.rst", category="Tables"
+        ),
         markdown=f"{R}/table1.md",
         sweeps=f"{R}/sweeps.csv",
         selected=f"{R}/selected_points.csv",
