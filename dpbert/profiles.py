@@ -14,8 +14,9 @@ Outputs: the default profile (demo) writes ``results/`` and ``figures/``; every 
 from __future__ import annotations
 
 import copy
+from collections.abc import Iterable, Mapping
 from pathlib import Path
-from typing import Any, Iterable, Mapping
+from typing import Any
 
 import yaml
 
