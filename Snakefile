@@ -1,18 +1,35 @@
 # DPBERT reproduction workflow. Default: the embedded demo profile (workflow/config/config.yaml).
 #   snakemake --cores 1 results/table1.csv
-#   snakemake --cores 1 results/table1.csv --configfile workflow/config/paper.yaml
+#   snakemake --cores 1 results/paper/table1.csv --configfile workflow/config/paper.yaml
 import os
+import sys
 
 from snakemake.utils import min_version
 
 min_version("9.0")
 
 
-# The embedded default, unless the user names a profile with --configfile: profiles are complete
-# configs, never merged into the demo's (a paper run must not inherit demo learning rates).
-if not workflow.config_settings.configfiles:
+# The embedded default (demo), unless --configfile names a complete profile, or a partial file with
+# `base: <profile>` layered over that profile; a partial file without one is refused, never mixed
+# with the demo's (dpbert/run/profiles.py). Profiles other than demo write results/<profile>/, figures/<profile>/.
+sys.path.insert(0, workflow.basedir)
+from dpbert.run.config_check import ConfigError
+from dpbert.run.profiles import config_dir, resolve_config
 
-    configfile: os.path.join(workflow.basedir, "workflow", "config", "config.yaml")
+try:
+    _resolved = resolve_config(
+        workflow.config_settings.configfiles,
+        config_dir(workflow.basedir),
+        workflow.config_settings.config,
+    )
+except ConfigError as exc:
+    raise WorkflowError(str(exc)) from None
+config.clear()
+config.update(_resolved)
+
+
+# `snakemake --report report.html`: Tables 1-3, Figures 3-4 and the reproduction report (workflow/report/)
+report: "workflow/report/workflow.rst"
 
 
 include: "workflow/rules/common.smk"
@@ -26,15 +43,13 @@ include: "workflow/rules/submission.smk"
 rule all:
     default_target: True
     input:
-        "results/table1.csv",
-        "results/table2.csv",
-        "results/table3.csv",
-        "figures/figure3.png",
-        "figures/figure4.png",
-        "results/reproduction.md",
-        "results/health.csv",
-        "results/health.md",
+        f"{R}/table1.csv",
+        f"{R}/table2.csv",
+        f"{R}/table3.csv",
+        f"{F}/figure3.png",
+        f"{F}/figure4.png",
+        f"{R}/reproduction.md",
+        f"{R}/health.csv",
+        f"{R}/health.md",
         # GLUE test-server files, when the profile loads test splits (the paper profile does)
-        [f"results/glue_test/{m}" for m in METHODS]
-        if config["data"]["with_test"]
-        else [],
+        [f"{R}/glue_test/{m}" for m in METHODS] if config["data"]["with_test"] else [],

@@ -78,7 +78,7 @@ def test_new_module_needs_no_edit_elsewhere(project_copy):
 
 
 def test_new_baseline_jobs_appear_in_the_dry_run(project_copy):
-    result = _snakemake(project_copy, "results/table1.csv", "-n")
+    result = _snakemake(project_copy, "results/micro/table1.csv", "-n")
     assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
     assert "models/SST-2/first_layers/1" in result.stdout
     assert "runs/SST-2/first_layers/1/sweep.csv" in result.stdout
@@ -86,9 +86,9 @@ def test_new_baseline_jobs_appear_in_the_dry_run(project_copy):
 
 @pytest.mark.e2e
 def test_new_baseline_gets_a_row_in_table1(project_copy):
-    result = _snakemake(project_copy, "results/table1.csv", "--cores", "2")
+    result = _snakemake(project_copy, "results/micro/table1.csv", "--cores", "2")
     assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
-    table = pd.read_csv(project_copy / "results" / "table1.csv")
+    table = pd.read_csv(project_copy / "results/micro" / "table1.csv")
     row = table[table["model"] == "First-2L"].iloc[0]
     assert row["speedup_layer"] == 2.0  # 4 layers in the micro model, 2 executed
     assert 0 <= row["SST-2"] <= 100

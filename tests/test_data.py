@@ -12,9 +12,9 @@ from pathlib import Path
 
 import pytest
 
+from dpbert.data import sources as data_mod
 from dpbert.data.examples import Example
 from dpbert.data.sources import DataError, load_glue_hub, load_glue_tsv, load_task
-from dpbert.data import sources as data_mod
 from dpbert.data.tasks import TASKS, UnknownTaskError, get_task
 
 REPO = Path(__file__).resolve().parents[1]

@@ -52,10 +52,10 @@ def test_minilm_profile_runs_end_to_end_on_a_local_glue_folder(tmp_path):
     cfg["latency"].update(examples=4, warmup=1, repeats=2)
     (tmp_path / "config.yaml").write_text(yaml.safe_dump(cfg))
     result = subprocess.run([sys.executable, "-m", "snakemake", "-s", str(ROOT / "Snakefile"), "--directory",
-                             str(tmp_path), "results/table1.csv", "--cores", "2", "--configfile",
+                             str(tmp_path), "results/minilm/table1.csv", "--cores", "2", "--configfile",
                              str(tmp_path / "config.yaml")], capture_output=True, text=True, timeout=900)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-2000:]
-    table = pd.read_csv(tmp_path / "results" / "table1.csv")
+    table = pd.read_csv(tmp_path / "results/minilm" / "table1.csv")
     assert list(table["model"]) == ["BERT-base", "DPBERT"] and list(table.columns).count("SST-2") == 1
     assert table["backbone"].str.contains("MiniLM").all() and (table["profile"] == "minilm").all()
 

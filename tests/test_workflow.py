@@ -46,7 +46,7 @@ def micro_run(tmp_path_factory):
 
 @pytest.mark.e2e
 def test_micro_run_writes_a_sane_table1(micro_run):
-    table = pd.read_csv(micro_run / "results" / "table1.csv")
+    table = pd.read_csv(micro_run / "results/micro" / "table1.csv")
     cfg = yaml.safe_load(MICRO.read_text())
     from dpbert.methods.registry import get_method
 
@@ -58,12 +58,12 @@ def test_micro_run_writes_a_sane_table1(micro_run):
     assert bert["speedup_latency"] == 1.0 and bert["speedup_layer"] == 1.0
     assert 0 <= bert["SST-2"] <= 100 and -100 <= bert["STS-B"] <= 100
     assert (table["speedup_layer"].dropna() >= 1.0).all()
-    assert (micro_run / "results" / "table1.md").read_text().count("MICRO") >= 1
+    assert (micro_run / "results/micro" / "table1.md").read_text().count("MICRO") >= 1
 
 
 @pytest.mark.e2e
 def test_micro_run_records_executed_layers_and_sweep(micro_run):
-    sweep = pd.read_csv(micro_run / "results" / "sweeps.csv")
+    sweep = pd.read_csv(micro_run / "results/micro" / "sweeps.csv")
     assert {"task", "method", "seed", "knob", "latency_speedup", "layer_speedup", "score", "in_window"} <= set(sweep.columns)
     preds = pd.read_csv(micro_run / "work/micro/runs/SST-2/dpbert/1/predictions.csv.gz", keep_default_na=False)
     grid = preds[preds["knob"] == 0.5]  # the grid's threshold; the window search adds refined thresholds
@@ -76,12 +76,35 @@ def test_micro_run_records_executed_layers_and_sweep(micro_run):
 
 @pytest.mark.e2e
 def test_micro_run_renders_every_report(micro_run):
-    for path in ["results/table2.csv", "results/table3.csv", "results/reproduction.md"]:
+    for path in ["results/micro/table2.csv", "results/micro/table3.csv", "results/micro/reproduction.md"]:
         assert (micro_run / path).stat().st_size > 0, path
     for fig in ["figure3", "figure4"]:
-        assert (micro_run / "figures" / f"{fig}.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-        assert (micro_run / "figures" / f"{fig}.pdf").read_bytes()[:5] == b"%PDF-"
-    assert "micro" in (micro_run / "results" / "reproduction.md").read_text()
+        assert (micro_run / "figures/micro" / f"{fig}.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+        assert (micro_run / "figures/micro" / f"{fig}.pdf").read_bytes()[:5] == b"%PDF-"
+    assert "micro" in (micro_run / "results/micro" / "reproduction.md").read_text()
+
+
+@pytest.mark.e2e
+def test_report_holds_tables_figures_and_reproduction(micro_run):
+    """`snakemake --report` after a run: Tables 1-3, Figures 3-4 and reproduction.md, each with its caption
+    and its bytes (base64 in the HTML), from the records alone."""
+    import base64
+    import re
+
+    report = micro_run / "report.html"
+    result = snakemake(micro_run, "--report", str(report))
+    assert result.returncode == 0, (result.stdout + result.stderr)[-2000:]
+    html = report.read_text()
+    items = {"results/micro/table1.csv": "Table 1: every method", "results/micro/table2.csv": "Table 2: DPBERT vs",
+             "results/micro/table3.csv": "Table 3: DPBERT's shortest", "figures/micro/figure3.png": "Figure 3: dev score",
+             "figures/micro/figure4.png": "Figure 4: how often", "results/micro/reproduction.md": "Reproduction report:"}
+    for path, caption in items.items():
+        start = html.index(f'"{path}": {{')
+        entry = html[start:html.index('"data_uri"', start) + 5_000_000]
+        assert caption in entry[:entry.index('"data_uri"')], path
+        data = re.match(r'"data_uri": "data:[^"]*?base64,([A-Za-z0-9+/=]+)"', entry[entry.index('"data_uri"'):])
+        assert data and base64.b64decode(data.group(1)) == (micro_run / path).read_bytes(), path
+    assert "profile <tt" in html and "work/micro/" in html  # the workflow description names the profile
 
 
 @pytest.mark.e2e
@@ -92,24 +115,24 @@ def test_micro_run_writes_method_health(micro_run):
     cfg = yaml.safe_load(MICRO.read_text())
     expected = {(t, m) for m in cfg["methods"] for t in cfg["tasks"]
                 if get_method(m).supports_regression or not get_task(t).is_regression}
-    health = pd.read_csv(micro_run / "results" / "health.csv", keep_default_na=False, na_values=[""])
+    health = pd.read_csv(micro_run / "results/micro" / "health.csv", keep_default_na=False, na_values=[""])
     assert len(health) == len(expected) and set(zip(health["task"], health["method"])) == expected
     assert health["verdict"].map(lambda v: v == "ok" or v.startswith("degenerate: ")).all()
-    assert (micro_run / "results" / "health.md").read_text().count("## Verdict rules") == 1
+    assert (micro_run / "results/micro" / "health.md").read_text().count("## Verdict rules") == 1
     for task, method in expected:
         diag = (micro_run / f"work/micro/runs/{task}/{method}/1/diagnostics.json").read_text()
         assert f'"method": "{method}"' in diag
     exits = health[health["kind"] == "exit"]
     assert len(exits) and (exits["exit_layer_scores"].str.split().map(len) == 4).all()
     # Table 1 lists the degenerate cells in its own column; the score columns stay numeric
-    table = pd.read_csv(micro_run / "results" / "table1.csv")
+    table = pd.read_csv(micro_run / "results/micro" / "table1.csv")
     assert "degenerate" in table.columns and table["SST-2"].dtype == float
 
 
 @pytest.mark.e2e
 def test_reporting_does_not_retrain(micro_run):
-    (micro_run / "figures" / "figure3.png").unlink()
-    dry = snakemake(micro_run, "figures/figure3.png", "-n", "--quiet", "rules")
+    (micro_run / "figures/micro" / "figure3.png").unlink()
+    dry = snakemake(micro_run, "figures/micro/figure3.png", "-n", "--quiet", "rules")
     assert dry.returncode == 0, dry.stdout[-2000:]
     jobs = {ln.split()[0] for ln in dry.stdout.splitlines() if ln.strip() and ln.split()[0] in
             {"prepare_data", "run_method", "table1", "figure3"}}
@@ -164,7 +187,7 @@ def test_default_config_dry_run_lists_every_task():
 
 
 def test_slurm_profile_dry_run_lists_jobs_with_resources(tmp_path):
-    result = snakemake(tmp_path, "results/table1.csv", "-n", "--workflow-profile", str(ROOT / "workflow/profiles/slurm"))
+    result = snakemake(tmp_path, "results/micro/table1.csv", "-n", "--workflow-profile", str(ROOT / "workflow/profiles/slurm"))
     out = result.stdout + result.stderr
     assert result.returncode == 0, out[-2000:]
     assert "rule run_method:" in out and "mem_mb=4000" in out and "runtime=90" in out and "gpu=0" in out
@@ -190,7 +213,7 @@ def test_killed_run_resumes_and_reproduces_scores(tmp_path, micro_run):
     import time
 
     cmd = [sys.executable, "-m", "snakemake", "-s", str(ROOT / "Snakefile"), "--directory", str(tmp_path),
-           "results/table1.csv", "--cores", "1", "--configfile", str(MICRO)]
+           "results/micro/table1.csv", "--cores", "1", "--configfile", str(MICRO)]
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
     models = tmp_path / "work" / "micro" / "models"
     deadline = time.time() + 300
@@ -199,19 +222,19 @@ def test_killed_run_resumes_and_reproduces_scores(tmp_path, micro_run):
     assert any(models.glob("*/*/*.partial")), "training never started"
     os.killpg(proc.pid, signal.SIGTERM)
     proc.wait(timeout=120)
-    assert not (tmp_path / "results" / "table1.csv").exists()
+    assert not (tmp_path / "results/micro" / "table1.csv").exists()
 
     rerun = subprocess.run(cmd, capture_output=True, text=True, timeout=900)
     assert rerun.returncode == 0, rerun.stdout[-2000:] + rerun.stderr[-2000:]
     assert not list(models.glob("*/*/*.partial"))
 
     keys = ["task", "method", "variant", "knob", "split"]
-    ours = pd.read_csv(tmp_path / "results" / "sweeps.csv").sort_values(keys).reset_index(drop=True)
-    ref = pd.read_csv(micro_run / "results" / "sweeps.csv").sort_values(keys).reset_index(drop=True)
+    ours = pd.read_csv(tmp_path / "results/micro" / "sweeps.csv").sort_values(keys).reset_index(drop=True)
+    ref = pd.read_csv(micro_run / "results/micro" / "sweeps.csv").sort_values(keys).reset_index(drop=True)
     for col in ["score", "layer_speedup", "mean_layers", "in_window"]:
         pd.testing.assert_series_equal(ours[col], ref[col], check_exact=True)
-    pd.testing.assert_frame_equal(pd.read_csv(tmp_path / "results" / "selected_points.csv").drop(columns=["latency_speedup"]),
-                                  pd.read_csv(micro_run / "results" / "selected_points.csv").drop(columns=["latency_speedup"]))
+    pd.testing.assert_frame_equal(pd.read_csv(tmp_path / "results/micro" / "selected_points.csv").drop(columns=["latency_speedup"]),
+                                  pd.read_csv(micro_run / "results/micro" / "selected_points.csv").drop(columns=["latency_speedup"]))
 
 
 def test_missing_task_folder_is_rejected_before_any_job(tmp_path):
@@ -233,11 +256,11 @@ def test_warm_and_cold_jobs_give_identical_results(tmp_path):
     sweeps = {}
     for mode in ("1", "0"):
         workdir = tmp_path / f"warm{mode}"
-        result = snakemake(workdir, "results/table1.csv", "--cores", "1", config=cfg, env={"DPBERT_WARM": mode})
+        result = snakemake(workdir, "results/micro/table1.csv", "--cores", "1", config=cfg, env={"DPBERT_WARM": mode})
         assert result.returncode == 0, (result.stdout + result.stderr)[-2000:]
         phases = (workdir / "work/micro/runs/SST-2/pabee/1/phases.json").read_text()
         assert f'"warm": {float(mode == "1")}' in phases
         keys = ["task", "method", "variant", "knob", "split"]
-        sweeps[mode] = pd.read_csv(workdir / "results" / "sweeps.csv").sort_values(keys).reset_index(drop=True)
+        sweeps[mode] = pd.read_csv(workdir / "results/micro" / "sweeps.csv").sort_values(keys).reset_index(drop=True)
     for col in ["score", "layer_speedup", "mean_layers"]:
         pd.testing.assert_series_equal(sweeps["1"][col], sweeps["0"][col], check_exact=True)

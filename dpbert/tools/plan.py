@@ -2,6 +2,7 @@
 
     python -m dpbert.tools.plan --configfile workflow/config/paper.yaml --measure --device cuda
     python -m dpbert.tools.plan --configfile workflow/config/paper.yaml --train-ms 5 --forward-ms 8
+    python -m dpbert.tools.plan --configfile workflow/config/paper.yaml   # the config's resources.train_ms / forward_ms
 
 The counts are exact for the config: GLUE's split sizes (or the synthetic sizes), each method's
 training passes (``Method.training_epochs``), its scoring passes (one per example and variant when
@@ -24,6 +25,7 @@ from typing import Any
 from dpbert.data.tasks import get_task
 from dpbert.methods.interface import Method
 from dpbert.methods.registry import build_method
+from dpbert.run.jobs import jobs as method_jobs
 
 
 # GLUE's split sizes (the Hugging Face "glue" dataset): train, dev splits, test splits.
@@ -71,26 +73,22 @@ def method_passes(method: Method, sizes: dict[str, int], config: dict[str, Any])
 def plan_jobs(config: dict[str, Any], train_s: float, forward_s: float) -> list[Job]:
     """Every job of the profile's DAG with its estimated seconds and dependencies."""
     jobs: list[Job] = []
-    seeds = [int(s) for s in config["seeds"]]
-    methods = dict(config["methods"])
     test_jobs: dict[str, Job] = {}
-    for task in config["tasks"]:
+    passes: dict[tuple[str, str], tuple[float, float]] = {}
+    for task, name, seed in method_jobs(config):  # the DAG's own list (workflow/rules/common.smk)
         spec = get_task(task)
         sizes = split_sizes(task, config["data"])
-        for name, params in methods.items():
-            method = build_method(name, params, spec)
-            if spec.is_regression and not method.supports_regression:
-                continue
-            train, forwards = method_passes(method, sizes, config)
-            for seed in seeds:
-                deps = [] if name == "bert" else [f"{task}/bert/{seed}"]
-                jobs.append(Job(f"{task}/{name}/{seed}", train * train_s + forwards * forward_s, deps,
-                                "stage 1 (BERT-base)" if name == "bert" else "methods", train, forwards))
+        if (task, name) not in passes:
+            passes[task, name] = method_passes(build_method(name, config["methods"].get(name), spec), sizes, config)
             if config["data"].get("with_test"):
                 test = test_jobs.setdefault(name, Job(f"glue_test/{name}", 0.0, stage="GLUE test files"))
                 n_test = sum(sizes.get(s, 0) for s in spec.test_splits)
                 test.seconds += n_test * forward_s
                 test.forwards += n_test
+        train, forwards = passes[task, name]
+        deps = [] if name == "bert" else [f"{task}/bert/{seed}"]
+        jobs.append(Job(f"{task}/{name}/{seed}", train * train_s + forwards * forward_s, deps,
+                        "stage 1 (BERT-base)" if name == "bert" else "methods", train, forwards))
     everything = [j.name for j in jobs]  # the test files need Table 1, i.e. every sweep
     for test in test_jobs.values():
         test.deps = everything
@@ -202,8 +200,10 @@ def render(config: dict[str, Any], jobs: list[Job], train_s: float, forward_s: f
 
 
 def main() -> None:
-    import yaml
     from snakemake.utils import validate
+
+    from dpbert.run.config_check import ConfigError
+    from dpbert.run.profiles import config_dir, resolve_config, workflow_root
 
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--configfile", type=Path, default=Path("workflow/config/paper.yaml"))
@@ -214,8 +214,12 @@ def main() -> None:
     ap.add_argument("--forward-ms", type=float, help="ms per batch-1 forward (instead of --measure)")
     ap.add_argument("--devices", type=int, nargs="+", default=[1, 2, 4, 8, 16, 32, 64])
     args = ap.parse_args()
-    config = yaml.safe_load(args.configfile.read_text())
-    validate(config, str(Path(__file__).resolve().parents[1] / "workflow/schemas/config.schema.yaml"), set_default=True)
+    try:  # the Snakefile's own resolution: a partial file layers over its `base:` profile, or is refused
+        root = workflow_root()
+        config = resolve_config([args.configfile], config_dir(root))
+    except ConfigError as exc:
+        ap.exit(2, f"{exc}\n")
+    validate(config, str(root / "workflow/schemas/config.schema.yaml"), set_default=True)
     if args.measure:
         ft = config["training"]["finetune"]
         train_s, forward_s = measure_costs(args.device, int(ft["batch_size"]), int(config["model"]["max_length"]),
@@ -225,8 +229,12 @@ def main() -> None:
         source = f"measured on {describe_device(args.device)}"
     elif args.train_ms is not None and args.forward_ms is not None:
         train_s, forward_s, source = args.train_ms / 1000, args.forward_ms / 1000, "given (not measured)"
+    elif args.train_ms is None and args.forward_ms is None:
+        res = config["resources"]
+        train_s, forward_s = float(res["train_ms"]) / 1000, float(res["forward_ms"]) / 1000
+        source = "from the config (resources.train_ms / forward_ms, what its jobs' runtimes are estimated with)"
     else:
-        ap.error("pass --measure, or both --train-ms and --forward-ms")
+        ap.error("pass --measure, or both --train-ms and --forward-ms, or neither (the config's resources.train_ms / forward_ms)")
     print(render(config, plan_jobs(config, train_s, forward_s), train_s, forward_s, source, args.devices))
 
 

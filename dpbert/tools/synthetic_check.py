@@ -30,7 +30,7 @@ from typing import Any
 
 import numpy as np
 
-DEFAULT_CONFIG = Path(__file__).resolve().parents[1] / "workflow" / "config" / "config.yaml"
+DEFAULT_CONFIG = Path("workflow") / "config" / "config.yaml"  # from the checkout's root
 DEFAULT_KS = (9, 8, 7, 6)
 
 

@@ -6,6 +6,9 @@ from snakemake.utils import validate
 sys.path.insert(0, str(Path(workflow.basedir)))
 
 from dpbert.run.config_check import check_config, check_schema, ConfigError  # noqa: E402
+from dpbert.run import jobs as _jobs  # noqa: E402
+from dpbert.run.job_resources import job_resources  # noqa: E402
+from dpbert.run.profiles import figures_dir, results_dir  # noqa: E402
 
 try:
     # the schema first with a short message (snakemake's own prints the schema and the config: hundreds
@@ -18,7 +21,13 @@ try:
 except ConfigError as exc:
     raise WorkflowError(str(exc)) from None
 
+# per-job runtime / mem_mb from dpbert.tools.plan's cost model, by job name (dpbert/run/job_resources.py)
+JOB_RESOURCES = job_resources(config)
+
 W = f"{config['workdir']}/{config['profile']}"
+# tables and reports: results/ and figures/ for the default profile (demo), else results/<profile>/ ...
+R = results_dir(config["profile"])
+F = figures_dir(config["profile"])
 TASKS = list(config["tasks"])
 SEEDS = [int(s) for s in config["seeds"]]
 
@@ -31,12 +40,7 @@ wildcard_constraints:
 
 def method_tasks(method):
     """Tasks a method covers (DeeBERT has no regression exit, so no STS-B job)."""
-    from dpbert.data.tasks import get_task
-
-    cls = METHODS[method]
-    return [
-        t for t in TASKS if cls.supports_regression or not get_task(t).is_regression
-    ]
+    return _jobs.method_tasks(config, method)
 
 
 def method_inputs(wc):
@@ -54,13 +58,8 @@ def weights_dir(task, method, seed):
 
 
 def method_jobs():
-    """Every run_method job of the config: (task, method, seed)."""
-    return [
-        (task, method, seed)
-        for method in METHODS
-        for task in method_tasks(method)
-        for seed in SEEDS
-    ]
+    """Every run_method job of the config: (task, method, seed); dpbert.tools.plan counts the same list."""
+    return _jobs.jobs(config)
 
 
 def all_sweeps():
@@ -80,3 +79,8 @@ def all_job_records():
         ],
         "phases": [f"{W}/runs/{t}/{m}/{s}/phases.json" for t, m, s in method_jobs()],
     }
+
+
+def job_resource(name, key):
+    """A resource of one job from JOB_RESOURCES: name(wildcards) gives the job's name there."""
+    return lambda wc: JOB_RESOURCES[name(wc)][key]

@@ -22,15 +22,17 @@ rule table2:
     """Table 2: DPBERT (Table 1 point) vs DPBERT-soft at the closest speed-up, with the paper's numbers."""
     input:
         selected=rules.table1.output.selected,
-        sweeps="results/sweeps.csv",
+        sweeps=f"{R}/sweeps.csv",
         paper=os.path.join(
             workflow.basedir, "dpbert", "reporting", "paper_numbers", "table2_ablation.csv"
         ),
     output:
-        table="results/table2.csv",
-        markdown="results/table2.md",
+        table=report(
+            f"{R}/table2.csv", caption="../report/table2.rst", category="Tables"
+        ),
+        markdown=f"{R}/table2.md",
     log:
-        "results/logs/table2.log",
+        f"{R}/logs/table2.log",
     conda:
         "../../environment.yml"
     params:
@@ -50,10 +52,12 @@ rule table3:
         ],
         data=[f"{W}/data/{t}.pt" for t in _TABLE3_TASKS],
     output:
-        table="results/table3.csv",
-        markdown="results/table3.md",
+        table=report(
+            f"{R}/table3.csv", caption="../report/table3.rst", category="Tables"
+        ),
+        markdown=f"{R}/table3.md",
     log:
-        "results/logs/table3.log",
+        f"{R}/logs/table3.log",
     conda:
         "../../environment.yml"
     params:
@@ -67,13 +71,15 @@ rule table3:
 rule figure3:
     """Figure 3: dev score vs speed-up (SST-2, QNLI), every adaptive method, BERT-base reference, window."""
     input:
-        sweeps="results/sweeps.csv",
+        sweeps=f"{R}/sweeps.csv",
         selected=rules.table1.output.selected,
     output:
-        png="figures/figure3.png",
-        pdf="figures/figure3.pdf",
+        png=report(
+            f"{F}/figure3.png", caption="../report/figure3.rst", category="Figures"
+        ),
+        pdf=f"{F}/figure3.pdf",
     log:
-        "results/logs/figure3.log",
+        f"{R}/logs/figure3.log",
     conda:
         "../../environment.yml"
     params:
@@ -89,18 +95,20 @@ rule figure4:
     """Figure 4: how often DPBERT executes each layer at its selected point, per task (seeds pooled)."""
     input:
         selected=rules.table1.output.selected,
-        sweeps="results/sweeps.csv",
+        sweeps=f"{R}/sweeps.csv",
         predictions=[
             f"{W}/runs/{t}/dpbert/{s}/predictions.csv.gz"
             for t in _DPBERT_TASKS
             for s in SEEDS
         ],
     output:
-        png="figures/figure4.png",
-        pdf="figures/figure4.pdf",
-        freq="figures/figure4_layer_freq.csv",
+        png=report(
+            f"{F}/figure4.png", caption="../report/figure4.rst", category="Figures"
+        ),
+        pdf=f"{F}/figure4.pdf",
+        freq=f"{F}/figure4_layer_freq.csv",
     log:
-        "results/logs/figure4.log",
+        f"{R}/logs/figure4.log",
     conda:
         "../../environment.yml"
     params:
@@ -113,16 +121,20 @@ rule figure4:
 rule reproduction:
     """Reproduced vs reported: every paper cell, Table 2, the headline claims answered, caveats."""
     input:
-        table1="results/table1.csv",
-        table2="results/table2.csv",
+        table1=f"{R}/table1.csv",
+        table2=f"{R}/table2.csv",
         bootstrap=rules.table1.output.bootstrap,
         paper=os.path.join(
             workflow.basedir, "dpbert", "reporting", "paper_numbers", "table1_dev.csv"
         ),
     output:
-        "results/reproduction.md",
+        report(
+            f"{R}/reproduction.md",
+            caption="../report/reproduction.rst",
+            category="Reproduction",
+        ),
     log:
-        "results/logs/reproduction.log",
+        f"{R}/logs/reproduction.log",
     conda:
         "../../environment.yml"
     params:

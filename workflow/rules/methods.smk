@@ -16,8 +16,9 @@ rule run_method:
         "../../environment.yml"
     threads: config["training"]["threads"]
     resources:
-        mem_mb=config["resources"]["method"]["mem_mb"],
-        runtime=config["resources"]["method"]["runtime"],
+        # estimated per task and method (dpbert.tools.plan's cost model) x resources.*_factor, with floors
+        mem_mb=job_resource(lambda wc: f"{wc.task}/{wc.method}/{wc.seed}", "mem_mb"),
+        runtime=job_resource(lambda wc: f"{wc.task}/{wc.method}/{wc.seed}", "runtime"),
         gpu=config["resources"]["method"]["gpu"],
     params:
         method_params=lambda wc: config["methods"][wc.method],

@@ -6,15 +6,17 @@ rule table1:
         predictions=all_run_files("predictions.csv.gz"),
         diagnostics=all_run_files("diagnostics.json"),
     output:
-        table="results/table1.csv",
-        markdown="results/table1.md",
-        sweeps="results/sweeps.csv",
-        selected="results/selected_points.csv",
+        table=report(
+            f"{R}/table1.csv", caption="../report/table1.rst", category="Tables"
+        ),
+        markdown=f"{R}/table1.md",
+        sweeps=f"{R}/sweeps.csv",
+        selected=f"{R}/selected_points.csv",
         # paired bootstrap replicates of every cell (from the predictions): the ± in table1.md, and
         # the noise the reproduction report's claims are judged against
-        bootstrap="results/table1_bootstrap.csv.gz",
+        bootstrap=f"{R}/table1_bootstrap.csv.gz",
     log:
-        "results/logs/table1.log",
+        f"{R}/logs/table1.log",
     conda:
         "../../environment.yml"
     params:
@@ -40,10 +42,10 @@ rule health:
         diagnostics=all_run_files("diagnostics.json"),
         selected=rules.table1.output.selected,
     output:
-        csv="results/health.csv",
-        markdown="results/health.md",
+        csv=f"{R}/health.csv",
+        markdown=f"{R}/health.md",
     log:
-        "results/logs/health.log",
+        f"{R}/logs/health.log",
     conda:
         "../../environment.yml"
     params:
@@ -60,10 +62,10 @@ rule rule_benchmarks:
     input:
         **all_job_records(),
     output:
-        jobs="results/rule_benchmarks_jobs.csv",
-        summary="results/rule_benchmarks.csv",
+        jobs=f"{R}/rule_benchmarks_jobs.csv",
+        summary=f"{R}/rule_benchmarks.csv",
     log:
-        "results/logs/rule_benchmarks.log",
+        f"{R}/logs/rule_benchmarks.log",
     conda:
         "../../environment.yml"
     script:

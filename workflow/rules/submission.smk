@@ -7,12 +7,14 @@ rule glue_test:
         ],
         data=lambda wc: [f"{W}/data/{t}.pt" for t in method_tasks(wc.method)],
     output:
-        directory("results/glue_test/{method}"),
+        directory(f"{R}/glue_test/{{method}}"),
     log:
-        "results/logs/glue_test/{method}.log",
+        f"{R}/logs/glue_test/{{method}}.log",
     conda:
         "../../environment.yml"
     resources:
+        mem_mb=job_resource(lambda wc: f"glue_test/{wc.method}", "mem_mb"),
+        runtime=job_resource(lambda wc: f"glue_test/{wc.method}", "runtime"),
         gpu=config["resources"]["method"]["gpu"],
     params:
         tasks=lambda wc: method_tasks(wc.method),

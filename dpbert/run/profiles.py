@@ -1,0 +1,147 @@
+"""Which config a run uses, and where a profile's outputs go.
+
+A ``--configfile`` is either a complete profile (every key of ``COMPLETE_KEYS``: used as it is), or
+a partial file that names the profile it changes with ``base: demo|minilm|paper`` (any
+workflow/config/<name>.yaml; demo is config.yaml) and its own ``profile:`` name: it is merged deeply
+over that profile (mappings key by key, lists and values replaced, a key set to null removed). A
+partial file without ``base:`` is refused, never mixed with the demo. ``--config`` overrides go on
+top of either. The Snakefile and ``python -m dpbert.tools.plan`` both resolve a config here.
+
+Outputs: the default profile (demo) writes ``results/`` and ``figures/``; every other profile
+``results/<profile>/`` and ``figures/<profile>/``, so no profile overwrites another's tables.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from dpbert.run.config_check import ConfigError
+
+DEFAULT_PROFILE = "demo"
+PROFILE_FILES = {DEFAULT_PROFILE: "config.yaml"}  # every other profile: workflow/config/<name>.yaml
+# what a complete profile file states (the rest has schema defaults)
+COMPLETE_KEYS = ("profile", "tasks", "seeds", "methods", "data", "model", "training", "latency", "selection")
+# folders under the demo's results/: no profile may take them as its own results folder
+RESERVED_NAMES = ("logs", "glue_test")
+
+
+def config_dir(basedir: str | Path) -> Path:
+    return Path(basedir) / "workflow" / "config"
+
+
+def workflow_root(start: str | Path | None = None) -> Path:
+    """The checkout whose workflow/ (configs, schema) a command-line tool reads: the current folder or
+    one above it (the package itself never assumes it sits in a checkout)."""
+    here = Path(start or Path.cwd()).resolve()
+    for folder in (here, *here.parents):
+        if (folder / "workflow" / "schemas" / "config.schema.yaml").is_file():
+            return folder
+    raise ConfigError(f"no workflow/schemas/config.schema.yaml in {here} or a folder above it: run this "
+                      "command from the harness's checkout (the folder with the Snakefile), where the "
+                      "profiles (workflow/config/) and the config schema live.")
+
+
+def profile_files(cdir: Path) -> dict[str, Path]:
+    """{profile name: file} of the profiles shipped in workflow/config/."""
+    files = {p.stem: p for p in sorted(cdir.glob("*.yaml")) if p.name not in PROFILE_FILES.values()}
+    files.update({name: cdir / f for name, f in PROFILE_FILES.items()})
+    return dict(sorted(files.items()))
+
+
+def _load(path: Path) -> dict[str, Any]:
+    try:
+        data = yaml.safe_load(Path(path).read_text())
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"--configfile {path} is not valid YAML: {exc}") from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"--configfile {path} holds a {type(data).__name__}, not a mapping of config keys; "
+                          "a config file is `key: value` lines (see workflow/config/config.yaml).")
+    return data
+
+
+def layer(base: Mapping[str, Any], over: Mapping[str, Any]) -> dict[str, Any]:
+    """``over`` merged deeply into a copy of ``base``: mappings key by key, anything else replaced; None removes."""
+    out = copy.deepcopy(dict(base))
+    for key, value in over.items():
+        if value is None:
+            out.pop(key, None)
+        elif isinstance(value, Mapping) and isinstance(out.get(key), Mapping):
+            out[key] = layer(out[key], value)
+        else:
+            out[key] = copy.deepcopy(value)
+    return out
+
+
+def _update(base: dict[str, Any], over: Mapping[str, Any]) -> dict[str, Any]:
+    """Snakemake's own merge of --configfile files and --config values (mappings deep, None kept)."""
+    for key, value in over.items():
+        if isinstance(value, Mapping):
+            base[key] = _update(base[key] if isinstance(base.get(key), dict) else {}, value)
+        else:
+            base[key] = copy.deepcopy(value)
+    return base
+
+
+def resolve_config(configfiles: Iterable[str | Path], cdir: str | Path,
+                   overrides: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """The config of a run: the demo without configfiles, a complete file as it is, a partial one over its base."""
+    cdir = Path(cdir)
+    files = [Path(f) for f in configfiles]
+    known = profile_files(cdir)
+    if not files:
+        config = _load(known[DEFAULT_PROFILE])
+    else:
+        given: dict[str, Any] = {}
+        for f in files:
+            _update(given, _load(f))
+        shown = " ".join(str(f) for f in files)
+        base = given.get("base")
+        if base is not None:
+            if not isinstance(base, str) or base not in known:
+                raise ConfigError(
+                    f"Config key 'base' in --configfile {shown} is {base!r}, not a profile of workflow/config/. "
+                    f"Set it to one of {', '.join(known)} (the profile this file changes), or remove it and "
+                    "give a complete profile.")
+            if "profile" not in given:
+                raise ConfigError(
+                    f"--configfile {shown} changes profile '{base}' (base: {base}) but names no profile of its own, "
+                    f"so its results would replace {base}'s records ({results_dir(base)}/table1.csv, "
+                    f"work/{base}/). Add `profile: <a new name>` (its outputs then go to results/<name>/, "
+                    f"figures/<name>/ and work/<name>/), or `profile: {base}` to change {base}'s own records "
+                    "on purpose.")
+            config = layer(_load(known[base]), {k: v for k, v in given.items() if k != "base"})
+        else:
+            missing = [k for k in COMPLETE_KEYS if k not in given]
+            if missing:
+                raise ConfigError(
+                    f"--configfile {shown} is not a complete profile: it lacks {', '.join(missing)}, and "
+                    "a run never fills those in from the demo silently. Add `base: demo` (or "
+                    f"{', '.join(n for n in known if n != DEFAULT_PROFILE)}) and `profile: <a new name>` to "
+                    "the file to layer it over that profile (merged key by key; null removes a key, e.g. a "
+                    "method), or give every one of those keys (workflow/config/config.yaml shows them all).")
+            config = given
+    if overrides:
+        _update(config, overrides)
+    config.pop("base", None)
+    name = config.get("profile", DEFAULT_PROFILE)
+    if name in RESERVED_NAMES:
+        raise ConfigError(
+            f"Config key 'profile' is '{name}', a folder of the demo's results/ ({', '.join(RESERVED_NAMES)}). "
+            "Choose another profile name: it names the results/<profile>/ and work/<profile>/ folders.")
+    return config
+
+
+def results_dir(profile: str) -> str:
+    """Where a profile's tables and reports go: results/ for the default profile, else results/<profile>."""
+    return "results" if profile == DEFAULT_PROFILE else f"results/{profile}"
+
+
+def figures_dir(profile: str) -> str:
+    return "figures" if profile == DEFAULT_PROFILE else f"figures/{profile}"
