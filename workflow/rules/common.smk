@@ -73,10 +73,7 @@ def all_run_files(name):
 
 
 def all_job_records():
-    """Snakemake's benchmark file and the job's own phases.json, per method job."""
+    """The job's own phases.json (wall time, peak memory, seconds per phase), per method job."""
     return {
-        "benchmarks": [
-            f"{W}/benchmarks/run_method/{t}/{m}/{s}.tsv" for t, m, s in method_jobs()
-        ],
         "phases": [f"{W}/runs/{t}/{m}/{s}/phases.json" for t, m, s in method_jobs()],
     }
