@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 import time
@@ -80,6 +81,8 @@ def test_a_failed_jobs_own_error_reaches_the_terminal(tmp_path):
     error = "label 'maybe' is outside SST-2's label set"
     result = _snakemake(tmp_path / "run", "results/table1.csv", "--cores", "1", config=cfg)
     assert result.returncode != 0
+    # Snakemake looks for <Snakefile's folder>/profiles/default: the `profiles` link finds ours
+    assert re.search(r"workflow specific profile \S*profiles/default", result.stderr), result.stderr[:1000]
     assert error in result.stderr, result.stderr[-3000:]
     assert "DataError" in result.stderr and "prepare_data" in result.stderr
     bare = _snakemake(tmp_path / "bare", "results/table1.csv", "--cores", "1", "--workflow-profile", "none", config=cfg)
