@@ -53,3 +53,18 @@ rule all:
         f"{R}/health.md",
         # GLUE test-server files, when the profile loads test splits (the paper profile does)
         [f"{R}/glue_test/{m}" for m in METHODS] if config["data"]["with_test"] else [],
+
+
+# Jobs that only read records (tables, health, figures, reports) run on the submitting machine, never
+# as SLURM jobs on the GPU partition; only data preparation, training/timing and the GLUE test-set
+# predictions (which run the models) are submitted (tests/test_cluster.py checks the split).
+localrules:
+    all,
+    table1,
+    health,
+    rule_benchmarks,
+    table2,
+    table3,
+    figure3,
+    figure4,
+    reproduction,

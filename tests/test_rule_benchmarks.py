@@ -1,14 +1,11 @@
 import json
+import re
 
 import pandas as pd
+import pytest
 
 from dpbert.tools.rule_benchmarks import read_benchmarks, summarise
-
-
-def _bench(path, seconds, rss):
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text("s\th:m:s\tmax_rss\tmax_vms\n" f"{seconds}\t0:00:01\t{rss}\t1\n")
-    return str(path)
+from tests.conftest import ROOT
 
 
 def _phases(path, **seconds):
@@ -18,22 +15,33 @@ def _phases(path, **seconds):
 
 
 def test_summary_adds_up_per_rule_and_method(tmp_path):
-    paths = [
-        _bench(tmp_path / "bench/run_method/SST-2/bert/1.tsv", 10.0, 500),
-        _bench(tmp_path / "bench/run_method/RTE/bert/1.tsv", 5.0, 700),
-        _bench(tmp_path / "bench/run_method/SST-2/pabee/1.tsv", 5.0, 300),
-    ]
     phases = [
-        _phases(tmp_path / "runs/SST-2/bert/1/phases.json", startup_s=3.0, train_s=5.0, score_s=1.0, peak_rss_mb=650),
-        _phases(tmp_path / "runs/RTE/bert/1/phases.json", startup_s=2.5, train_s=1.5, latency_s=0.5),
+        _phases(tmp_path / "runs/SST-2/bert/1/phases.json", startup_s=3.0, train_s=5.0, score_s=1.0,
+                total_s=10.0, peak_rss_mb=650),
+        _phases(tmp_path / "runs/RTE/bert/1/phases.json", startup_s=2.5, train_s=1.5, latency_s=0.5,
+                total_s=5.0, peak_rss_mb=700),
+        _phases(tmp_path / "runs/SST-2/pabee/1/phases.json", total_s=5.0, peak_rss_mb=300),
     ]
-    jobs = read_benchmarks(paths, phases)
+    jobs = read_benchmarks(phases)
     assert list(jobs["task"]) == ["SST-2", "RTE", "SST-2"] and set(jobs["rule"]) == {"run_method"}
     assert list(jobs["startup_s"].iloc[:2]) == [3.0, 2.5] and jobs["startup_s"].isna().iloc[2]
-    assert list(jobs["max_rss_mb"]) == [650, 700, 300]  # the job's own peak when it recorded one
+    assert list(jobs["seconds"]) == [10.0, 5.0, 5.0] and list(jobs["max_rss_mb"]) == [650, 700, 300]
     summary = summarise(jobs)
     bert = summary[summary["method"] == "bert"].iloc[0]
     assert (bert["jobs"], bert["total_s"], bert["max_s"], bert["peak_rss_mb"]) == (2, 15.0, 10.0, 700)
     assert (bert["startup_s"], bert["train_s"], bert["score_s"], bert["latency_s"]) == (5.5, 6.5, 1.0, 0.5)
     assert summary["share"].sum() == 1.0 and bert["share"] == 0.75
     assert isinstance(summary, pd.DataFrame) and summary.iloc[0]["method"] == "bert"
+
+
+def test_a_record_without_wall_time_or_memory_is_refused(tmp_path):
+    old = _phases(tmp_path / "runs/SST-2/bert/1/phases.json", startup_s=3.0, train_s=5.0)
+    with pytest.raises(ValueError, match="lacks total_s, peak_rss_mb"):
+        read_benchmarks([old])
+
+
+def test_warm_jobs_declare_no_snakemake_benchmark():
+    """A warm job (data and method rules) runs in a fork of the warm server, outside the process
+    Snakemake's benchmark measures (it would time the thin client): phases.json is the record."""
+    for rules in ("data.smk", "methods.smk"):
+        assert not re.search(r"^\s+benchmark:", (ROOT / "workflow" / "rules" / rules).read_text(), re.MULTILINE), rules

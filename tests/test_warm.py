@@ -308,3 +308,27 @@ def test_a_warm_job_gets_only_the_allowed_environment_and_no_file_outlives_the_s
     assert all(mode == "0o600" for n, mode in seen["files"].items() if not n.endswith(".sock"))
     assert stat.S_IMODE(os.lstat(folder).st_mode) == 0o700
     assert _wait_for(lambda: os.listdir(folder) == [], timeout=60), os.listdir(folder)  # idle exit: all gone
+
+
+def test_a_warm_jobs_wall_time_counts_from_its_own_process(tmp_path):
+    """process_age_s in the fork counts from the start of the job's own process (the thin client
+    Snakemake started), not from the fork: a second spent before the hand-off is in the job's time."""
+    path = tmp_path / "job.py"
+    path.write_text(textwrap.dedent(f"""
+        import os, sys, time
+        sys.path.insert(0, {str(ROOT)!r})
+        if not os.environ.get("DPBERT_WARM_CHILD"):  # the fork runs this file again, from the top
+            print("client", os.getpid(), flush=True)
+            time.sleep(1.0)  # the client's own start-up, before it hands the job over
+        from dpbert.run.warm import run_job_warm
+        run_job_warm(True)
+        from dpbert.run.runtime import process_age_s
+        print("fork", os.getpid(), os.environ.get("DPBERT_WARM_CLIENT_PID"), process_age_s())
+    """))
+    result = _run(path)
+    assert result.returncode == 0, result.stderr
+    lines = [line.split() for line in result.stdout.splitlines()]
+    assert [w[0] for w in lines] == ["client", "fork"], result.stdout
+    (_, client), (_, fork, passed, age) = lines
+    assert fork != client and passed == client
+    assert float(age) >= 1.0  # the fork itself is younger than the sleep before it was made

@@ -73,10 +73,20 @@ def phase(phases: dict[str, float], name: str):
 
 
 def process_age_s() -> float:
-    """Seconds since this process started: at a job's first line, what interpreter start-up and imports cost."""
+    """Seconds since the job's process started: at a job's first line, what interpreter start-up and
+    imports cost. A warm job (a fork of the warm server) counts from the start of the process Snakemake
+    started for it (the thin client, whose pid the server passes on), so its wall time is the job's."""
     import psutil
 
-    return time.time() - psutil.Process().create_time()
+    from dpbert.run.warm import CHILD_ENV, CLIENT_PID_ENV
+
+    proc = psutil.Process()
+    if os.environ.get(CHILD_ENV) and os.environ.get(CLIENT_PID_ENV):
+        try:
+            proc = psutil.Process(int(os.environ[CLIENT_PID_ENV]))
+        except (ValueError, psutil.Error):
+            pass  # the client is gone (killed): the fork's own age is all there is
+    return time.time() - proc.create_time()
 
 
 def peak_rss_mb() -> float:

@@ -52,6 +52,7 @@ START_TIMEOUT_S = 120.0  # how long a job waits for a new server to finish its i
 LOCK_WAIT_S = 10.0  # how long an exiting server waits for the start lock, to remove it
 CHILD_ENV = "DPBERT_WARM_CHILD"  # set in the forked child: run the job here, hand nothing over
 DISABLE_ENV = "DPBERT_WARM"  # DPBERT_WARM=0 turns the warm worker off whatever the config says
+CLIENT_PID_ENV = "DPBERT_WARM_CLIENT_PID"  # set in the forked child: the pid of the job's own process
 PRELOAD = [  # third-party only: the project's own code is imported by each child
     "numpy", "pandas", "scipy.stats", "torch", "transformers", "transformers.masking_utils",
     "transformers.models.bert.modeling_bert", "transformers.models.bert.configuration_bert",
@@ -410,13 +411,13 @@ def _loop(server: socket.socket, idle_s: float) -> None:
             except OSError:
                 continue
             try:
-                check_peer(conn, "job")
+                client = check_peer(conn, "job")
             except Refused as exc:  # before reading a byte of it
                 print(f"refused a connection: {exc}", file=sys.stderr, flush=True)
                 conn.close()
                 continue
             conn.settimeout(10.0)  # a job sends its request at once; never let one block the server
-            pid = _start_child(conn, server)
+            pid = _start_child(conn, server, client)
             if pid is not None:
                 running[pid] = conn
         while running:
@@ -471,7 +472,7 @@ def _receive(conn: socket.socket) -> tuple[dict, list[int]]:
     return json.loads(data), fds
 
 
-def _start_child(conn: socket.socket, server: socket.socket) -> int | None:
+def _start_child(conn: socket.socket, server: socket.socket, client: int) -> int | None:
     try:
         request, fds = _receive(conn)
     except (OSError, ValueError, ConnectionError):
@@ -487,7 +488,7 @@ def _start_child(conn: socket.socket, server: socket.socket) -> int | None:
                 signal.signal(signum, signal.SIG_DFL)
             signal.pthread_sigmask(signal.SIG_SETMASK, mask)
             server.close()
-            code = _child(conn, request, fds)
+            code = _child(conn, request, fds, client)
         except BaseException:  # noqa: BLE001
             with contextlib.suppress(Exception):
                 traceback.print_exc()
@@ -503,7 +504,7 @@ def _start_child(conn: socket.socket, server: socket.socket) -> int | None:
     return pid
 
 
-def _child(conn: socket.socket, request: dict, fds: list[int]) -> int:
+def _child(conn: socket.socket, request: dict, fds: list[int], client: int) -> int:
     for target, fd in zip((0, 1, 2), fds):
         os.dup2(fd, target)
         os.close(fd)
@@ -511,6 +512,7 @@ def _child(conn: socket.socket, request: dict, fds: list[int]) -> int:
     os.environ.clear()
     os.environ.update(request["env"])
     os.environ[CHILD_ENV] = "1"
+    os.environ[CLIENT_PID_ENV] = str(client)  # the job's own process (SO_PEERCRED): its wall time starts there
     sys.argv = list(request["argv"])
     sys.path[0] = str(Path(sys.argv[0]).resolve().parent)  # as `python script.py` would
     for name in [m for m in sys.modules if m.split(".")[0] in PROJECT_PACKAGES]:

@@ -1,8 +1,10 @@
-"""Where a run's time goes: Snakemake's per-job benchmark files plus each job's own phases.json.
+"""Where a run's time goes: each method job's own record, its phases.json.
 
-A method job's wall time splits into start-up (interpreter and imports, before the job's first
-line), training, loading the trained models, scoring the dev sets and timing; the rest is Snakemake's
-own wrapper around the script.
+A method job's wall time (``total_s``: from the start of the process Snakemake started for the job,
+the warm worker's thin client included, to the job's last line) splits into start-up (interpreter and
+imports, before the job's first line), training, loading the trained models, scoring the dev sets and
+timing. Snakemake's own ``benchmark:`` files are not used: with the warm worker (dpbert/run/warm.py) the
+job runs in a fork of a long-lived server, outside the process they measure.
 """
 
 from __future__ import annotations
@@ -15,24 +17,20 @@ import pandas as pd
 PHASES = ["startup_s", "train_s", "load_s", "score_s", "latency_s", "diagnostics_s"]  # diagnostics: dpbert.reporting.health
 
 
-def read_benchmarks(paths: list[str], phase_paths: list[str] | None = None) -> pd.DataFrame:
-    """One row per job: rule, task, method, seed, wall seconds, peak RSS (MB), and the job's phases
-    (matched by task/method/seed; NaN for a job that wrote none)."""
-    phases = {}
-    for path in phase_paths or []:
-        parts = Path(path).parts  # .../runs/{task}/{method}/{seed}/phases.json
-        phases[(parts[-4], parts[-3], parts[-2])] = json.loads(Path(path).read_text())
+def read_benchmarks(phase_paths: list[str]) -> pd.DataFrame:
+    """One row per method job (``.../runs/{task}/{method}/{seed}/phases.json``): rule, task, method,
+    seed, wall seconds (``total_s``), peak RSS in MB (``peak_rss_mb``: the job process's, a warm job's
+    fork included) and the seconds of each phase (NaN for a phase the job did not record)."""
     rows = []
-    for path in paths:
+    for path in phase_paths:
         parts = Path(path).parts
-        rule, task, method, seed = parts[-4], parts[-3], parts[-2], Path(parts[-1]).stem
-        bench = pd.read_csv(path, sep="\t")
-        job = phases.get((task, method, seed), {})
-        # a warm job's process is a fork of the warm worker: its peak memory is in phases.json, not
-        # in Snakemake's benchmark (which measures the job's thin client)
-        rss = job.get("peak_rss_mb", float(bench["max_rss"].iloc[0]))
-        rows.append({"rule": rule, "task": task, "method": method, "seed": seed,
-                     "seconds": float(bench["s"].iloc[0]), "max_rss_mb": float(rss),
+        task, method, seed = parts[-4], parts[-3], parts[-2]
+        job = json.loads(Path(path).read_text())
+        missing = [k for k in ("total_s", "peak_rss_mb") if k not in job]
+        if missing:
+            raise ValueError(f"{path} lacks {', '.join(missing)}: it was written by an older version; rerun the job")
+        rows.append({"rule": "run_method", "task": task, "method": method, "seed": seed,
+                     "seconds": float(job["total_s"]), "max_rss_mb": float(job["peak_rss_mb"]),
                      **{p: float(job.get(p, float("nan"))) for p in PHASES}})
     return pd.DataFrame(rows, columns=["rule", "task", "method", "seed", "seconds", "max_rss_mb", *PHASES])
 

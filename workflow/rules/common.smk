@@ -5,7 +5,11 @@ from snakemake.utils import validate
 
 sys.path.insert(0, str(Path(workflow.basedir)))
 
-from dpbert.run.config_check import check_config, check_schema, ConfigError  # noqa: E402
+from dpbert.run.config_check import (
+    check_config,
+    check_schema,
+    ConfigError,
+)  # noqa: E402
 from dpbert.run import jobs as _jobs  # noqa: E402
 from dpbert.run.job_resources import job_resources  # noqa: E402
 from dpbert.run.profiles import figures_dir, results_dir  # noqa: E402
@@ -72,11 +76,8 @@ def all_run_files(name):
 
 
 def all_job_records():
-    """Snakemake's benchmark file and the job's own phases.json, per method job."""
+    """The job's own phases.json (wall time, peak memory, seconds per phase), per method job."""
     return {
-        "benchmarks": [
-            f"{W}/benchmarks/run_method/{t}/{m}/{s}.tsv" for t, m, s in method_jobs()
-        ],
         "phases": [f"{W}/runs/{t}/{m}/{s}/phases.json" for t, m, s in method_jobs()],
     }
 

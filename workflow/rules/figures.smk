@@ -24,7 +24,11 @@ rule table2:
         selected=rules.table1.output.selected,
         sweeps=f"{R}/sweeps.csv",
         paper=os.path.join(
-            workflow.basedir, "dpbert", "reporting", "paper_numbers", "table2_ablation.csv"
+            workflow.basedir,
+            "dpbert",
+            "reporting",
+            "paper_numbers",
+            "table2_ablation.csv",
         ),
     output:
         table=report(

@@ -1,3 +1,5 @@
+# No `benchmark:` here: with the warm worker the job runs in a fork of a long-lived server, outside the
+# process Snakemake measures. The job records its own wall time and peak memory in phases.json.
 rule run_method:
     """Train one method on one task with one seed (all its variants), then sweep its knob on dev at batch size 1."""
     input:
@@ -10,8 +12,6 @@ rule run_method:
         diagnostics=f"{W}/runs/{{task}}/{{method}}/{{seed}}/diagnostics.json",
     log:
         f"{W}/logs/run_method/{{task}}/{{method}}/{{seed}}.log",
-    benchmark:
-        f"{W}/benchmarks/run_method/{{task}}/{{method}}/{{seed}}.tsv"
     conda:
         "../../environment.yml"
     threads: config["training"]["threads"]

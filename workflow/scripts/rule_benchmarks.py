@@ -1,4 +1,4 @@
-"""Snakemake script: summarise the per-job benchmark files of a run."""
+"""Snakemake script: summarise the per-job records (phases.json) of a run."""
 
 import sys
 from pathlib import Path
@@ -10,6 +10,6 @@ from dpbert.tools.rule_benchmarks import read_benchmarks, summarise  # noqa: E40
 
 sm = snakemake  # noqa: F821
 setup(sm.log[0], threads=1)
-jobs = read_benchmarks(list(sm.input.benchmarks), list(sm.input.phases))
+jobs = read_benchmarks(list(sm.input.phases))
 atomic_write_df(jobs, sm.output.jobs)
 atomic_write_df(summarise(jobs), sm.output.summary)

@@ -1,0 +1,132 @@
+"""The cluster path: which jobs a SLURM run submits, the micro profile through the SLURM profile
+against a stand-in scheduler (tests/fake_slurm.py), and what a failed job prints."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+
+from tests import fake_slurm
+
+ROOT = Path(__file__).resolve().parents[1]
+MICRO = ROOT / "tests" / "config" / "micro.yaml"
+SLURM_PROFILE = ROOT / "workflow" / "profiles" / "slurm"
+
+# The only rules whose jobs do more than read records: preparing the data (hub download,
+# tokenising), training and timing the methods, and the GLUE test-set predictions (which run every
+# method's models over the test splits). Every other rule must be in the Snakefile's `localrules:`.
+SUBMITTED = {"prepare_data", "run_method", "glue_test"}
+
+_RULES = """
+import json, sys
+from pathlib import Path
+from snakemake.api import SnakemakeApi
+from snakemake.settings.types import ConfigSettings, OutputSettings, ResourceSettings
+root, config, workdir = map(Path, sys.argv[1:4])
+with SnakemakeApi(OutputSettings(quiet={"all"})) as api:
+    wf = api.workflow(resource_settings=ResourceSettings(), snakefile=root / "Snakefile", workdir=workdir,
+                      config_settings=ConfigSettings(configfiles=[config]))._workflow
+    print(json.dumps({rule.name: rule.name in wf._localrules for rule in wf.rules}))
+"""
+
+
+def workflow_rules(config: Path, workdir: Path) -> dict[str, bool]:
+    """Every rule of the workflow under ``config``: whether it is a local rule."""
+    result = subprocess.run([sys.executable, "-c", _RULES, str(ROOT), str(config), str(workdir)],
+                            capture_output=True, text=True, timeout=120, check=False)
+    assert result.returncode == 0, result.stderr[-2000:]
+    return json.loads(result.stdout.strip().splitlines()[-1])
+
+
+def test_only_training_timing_and_data_jobs_are_submitted(tmp_path):
+    rules = workflow_rules(MICRO, tmp_path)  # every rule is defined whatever the profile
+    assert SUBMITTED <= set(rules), sorted(rules)
+    remote = {name for name, local in rules.items() if not local}
+    # a new rule that only reads records must be added to `localrules:` in the Snakefile (or, if it
+    # trains or times, to SUBMITTED here)
+    assert remote == SUBMITTED, f"submitted to SLURM but not training/timing/data: {sorted(remote - SUBMITTED)}"
+
+
+def _snakemake(workdir: Path, *args: str, config: Path, env: dict | None = None, timeout: int = 600):
+    cmd = [sys.executable, "-m", "snakemake", "-s", str(ROOT / "Snakefile"), "--directory", str(workdir),
+           *args, "--configfile", str(config)]
+    return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, check=False,
+                          env={**os.environ, **(env or {})})
+
+
+def _config(tmp_path: Path, **top) -> Path:
+    cfg = {**yaml.safe_load(MICRO.read_text()), **top}
+    path = tmp_path / "config.yaml"
+    path.write_text(yaml.safe_dump(cfg))
+    return path
+
+
+def test_a_failed_jobs_own_error_reaches_the_terminal(tmp_path):
+    """A bad row in a GLUE file passes the checks before any job and fails prepare_data; the default
+    workflow profile's show-failed-logs prints the job's log, so its DataError is in Snakemake's
+    stderr (without the profile it is only in the log file)."""
+    (tmp_path / "glue" / "SST-2").mkdir(parents=True)
+    (tmp_path / "glue" / "SST-2" / "train.tsv").write_text("sentence\tlabel\nfine words\t1\nbad words\t0\n")
+    (tmp_path / "glue" / "SST-2" / "dev.tsv").write_text("sentence\tlabel\nfine words\tmaybe\n")
+    cfg = _config(tmp_path, tasks=["SST-2"], methods={"bert": {}},
+                  data={"source": "glue_tsv", "data_dir": str(tmp_path / "glue")})
+    error = "label 'maybe' is outside SST-2's label set"
+    result = _snakemake(tmp_path / "run", "results/table1.csv", "--cores", "1", config=cfg)
+    assert result.returncode != 0
+    # Snakemake looks for <Snakefile's folder>/profiles/default: the `profiles` link finds ours
+    assert re.search(r"workflow specific profile \S*profiles/default", result.stderr), result.stderr[:1000]
+    assert error in result.stderr, result.stderr[-3000:]
+    assert "DataError" in result.stderr and "prepare_data" in result.stderr
+    bare = _snakemake(tmp_path / "bare", "results/table1.csv", "--cores", "1", "--workflow-profile", "none", config=cfg)
+    assert bare.returncode != 0 and error not in bare.stderr + bare.stdout  # the profile is what prints it
+    assert error in (tmp_path / "bare" / "work/micro/logs/prepare_data/SST-2.log").read_text()
+
+
+@pytest.mark.e2e
+def test_micro_profile_runs_through_the_slurm_profile(tmp_path):
+    """The SLURM executor plugin submits, polls and collects every job through the stand-in scheduler;
+    only data and method jobs are submitted, each with the config's resources; the records are whole."""
+    env = fake_slurm.install(tmp_path / "bin", tmp_path / "slurm")
+    state = tmp_path / "slurm"
+    # the micro profile, cut to one task and three methods (two depend on bert): every job kind of
+    # the cluster path, in minutes on two shared cores
+    cfg = _config(tmp_path, tasks=["SST-2"], methods={
+        "bert": {}, "pabee": {"patiences": [1, 2]},
+        "dpbert": {"target_rates": [0.3], "stage2_epochs": 1, "stage2_lr": 0.01, "stage3_epochs": 1, "planner_lr": 0.01}})
+    start = time.monotonic()
+    result = _snakemake(tmp_path / "run", "results/table1.csv", "--workflow-profile", str(SLURM_PROFILE),
+                        "--slurm-init-seconds-before-status-checks", "1", config=cfg, env=env, timeout=1500)
+    wall = time.monotonic() - start
+    assert result.returncode == 0, result.stderr[-4000:]
+
+    jobs = fake_slurm.jobs(state)
+    expected = {"rule_prepare_data_wildcards_SST-2"} | {f"rule_run_method_wildcards_SST-2_{m}_1" for m in ("bert", "pabee", "dpbert")}
+    assert sorted(j["comment"] for j in jobs) == sorted(expected)  # once each; table1 ran locally
+    assert all(j["state"] == "COMPLETED" and j["exit_code"] == 0 for j in jobs), jobs
+    run_id = {j["name"] for j in jobs}
+    assert len(run_id) == 1  # the plugin names every job of a run by the run's id, and polls by it
+    for job in jobs:  # the profile's and the config's resources reach sbatch
+        assert (job["partition"], job["account"], job["mem_mb"], job["cpus"]) == ("gpu", "CHANGE_ME", "4000", "1")
+        assert job["time_min"] == ("90" if "run_method" in job["comment"] else "60")
+        assert "--executor slurm-jobstep" in job["wrap"]
+
+    calls = fake_slurm.calls(state)
+    used = {c[0] for c in calls}
+    assert {"sbatch", "sacct", "srun", "sacctmgr"} <= used, used
+    assert sum(c[0] == "srun" for c in calls) == len(jobs)  # each job's snakemake ran its step with srun
+    answers = fake_slurm.answers(state)
+    for job in jobs:  # the plugin saw each job finish
+        assert any(f"{job['id']}|COMPLETED" in a for a in answers)
+    seen = sorted({line.split("|")[1] for a in answers for line in a})
+    table = (tmp_path / "run" / "results" / "table1.csv").read_text()
+    assert "PABEE" in table and "DPBERT" in table
+    print(f"\nstand-in SLURM: {len(jobs)} jobs, states seen {seen}, {len(answers)} status queries, "
+          f"commands {sorted(used)}, wall {wall:.0f} s")
