@@ -26,8 +26,9 @@ from baselines._early_exit import (
     host_linear1,
     host_sigmoid,
     infer_exit,
+    new_ramps,
 )
-from dpbert.methods.interface import TrainContext, register
+from dpbert.methods.interface import Pinned, TrainContext, register
 from dpbert.model.method_model import MethodModel, save_method_model
 from dpbert.model.training import TrainSettings, task_loss, train_loop
 
@@ -119,6 +120,20 @@ class Berxit(ExitCriterion):
             return logits, (model.extra.lte.error_one(pooled) if i < last else None)
 
         return signal
+
+    def pinned(self, classifier, k: int) -> Pinned:
+        """Off-ramp k's pooler gives -1 everywhere, the others +1; the shared LTE unit reads that as error
+        ~0 at layer k and ~1 elsewhere, so threshold 0.5 exits at layer k."""
+        h = classifier.config.hidden_size
+        ramps = new_ramps(classifier)
+        lte = LTE(h)
+        with torch.no_grad():
+            for i, pooler in enumerate(ramps.poolers):
+                pooler.dense.weight.zero_()
+                pooler.dense.bias.fill_(-20.0 if i == k - 1 else 20.0)
+            lte.fc.weight.fill_(20.0 / h)
+            lte.fc.bias.zero_()
+        return Pinned(MethodModel(classifier, ExitModules(ramps, lte=lte)).eval(), 0.5, f"exit at {k}")
 
     def exits(self, statistic: float, knob: float) -> bool:
         """Exit at the first layer i < N whose LTE output (estimated error) is below the threshold."""

@@ -42,8 +42,9 @@ from baselines._early_exit import (
     host_softmax,
     host_values,
     infer_exit,
+    new_ramps,
 )
-from dpbert.methods.interface import TrainContext, register
+from dpbert.methods.interface import Pinned, TrainContext, register
 from dpbert.model.engine import check_state_kind, token_state
 from dpbert.model.method_model import MethodModel, save_method_model
 from dpbert.model.training import TrainSettings, task_loss, train_loop
@@ -190,6 +191,31 @@ class DactBert(ExitCriterion):
 
     def exits(self, statistic: float, knob: float) -> bool:
         return statistic < knob if self.task.is_regression else statistic > 0
+
+    def pinned(self, classifier, k: int) -> Pinned:
+        """Every exit certain of one class (a = [1, 0]) and a constant continue-probability h, so p_n = h^n;
+        h is chosen so that (1 - p_n)^(N - n) > p_n (N - n), the halting rule, first holds at n = k."""
+        n_layers, hidden = classifier.config.num_hidden_layers, classifier.config.hidden_size
+
+        def halts(h: float, n: int) -> bool:
+            return (1 - h ** n) ** (n_layers - n) - h ** n * (n_layers - n) > 0
+
+        lo, hi = 0.0, 1.0  # halts(h, k) holds for small h; find where it stops holding, and step below it
+        for _ in range(60):
+            mid = (lo + hi) / 2
+            lo, hi = (mid, hi) if halts(mid, k) else (lo, mid)
+        h = lo * (1 - 1e-6)
+        if not (halts(h, k) and not halts(h, k - 1)):
+            raise ValueError(f"DACT-BERT cannot be pinned to halt at layer {k} of {n_layers}")
+        ramps = new_ramps(classifier)
+        gate = HaltingGate(hidden)
+        with torch.no_grad():
+            for lin in [*ramps.classifiers, classifier.classifier]:
+                lin.weight.zero_()
+                lin.bias.copy_(torch.tensor([30.0, -30.0]))
+            gate.gate.weight.zero_()
+            gate.gate.bias.fill_(float(torch.logit(torch.tensor(1 - h, dtype=torch.float64))))
+        return Pinned(MethodModel(classifier, ExitModules(ramps, halting=gate)).eval(), 0.0, f"halts at {k}")
 
     def final_output(self, answer: list[float]) -> Tensor:
         return answer_output(torch.tensor(answer, dtype=torch.float32), self.task.is_regression)

@@ -11,6 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import torch
 from torch import Tensor
 
 from baselines._early_exit import (
@@ -23,8 +24,9 @@ from baselines._early_exit import (
     host_entropy,
     host_values,
     infer_exit,
+    new_ramps,
 )
-from dpbert.methods.interface import FORWARD_SHARE, TrainContext, register
+from dpbert.methods.interface import FORWARD_SHARE, Pinned, TrainContext, register
 from dpbert.model.method_model import MethodModel, save_method_model
 from dpbert.model.sources import load_classifier
 from dpbert.model.training import TrainSettings, task_loss, train_loop
@@ -104,6 +106,15 @@ class DeeBert(ExitCriterion):
             return logits, (host_entropy(host_values(logits)) if i < last else None)
 
         return signal
+
+    def pinned(self, classifier, k: int) -> Pinned:
+        """Uniform off-ramps (entropy ln 2) everywhere but at layer k, which is certain: threshold 0.3."""
+        ramps = new_ramps(classifier)
+        for i, lin in enumerate(ramps.classifiers):
+            torch.nn.init.zeros_(lin.weight)
+            with torch.no_grad():
+                lin.bias.copy_(torch.tensor([20.0, -20.0]) if i == k - 1 else torch.zeros(2))
+        return Pinned(MethodModel(classifier, ExitModules(ramps)).eval(), 0.3, f"exit at {k}")
 
     def exits(self, statistic: float, knob: float) -> bool:
         """Exit at the first layer i < N with entropy(off-ramp i) < S (strict, as the official code)."""

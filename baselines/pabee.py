@@ -13,6 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import torch
 from torch import Tensor
 
 from baselines._early_exit import (
@@ -24,8 +25,9 @@ from baselines._early_exit import (
     host_argmax,
     host_values,
     infer_exit,
+    new_ramps,
 )
-from dpbert.methods.interface import TrainContext, register
+from dpbert.methods.interface import Pinned, TrainContext, register
 from dpbert.model.method_model import MethodModel, save_method_model
 from dpbert.model.training import TrainSettings, task_loss, train_loop
 
@@ -100,6 +102,16 @@ class Pabee(ExitCriterion):
             return logits, (float(state["counter"]) if i < last else None)
 
         return signal
+
+    def pinned(self, classifier, k: int) -> Pinned:
+        """Every off-ramp predicts the same class, so the patience counter grows every layer: patience
+        k - 1 exits after layer k."""
+        ramps = new_ramps(classifier, own_poolers=False)
+        for lin in ramps.classifiers:
+            torch.nn.init.zeros_(lin.weight)
+            with torch.no_grad():
+                lin.bias.copy_(torch.tensor([1.0, 0.0]))
+        return Pinned(MethodModel(classifier, ExitModules(ramps)).eval(), float(k - 1), f"patience {k - 1}")
 
     def exits(self, statistic: float, knob: float) -> bool:
         """Exit when `patience` consecutive layers left the prediction unchanged; patience 0 never exits."""

@@ -15,7 +15,7 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
-from dpbert.methods.interface import Method, MethodParams, Prediction, register
+from dpbert.methods.interface import Method, MethodParams, Pinned, Prediction, register
 from dpbert.model.method_model import MethodModel, load_method_model
 
 
@@ -38,6 +38,9 @@ class BertTruncated(Method):
 
     def load(self, folder: Path) -> MethodModel:
         return load_method_model(folder)[0]
+
+    def pinned(self, classifier, k: int) -> Pinned:
+        return Pinned(MethodModel(classifier).eval(), float(k), f"first {k}")
 
     @torch.inference_mode()
     def predict_one(self, model: MethodModel, example: dict[str, Tensor], knob: float) -> Prediction:

@@ -364,7 +364,7 @@ def test_stsb_test_label_nan(glue_root: Path) -> None:
 
 
 def test_token_cap_keeps_a_seeded_subset_within_the_budget(tokenizer) -> None:
-    from dpbert.data.prepare import cap_tokens
+    from dpbert.run.prepare import cap_tokens
 
     examples = [Example(f"e{i}", " ".join(f"w{j}" for j in range(1 + i % 9)), None, i % 2) for i in range(60)]
     lengths = {e.guid: len(e.text_a.split()) + 2 for e in examples}  # [CLS] ... [SEP]

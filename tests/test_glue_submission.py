@@ -2,7 +2,6 @@ import logging
 
 import pandas as pd
 
-from dpbert.data.prepare import prepare_task
 from dpbert.data.tasks import get_task
 from dpbert.model.method_model import MethodModel, save_method_model
 from dpbert.model.sources import ModelSource, load_tokenizer
@@ -11,6 +10,7 @@ from dpbert.reporting.glue_submission import (
     submission_frame,
     write_submission,
 )
+from dpbert.run.prepare import prepare_task
 from tests.conftest import tiny_classifier
 
 SMALL = {"source": "small", "max_length": 48, "small": {"num_hidden_layers": 2, "hidden_size": 32,

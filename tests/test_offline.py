@@ -146,7 +146,7 @@ def test_offline_without_the_cache_stops_with_one_paragraph(tmp_path):
     assert message.startswith("HF_HUB_OFFLINE (or HF_DATASETS_OFFLINE) is set, and profile 'paper' needs")
     assert f"the model '{REPO}' (model.source: hub): not in the hub cache {tmp_path / 'hub'}" in message
     assert f"GLUE rte (data.source: hub): not in the datasets cache {tmp_path / 'datasets'}" in message
-    assert "python -m dpbert.data.offline --configfile <this profile's config> --fetch" in message
+    assert "python -m dpbert.run.offline --configfile <this profile's config> --fetch" in message
     assert "minilm.yaml" in message  # the offline alternative
 
 
@@ -162,7 +162,7 @@ def test_offline_names_only_what_is_missing(tmp_path):
 def test_a_cached_config_without_weights_is_not_enough(tmp_path, monkeypatch):
     from huggingface_hub import constants
 
-    from dpbert.data.offline import model_problem
+    from dpbert.run.offline import model_problem
 
     snapshot = build_hub_cache(tmp_path)
     (snapshot / "model.safetensors").unlink()
@@ -172,9 +172,9 @@ def test_a_cached_config_without_weights_is_not_enough(tmp_path, monkeypatch):
 
 
 def test_distilbert_hub_student_is_needed_only_when_it_is_used():
-    from dpbert.data.offline import hub_needs
     from dpbert.methods.interface import make_params
     from dpbert.methods.registry import get_method
+    from dpbert.run.offline import hub_needs
 
     def needs(student: str, model_source: str) -> list[str]:
         params = {"distilbert": make_params(get_method("distilbert").Params, {"student": student}, "distilbert")}
@@ -194,7 +194,7 @@ def test_status_command_lists_what_is_cached(full_cache, tmp_path):
     path = tmp_path / "profile.yaml"
     path.write_text(yaml.safe_dump(cfg))
     env = {**os.environ, "HF_HOME": str(full_cache), "HF_HUB_OFFLINE": "1", "PYTHONPATH": str(ROOT)}
-    out = subprocess.run([sys.executable, "-m", "dpbert.data.offline", "--configfile", str(path)], env=env,
+    out = subprocess.run([sys.executable, "-m", "dpbert.run.offline", "--configfile", str(path)], env=env,
                          capture_output=True, text=True, timeout=300, check=False)
     assert out.returncode == 1, out.stderr[-2000:]
     lines = out.stdout.splitlines()
@@ -207,7 +207,7 @@ def test_fetch_downloads_only_what_is_missing(monkeypatch):
     import datasets
     import huggingface_hub
 
-    from dpbert.data import offline
+    from dpbert.run import offline
 
     calls = []
     monkeypatch.setattr(huggingface_hub, "snapshot_download", lambda repo, **kw: calls.append(("model", repo, kw)))

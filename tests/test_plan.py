@@ -6,14 +6,8 @@ from snakemake.utils import validate
 
 from dpbert.data.tasks import TASKS, get_task
 from dpbert.methods.registry import build_method
-from dpbert.tools.plan import (
-    Job,
-    critical_path,
-    makespan,
-    method_passes,
-    plan_jobs,
-    split_sizes,
-)
+from dpbert.run.costs import Job, method_passes, plan_jobs, split_sizes
+from dpbert.tools.plan import critical_path, makespan
 from tests.conftest import ROOT
 
 

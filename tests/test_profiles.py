@@ -13,10 +13,10 @@ import yaml
 from snakemake.utils import validate
 
 from dpbert.run.config_check import ConfigError, check_schema
+from dpbert.run.costs import plan_jobs
 from dpbert.run.job_resources import job_resources
 from dpbert.run.jobs import jobs
 from dpbert.run.profiles import config_dir, figures_dir, resolve_config, results_dir
-from dpbert.tools.plan import plan_jobs
 from tests.conftest import ROOT
 
 CDIR = config_dir(ROOT)

@@ -90,7 +90,7 @@ def prepared(tmp_path_factory):
     BERT-base test and the stage-1 model of DeeBERT and DPBERT."""
     import logging
 
-    from dpbert.data.prepare import prepare_task
+    from dpbert.run.prepare import prepare_task
 
     root = tmp_path_factory.mktemp("resume")
     data = root / "SST-2.pt"

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import os
 import socket
+from collections.abc import Iterator
+from contextlib import contextmanager
 from urllib.parse import urlparse
 
 
@@ -49,3 +51,18 @@ def require_hub(what: str, alternative: str) -> None:
             f"be reached from this machine (no network, or HF_HUB_OFFLINE is set). Either run on a "
             f"machine with hub access, pre-download it into the Hugging Face cache, or {alternative}."
         )
+
+
+@contextmanager
+def datasets_offline(enabled: bool = True) -> Iterator[None]:
+    """datasets in offline mode for the block: ``load_dataset`` serves the newest cached copy without
+    contacting the hub. datasets reads HF_HUB_OFFLINE once at import, into ``datasets.config``; this
+    sets that flag for the block, for a hub found unreachable after the import."""
+    import datasets.config
+
+    old = datasets.config.HF_HUB_OFFLINE
+    datasets.config.HF_HUB_OFFLINE = old or enabled
+    try:
+        yield
+    finally:
+        datasets.config.HF_HUB_OFFLINE = old

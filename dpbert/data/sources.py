@@ -209,7 +209,7 @@ def _hub_offline_message(spec: TaskSpec, why: str) -> str:
         f"Could not load GLUE {spec.name} from the Hugging Face hub "
         f"(datasets.load_dataset('glue', {spec.hub_name!r})): the hub could not be reached "
         f"or the dataset is not cached ({why}). Fix: fill the cache on a machine with hub "
-        f"access and the same HF_HOME (python -m dpbert.data.offline --configfile <config> --fetch), "
+        f"access and the same HF_HOME (python -m dpbert.run.offline --configfile <config> --fetch), "
         f"or use data.source: glue_tsv with data.data_dir pointing at a local GLUE folder, or "
         f"data.source: synthetic."
     )
@@ -227,7 +227,7 @@ def load_glue_hub(task: str, *, with_test: bool = False) -> dict[str, list[Examp
     try:
         import datasets  # local import: heavy, and only this source needs it
 
-        from dpbert.data.offline import datasets_offline
+        from dpbert.data.hub import datasets_offline
 
         with datasets_offline(offline):
             ds: Any = datasets.load_dataset("glue", spec.hub_name)

@@ -20,6 +20,7 @@ from dpbert.methods.interface import (
     FORWARD_SHARE,
     Method,
     MethodParams,
+    Pinned,
     Prediction,
     TrainContext,
     register,
@@ -272,6 +273,17 @@ class _DPBertBase(Method):
             for j in members:
                 out[j] = Prediction(logits, list(executed))
         return out  # type: ignore[return-value]
+
+    def pinned(self, classifier, k: int) -> Pinned:
+        """Planners fixed to p = sigmoid(+-20): k evenly spaced layers run (k = N/2: layers 0, 2, 4, ...)."""
+        n, h = classifier.config.num_hidden_layers, classifier.config.hidden_size
+        keep = {round(j * n / k) for j in range(k)}
+        planners = Planners(n, h, state=self.params.state)
+        for i, gate in enumerate(planners.gates):
+            nn.init.zeros_(gate.weight)
+            nn.init.constant_(gate.bias, 20.0 if i in keep else -20.0)
+        label = "alternate layers" if 2 * k == n else f"{k} evenly spaced layers"
+        return Pinned(MethodModel(classifier, planners).eval(), 0.5, label)
 
     @torch.inference_mode()
     def planner_probs(self, model: MethodModel, example: dict[str, Tensor], threshold: float = 0.5) -> list[float]:

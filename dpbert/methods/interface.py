@@ -57,6 +57,16 @@ class Prediction:
 
 
 @dataclass
+class Pinned:
+    """A model of a method whose decisions run the same ``k`` layers on every input, at ``knob``
+    (``Method.pinned``): what the speed-up bench times to ask whether k of N layers cost k/N."""
+
+    model: Any  # a MethodModel
+    knob: float
+    label: str  # how the bench names the case, e.g. "exit at 6"
+
+
+@dataclass
 class MethodParams:
     """Base of every method's parameters (its config entry); unknown keys are an error."""
 
@@ -138,6 +148,13 @@ class Method(ABC):
             raise ValueError(f"method '{self.name}': refinable_tasks must be all, classification or regression, "
                              f"not '{self.refinable_tasks}'")
         return (self.refinable_tasks == "regression") == self.task.is_regression
+
+    def pinned(self, classifier, k: int) -> Pinned | None:
+        """A model over ``classifier`` (a Hugging Face BERT classifier, random weights are fine) whose
+        decisions execute exactly ``k`` layers for every input, and the knob that does it; None for a
+        method that decides nothing per input. For the speed-up bench (dpbert.tools.speedup_bench),
+        never for training or the tables."""
+        return None
 
     def reference_layers(self, model) -> int:
         """N for the layer speed-up N / mean executed layers (the BERT-base depth)."""

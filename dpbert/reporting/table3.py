@@ -132,9 +132,9 @@ def table3_markdown(cases: pd.DataFrame, meta: Mapping[str, Any], notes: Iterabl
 
 def write_table3(*, selected_path: str, pred_paths: Mapping[str, str], data_paths: Mapping[str, str], k: int,
                  meta: Mapping[str, Any], out_csv: str, out_md: str) -> pd.DataFrame:
-    from dpbert.data.prepare import load_prepared
     from dpbert.reporting.records import read_predictions
     from dpbert.reporting.selection import at_point, selected_point
+    from dpbert.run.prepare import load_prepared
     from dpbert.run.runtime import atomic_write_df, atomic_write_text
 
     selected = read_csv(selected_path)

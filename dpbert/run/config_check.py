@@ -307,13 +307,13 @@ def check_config(config: dict[str, Any]) -> dict[str, type]:
                 check_glue_folder(task, data["data_dir"])
             except DataError as exc:
                 raise ConfigError(str(exc)) from None
-    from dpbert.data import offline
+    from dpbert.run import offline
 
     needs = offline.hub_needs(config, params)
     if needs:
         from dpbert.data.hub import hub_reachable
 
-        if not hub_reachable():  # offline: proceed only if the local cache holds everything (dpbert.data.offline)
+        if not hub_reachable():  # offline: proceed only if the local cache holds everything (dpbert.run.offline)
             missing = offline.missing_from_cache(needs)
             if missing:
                 raise ConfigError(offline.offline_message(

@@ -17,7 +17,6 @@ from typing import Any
 import pandas as pd
 import torch
 
-from dpbert.data.prepare import load_prepared
 from dpbert.data.tasks import get_task
 from dpbert.methods.interface import Method, TrainContext
 from dpbert.methods.registry import build_method
@@ -25,6 +24,7 @@ from dpbert.model import checkpoint as checkpoints
 from dpbert.model.sources import ModelSource
 from dpbert.model.training import seed_everything, set_rescue_dir
 from dpbert.run.latency import describe_device, resolve_device, timing_lock
+from dpbert.run.prepare import load_prepared
 from dpbert.run.runtime import (
     atomic_dir,
     atomic_write_df,

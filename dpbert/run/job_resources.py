@@ -18,7 +18,7 @@ import math
 from pathlib import Path
 from typing import Any
 
-from dpbert.tools.plan import plan_jobs, split_sizes
+from dpbert.run.costs import plan_jobs, split_sizes
 
 PROCESS_MB = {"cpu": 1000, "cuda": 3000}  # python + torch + transformers; CUDA's libraries and context on the host
 BYTES_PER_TOKEN = 44  # a token id (28 B int + 8 B list slot) and its token type (8 B slot; 0/1 are shared)

@@ -22,7 +22,7 @@ from pathlib import Path
 import torch
 
 from dpbert.data.tasks import get_task
-from dpbert.methods.registry import get_method
+from dpbert.methods.registry import get_method, registered
 from dpbert.model.method_model import MethodModel
 from dpbert.run.latency import (
     describe_device,
@@ -33,89 +33,8 @@ from dpbert.run.latency import (
 from dpbert.tools.benchmodels import random_classifier, random_examples
 
 TASK = get_task("SST-2")
-
-
-def _dpbert_alternating(clf) -> tuple[MethodModel, object, float]:
-    from dpbert.methods.dpbert import Planners
-
-    n, h = clf.config.num_hidden_layers, clf.config.hidden_size
-    planners = Planners(n, h)
-    for i, gate in enumerate(planners.gates):  # run layers 0, 2, 4, ...: p = sigmoid(+-20)
-        torch.nn.init.zeros_(gate.weight)
-        torch.nn.init.constant_(gate.bias, 20.0 if i % 2 == 0 else -20.0)
-    return MethodModel(clf, planners).eval(), get_method("dpbert")(None, TASK), 0.5
-
-
-def _deebert_exit_at(clf, k: int) -> tuple[MethodModel, object, float]:
-    from baselines._early_exit import ExitModules, new_ramps
-
-    ramps = new_ramps(clf)
-    for i, lin in enumerate(ramps.classifiers):  # uniform (entropy ln 2) everywhere but layer k
-        torch.nn.init.zeros_(lin.weight)
-        with torch.no_grad():
-            lin.bias.copy_(torch.tensor([20.0, -20.0]) if i == k - 1 else torch.zeros(2))
-    return MethodModel(clf, ExitModules(ramps)).eval(), get_method("deebert")(None, TASK), 0.3
-
-
-def _pabee_patience(clf, k: int) -> tuple[MethodModel, object, float]:
-    from baselines._early_exit import ExitModules, new_ramps
-
-    ramps = new_ramps(clf, own_poolers=False)
-    for lin in ramps.classifiers:  # constant prediction: the patience counter grows every layer
-        torch.nn.init.zeros_(lin.weight)
-        with torch.no_grad():
-            lin.bias.copy_(torch.tensor([1.0, 0.0]))
-    return MethodModel(clf, ExitModules(ramps)).eval(), get_method("pabee")(None, TASK), float(k - 1)
-
-
-def _berxit_exit_at(clf, k: int) -> tuple[MethodModel, object, float]:
-    """Off-ramp k's pooler gives -1 everywhere, the others +1; the shared LTE unit reads that as error
-    ~0 at layer k and ~1 elsewhere, so threshold 0.5 exits at layer k."""
-    from baselines._early_exit import ExitModules, new_ramps
-    from baselines.berxit import LTE
-
-    h = clf.config.hidden_size
-    ramps = new_ramps(clf)
-    lte = LTE(h)
-    with torch.no_grad():
-        for i, pooler in enumerate(ramps.poolers):
-            pooler.dense.weight.zero_()
-            pooler.dense.bias.fill_(-20.0 if i == k - 1 else 20.0)
-        lte.fc.weight.fill_(20.0 / h)
-        lte.fc.bias.zero_()
-    return MethodModel(clf, ExitModules(ramps, lte=lte)).eval(), get_method("berxit")(None, TASK), 0.5
-
-
-def _dact_halt_at(clf, k: int) -> tuple[MethodModel, object, float]:
-    """Every exit certain of one class (a = [1, 0]) and a constant continue-probability h, so p_n = h^n;
-    h is chosen so that (1 - p_n)^(N - n) > p_n (N - n), the halting rule, first holds at n = k."""
-    from baselines._early_exit import ExitModules, new_ramps
-    from baselines.dact_bert import HaltingGate
-
-    n_layers, hidden = clf.config.num_hidden_layers, clf.config.hidden_size
-
-    def halts(h: float, n: int) -> bool:
-        return (1 - h ** n) ** (n_layers - n) - h ** n * (n_layers - n) > 0
-
-    lo, hi = 0.0, 1.0  # halts(h, k) holds for small h; find the h where it stops holding, and step below it
-    for _ in range(60):
-        mid = (lo + hi) / 2
-        lo, hi = (mid, hi) if halts(mid, k) else (lo, mid)
-    h = lo * (1 - 1e-6)
-    assert halts(h, k) and not halts(h, k - 1), h
-    ramps = new_ramps(clf)
-    gate = HaltingGate(hidden)
-    with torch.no_grad():
-        for lin in [*ramps.classifiers, clf.classifier]:
-            lin.weight.zero_()
-            lin.bias.copy_(torch.tensor([30.0, -30.0]))
-        gate.gate.weight.zero_()
-        gate.gate.bias.fill_(float(torch.logit(torch.tensor(1 - h, dtype=torch.float64))))
-    return MethodModel(clf, ExitModules(ramps, halting=gate)).eval(), get_method("dact_bert")(None, TASK), 0.0
-
-
-def _truncated(clf, k: int) -> tuple[MethodModel, object, float]:
-    return MethodModel(clf).eval(), get_method("bert_truncated")(None, TASK), float(k)
+CASE_ORDER = ("bert_truncated", "dpbert", "deebert", "pabee", "berxit", "dact_bert")
+"""The methods timed, in this order; any other registered method that pins itself follows."""
 
 
 def run(shape: str, device: str, n_examples: int, repeats: int, warmup: int) -> list[dict]:
@@ -130,28 +49,24 @@ def run(shape: str, device: str, n_examples: int, repeats: int, warmup: int) -> 
         out = engine_model.engine.run(ex["input_ids"], ex["attention_mask"], ex["token_type_ids"])
         return engine_model.final_head(out.hidden)
 
-    cases = {
-        "engine, all layers": (lambda: (None, None, None), engine_forward, n),
-        "BERT-kL (first 6)": (lambda: _truncated(clf, half), None, half),
-        "DPBERT (alternate layers)": (lambda: _dpbert_alternating(clf), None, half),
-        "DeeBERT (exit at 6)": (lambda: _deebert_exit_at(clf, half), None, half),
-        "PABEE (patience 5)": (lambda: _pabee_patience(clf, half), None, half),
-        "BERxiT (exit at 6)": (lambda: _berxit_exit_at(clf, half), None, half),
-        "DACT-BERT (halts at 6)": (lambda: _dact_halt_at(clf, half), None, half),
-    }
-    forwards = [lambda ex: clf(**ex).logits]
-    for name, (build, forward, expected_layers) in cases.items():
-        model, method, knob = build()
-        if forward is None:
-            model = model.to(device)
-            executed = {len(method.predict_one(model, ex, knob).executed) for ex in examples}
-            assert executed == {expected_layers}, (name, executed)
-            forward = (lambda m, mt, k: (lambda ex: mt.predict_one(m, ex, k)))(model, method, knob)
-        forwards.append(forward)
+    cases = {"engine, all layers": (engine_forward, n)}
+    names = list(CASE_ORDER) + sorted(set(registered()) - set(CASE_ORDER))
+    for name in names:  # every method that can pin its decisions to k layers (Method.pinned)
+        method = get_method(name)(None, TASK)
+        pinned = method.pinned(clf, half)
+        if pinned is None:
+            continue
+        model = pinned.model.to(device)
+        executed = {len(method.predict_one(model, ex, pinned.knob).executed) for ex in examples}
+        if executed != {half}:
+            raise AssertionError(f"{name} pinned to {half} layers executed {sorted(executed)}")
+        forward = (lambda m, mt, k: (lambda ex: mt.predict_one(m, ex, k)))(model, method, pinned.knob)
+        cases[f"{method.display_name} ({pinned.label})"] = (forward, half)
+    forwards = [lambda ex: clf(**ex).logits] + [f for f, _ in cases.values()]
     hf, *lats = measure_interleaved(forwards, examples, warmup=warmup, repeats=repeats, device=device)
     engine = lats[0]  # the harness's reference (latency.reference: engine)
     rows = []
-    for (name, (_b, _f, expected_layers)), lat in zip(cases.items(), lats):
+    for (name, (_f, expected_layers)), lat in zip(cases.items(), lats):
         lat_speedup, speedup_spread = paired_speedup(hf, lat)
         over_engine, _ = paired_speedup(engine, lat)
         layer_speedup = n / expected_layers

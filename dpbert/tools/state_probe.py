@@ -47,9 +47,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("data", help="the prepared task file (…/data/<task>.pt)")
     parser.add_argument("--examples", type=int, default=100)
     args = parser.parse_args(argv)
-    from dpbert.data.prepare import load_prepared
     from dpbert.data.tasks import get_task
     from dpbert.methods.bert_base import BertBase
+    from dpbert.run.prepare import load_prepared
 
     prepared = load_prepared(args.data)
     spec = get_task(prepared.task)

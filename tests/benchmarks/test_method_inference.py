@@ -4,6 +4,7 @@ cost of one layer vs one planner / one exit head alone. Compare medians within o
 import pytest
 import torch
 
+from dpbert.methods.registry import get_method
 from dpbert.model.engine import cls_state
 from dpbert.tools import speedup_bench as sb
 from dpbert.tools.benchmodels import random_classifier, random_examples
@@ -21,13 +22,13 @@ def _loop(forward, examples):
             forward(ex)
 
 
-@pytest.mark.parametrize("case", ["truncated", "dpbert", "deebert", "pabee", "berxit", "dact_bert"])
+@pytest.mark.parametrize("case", sb.CASE_ORDER)
 @pytest.mark.benchmark(group="method-6-of-12")
 def test_method_half_depth(benchmark, bert_base, case):
     clf, examples = bert_base
-    build = {"truncated": sb._truncated, "pabee": sb._pabee_patience, "deebert": sb._deebert_exit_at,
-             "berxit": sb._berxit_exit_at, "dact_bert": sb._dact_halt_at}
-    model, method, knob = sb._dpbert_alternating(clf) if case == "dpbert" else build[case](clf, 6)
+    method = get_method(case)(None, sb.TASK)
+    pinned = method.pinned(clf, 6)
+    model, knob = pinned.model, pinned.knob
     assert {len(method.predict_one(model, ex, knob).executed) for ex in examples} == {6}
     benchmark(_loop, lambda ex: method.predict_one(model, ex, knob), examples)
 
@@ -58,7 +59,7 @@ def _deebert_decision(clf):
     """DeeBERT's decision at off-ramp 1 as inference runs it (infer_exit, entropy on host floats)."""
     from baselines._early_exit import host_entropy, host_values, infer_exit
 
-    model = sb._deebert_exit_at(clf, 6)[0]
+    model = get_method("deebert")(None, sb.TASK).pinned(clf, 6).model
     return lambda h: host_entropy(host_values(infer_exit(model, 0, h)[1])) < 0.3
 
 

@@ -8,7 +8,7 @@ from dpbert.run.warm import run_job_warm  # noqa: E402
 
 run_job_warm(snakemake.params.warm_worker)  # noqa: F821  (returns in the process that runs the job)
 
-from dpbert.data.prepare import prepare_task  # noqa: E402
+from dpbert.run.prepare import prepare_task  # noqa: E402
 from dpbert.run.runtime import setup  # noqa: E402
 
 log = setup(snakemake.log[0], threads=1)  # noqa: F821

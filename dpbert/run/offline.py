@@ -12,7 +12,7 @@ GLUE in the datasets cache (``$HF_HOME/datasets/glue/<config>/0.0.0/<hash>/``, w
 ``datasets.load_dataset("glue", config)``; offline, datasets serves ``load_dataset("glue", config)``
 from there). Fill both once on a machine with hub access and the same HF_HOME:
 
-    python -m dpbert.data.offline --configfile workflow/config/paper.yaml --fetch
+    python -m dpbert.run.offline --configfile workflow/config/paper.yaml --fetch
 """
 
 from __future__ import annotations
@@ -20,8 +20,6 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -100,24 +98,11 @@ def model_problem(repo_id: str) -> str | None:
     return f"cached in {constants.HF_HUB_CACHE} without " + ", ".join(missing) if missing else None
 
 
-@contextmanager
-def datasets_offline(enabled: bool = True) -> Iterator[None]:
-    """datasets in offline mode for the block: ``load_dataset`` serves the newest cached copy without
-    contacting the hub. datasets reads HF_HUB_OFFLINE once at import, into ``datasets.config``; this
-    sets that flag for the block, for a hub found unreachable after the import."""
-    import datasets.config
-
-    old = datasets.config.HF_HUB_OFFLINE
-    datasets.config.HF_HUB_OFFLINE = old or enabled
-    try:
-        yield
-    finally:
-        datasets.config.HF_HUB_OFFLINE = old
-
-
 def glue_problem(name: str, splits: tuple[str, ...] = ()) -> str | None:
     """None when datasets, offline, loads glue/``name`` from its cache with every split in ``splits``."""
     import datasets
+
+    from dpbert.data.hub import datasets_offline
 
     try:
         with datasets_offline():
@@ -152,7 +137,7 @@ def offline_message(missing: list[tuple[Need, str]], profile: str, alternative: 
     return (
         f"{offline_reason()[0].upper()}{offline_reason()[1:]}, and profile '{profile}' needs what the local "
         f"Hugging Face cache does not hold: {items}. Fix: fill the cache once on a machine with hub access, "
-        f"with the same HF_HOME (python -m dpbert.data.offline --configfile <this profile's config> --fetch), or "
+        f"with the same HF_HOME (python -m dpbert.run.offline --configfile <this profile's config> --fetch), or "
         f"run where the hub is reachable (HF_HUB_OFFLINE unset), or {alternative}."
     )
 
@@ -182,7 +167,7 @@ def main(argv: list[str] | None = None) -> int:
     import yaml
 
     parser = argparse.ArgumentParser(
-        prog="python -m dpbert.data.offline",
+        prog="python -m dpbert.run.offline",
         description="Say whether the local Hugging Face cache holds what a profile downloads; --fetch fills it.")
     parser.add_argument("--configfile", required=True, help="a profile, e.g. workflow/config/paper.yaml")
     parser.add_argument("--fetch", action="store_true", help="download what is missing (needs the hub)")
