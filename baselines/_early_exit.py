@@ -24,7 +24,12 @@ import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
 
-from dpbert.methods.interface import Method, MethodParams, Prediction, TrainContext
+from dpbert.methods.interface import (
+    FinetuneParams,
+    Method,
+    Prediction,
+    TrainContext,
+)
 from dpbert.model.engine import check_state_kind, cls_state, token_state
 from dpbert.model.method_model import MethodModel, load_method_model
 from dpbert.model.sources import build_start, load_classifier
@@ -36,12 +41,9 @@ ExitSignal = Callable[[int, Tensor], "tuple[Tensor | list[float], float | None]"
 
 
 @dataclass
-class ExitParams(MethodParams):
+class ExitParams(FinetuneParams):
     """What every early-exit method's config entry shares (its own knob grid comes on top)."""
 
-    epochs: float | None = None  # None: training.finetune.epochs
-    lr: float | None = None  # None: training.finetune.lr
-    batch_size: int | None = None  # None: training.finetune.batch_size
     # lr of the modules the method adds (off-ramps, LTE unit, halting gate); None: lr (the papers').
     # Ours, for short budgets: a freshly initialised head trained at a fine-tuning lr for a few dozen
     # steps barely leaves its initialisation (Adam moves a weight by about lr per step).

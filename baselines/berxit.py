@@ -30,7 +30,7 @@ from baselines._early_exit import (
 )
 from dpbert.methods.interface import Pinned, TrainContext, register
 from dpbert.model.method_model import MethodModel, save_method_model
-from dpbert.model.training import TrainSettings, task_loss, train_loop
+from dpbert.model.training import task_loss, train_loop
 
 
 class LTE(nn.Module):
@@ -99,7 +99,7 @@ class Berxit(ExitCriterion):
         classifier, tokenizer = self.starting_model(ctx)
         extra = ExitModules(self.new_ramps(classifier), lte=LTE(classifier.config.hidden_size))
         model = MethodModel(classifier, extra).to(ctx.device)
-        settings = TrainSettings.from_dict(ctx.settings["finetune"], epochs=p.epochs, lr=p.lr, batch_size=p.batch_size)
+        settings = p.settings(ctx)
         losses = train_loop(
             self.param_groups(model, settings.lr), lambda batch, step: self.loss(model, batch, step), ctx.train,
             settings,

@@ -47,7 +47,7 @@ from baselines._early_exit import (
 from dpbert.methods.interface import Pinned, TrainContext, register
 from dpbert.model.engine import check_state_kind, token_state
 from dpbert.model.method_model import MethodModel, save_method_model
-from dpbert.model.training import TrainSettings, task_loss, train_loop
+from dpbert.model.training import task_loss, train_loop
 
 PROB_FLOOR = 1e-12  # log(a_n) of a class with zero accumulated probability
 
@@ -155,7 +155,7 @@ class DactBert(ExitCriterion):
             extra = ExitModules(self.new_ramps(classifier),
                                 halting=HaltingGate(classifier.config.hidden_size, p.gate_init_bias, p.state))
             model = MethodModel(classifier, extra).to(ctx.device)
-            settings = TrainSettings.from_dict(ctx.settings["finetune"], epochs=p.epochs, lr=p.lr, batch_size=p.batch_size)
+            settings = p.settings(ctx)
             losses = train_loop(
                 self.param_groups(model, settings.lr), lambda batch, _s, tau=tau: self.loss(model, batch, tau),
                 ctx.train, settings,

@@ -29,7 +29,7 @@ from baselines._early_exit import (
 from dpbert.methods.interface import FORWARD_SHARE, Pinned, TrainContext, register
 from dpbert.model.method_model import MethodModel, save_method_model
 from dpbert.model.sources import load_classifier
-from dpbert.model.training import TrainSettings, task_loss, train_loop
+from dpbert.model.training import task_loss, train_loop
 
 # The official scripts' entropy sweep. S = 0 never exits (entropy >= 0): it is the no-exit point;
 # the official code's *default* (-1) never exits either, which is why the grid, not one value, is swept.
@@ -69,8 +69,7 @@ class DeeBert(ExitCriterion):
             ramp_logits = exits.logits[:-1]  # layers 1..N-1; the last exit is the frozen final head
             return sum(task_loss(lg, batch["labels"], False) for lg in ramp_logits)
 
-        settings = TrainSettings.from_dict(ctx.settings["finetune"], epochs=p.epochs, lr=p.head_lr or p.lr,
-                                           batch_size=p.batch_size)
+        settings = p.settings(ctx, lr=p.head_lr or p.lr)
         try:
             # As the official run_glue (model.train()): dropout stays on in the frozen backbone too.
             return train_loop(

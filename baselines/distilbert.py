@@ -25,11 +25,10 @@ import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
 
-from dpbert.methods.bert_base import finetune_settings
 from dpbert.methods.interface import (
     FORWARD_SHARE,
+    FinetuneParams,
     Method,
-    MethodParams,
     Prediction,
     TrainContext,
     register,
@@ -54,16 +53,13 @@ HUB_FOLDER = "distilbert"
 
 
 @dataclass
-class DistilBertParams(MethodParams):
+class DistilBertParams(FinetuneParams):
     student: str = "auto"  # auto | from_teacher | hub (auto: hub when model.source is hub)
     temperature: float = 2.0  # T of the soft targets (from_teacher)
     alpha: float = 0.5  # weight of the distillation term; 1 - alpha on the hard-label task loss
     teacher_layers: list[int] | None = None  # None: every other teacher layer, 0, 2, 4, ... (from_teacher)
     hub_name: str = "distilbert-base-uncased"  # checkpoint for student: hub
     reference_depth: int | None = None  # N of the layer speed-up; None: the teacher's depth (12 if unknown)
-    epochs: float | None = None  # None: training.finetune.epochs
-    lr: float | None = None  # None: training.finetune.lr
-    batch_size: int | None = None  # None: training.finetune.batch_size
 
 
 def every_other(n_teacher: int) -> list[int]:
@@ -171,7 +167,7 @@ class DistilBert(Method):
         teacher.to(ctx.device).eval().requires_grad_(False)
         layers = list(p.teacher_layers) if p.teacher_layers is not None else every_other(teacher.config.num_hidden_layers)
         model = MethodModel(init_student(teacher, layers)).to(ctx.device)
-        settings = finetune_settings(ctx, epochs=p.epochs, lr=p.lr, batch_size=p.batch_size)
+        settings = p.settings(ctx)
 
         def loss_fn(batch: dict[str, Tensor], _step: int) -> Tensor:
             ids, mask, types = batch["input_ids"], batch["attention_mask"], batch["token_type_ids"]
@@ -210,7 +206,7 @@ class DistilBert(Method):
         torch.manual_seed(ctx.seed)  # the new classification head
         hf = DistilBertForSequenceClassification.from_pretrained(p.hub_name, num_labels=self.task.num_labels, **local)
         model = HubStudent(hf, self._teacher_depth(ctx)).to(ctx.device)
-        settings = finetune_settings(ctx, epochs=p.epochs, lr=p.lr, batch_size=p.batch_size)
+        settings = p.settings(ctx)
 
         def loss_fn(batch: dict[str, Tensor], _step: int) -> Tensor:  # no token types in DistilBERT
             logits = model.hf(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits

@@ -16,10 +16,9 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
-from dpbert.methods.bert_base import finetune_settings
 from dpbert.methods.interface import (
+    FinetuneParams,
     Method,
-    MethodParams,
     Prediction,
     TrainContext,
     register,
@@ -46,12 +45,9 @@ def draw_kept(n: int, p: float, generator: torch.Generator) -> list[bool]:
 
 
 @dataclass
-class LayerDropParams(MethodParams):
+class LayerDropParams(FinetuneParams):
     p: float = 0.2  # drop probability per layer and step (paper: 0.2; 0.5 for aggressive pruning)
     kept_layers: list[int] = field(default_factory=lambda: [6])  # k of N kept at inference (paper: 6 of 12)
-    epochs: float | None = None  # None: training.finetune.epochs
-    lr: float | None = None  # None: training.finetune.lr
-    batch_size: int | None = None  # None: training.finetune.batch_size
 
 
 @register
@@ -76,7 +72,7 @@ class LayerDrop(Method):
         tokenizer = load_tokenizer(ctx.model_source)
         classifier = build_classifier(ctx.model_source, self.task.num_labels, len(tokenizer), ctx.seed)
         model = MethodModel(classifier).to(ctx.device)
-        settings = finetune_settings(ctx, epochs=p.epochs, lr=p.lr, batch_size=p.batch_size)
+        settings = p.settings(ctx)
         drops = torch.Generator().manual_seed(ctx.seed + 7919)  # separate stream: global RNG untouched
         dropped: list[int] = []
 

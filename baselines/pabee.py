@@ -29,7 +29,7 @@ from baselines._early_exit import (
 )
 from dpbert.methods.interface import Pinned, TrainContext, register
 from dpbert.model.method_model import MethodModel, save_method_model
-from dpbert.model.training import TrainSettings, task_loss, train_loop
+from dpbert.model.training import task_loss, train_loop
 
 
 def weighted_loss(logits: list[Tensor], labels: Tensor, is_regression: bool) -> Tensor:
@@ -65,7 +65,7 @@ class Pabee(ExitCriterion):
         p = self.params
         classifier, tokenizer = self.starting_model(ctx)
         model = MethodModel(classifier, ExitModules(self.new_ramps(classifier, own_poolers=False))).to(ctx.device)
-        settings = TrainSettings.from_dict(ctx.settings["finetune"], epochs=p.epochs, lr=p.lr, batch_size=p.batch_size)
+        settings = p.settings(ctx)
 
         def loss_fn(batch: dict[str, Tensor], _step: int) -> Tensor:
             return weighted_loss(all_exits(model, batch).logits, batch["labels"], self.task.is_regression)

@@ -9,26 +9,20 @@ import torch
 from torch import Tensor
 
 from dpbert.methods.interface import (
+    FinetuneParams,
     Method,
-    MethodParams,
     Prediction,
     TrainContext,
     register,
 )
 from dpbert.model.method_model import MethodModel, load_method_model, save_method_model
 from dpbert.model.sources import build_start
-from dpbert.model.training import TrainSettings, task_loss, train_loop
+from dpbert.model.training import task_loss, train_loop
 
 
 @dataclass
-class BertParams(MethodParams):
-    epochs: float | None = None  # None: training.finetune.epochs
-    lr: float | None = None
-    batch_size: int | None = None
-
-
-def finetune_settings(ctx: TrainContext, **overrides) -> TrainSettings:
-    return TrainSettings.from_dict(ctx.settings["finetune"], **overrides)
+class BertParams(FinetuneParams):
+    """Stage 1: epochs / lr / batch_size, each None for the profile's ``training.finetune``."""
 
 
 @register
@@ -47,7 +41,7 @@ class BertBase(Method):
     def train(self, ctx: TrainContext) -> None:
         classifier, tokenizer = build_start(ctx.model_source, self.task.num_labels, ctx.seed)
         model = MethodModel(classifier).to(ctx.device)
-        settings = finetune_settings(ctx, epochs=self.params.epochs, lr=self.params.lr, batch_size=self.params.batch_size)
+        settings = self.params.settings(ctx)
 
         def loss_fn(batch: dict[str, Tensor], _step: int) -> Tensor:
             out = model.engine.run(batch["input_ids"], batch["attention_mask"], batch["token_type_ids"])

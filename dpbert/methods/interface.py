@@ -23,6 +23,7 @@ from torch import Tensor
 
 from dpbert.data.encoding import EncodedSplit
 from dpbert.data.tasks import TaskSpec
+from dpbert.model.training import TrainSettings
 
 _REGISTRY: dict[str, type[Method]] = {}
 
@@ -69,6 +70,21 @@ class Pinned:
 @dataclass
 class MethodParams:
     """Base of every method's parameters (its config entry); unknown keys are an error."""
+
+
+@dataclass
+class FinetuneParams(MethodParams):
+    """Base of the parameters of a method that fine-tunes a backbone: each None takes the profile's
+    ``training.finetune`` value (BERT-base, LayerDrop, DistilBERT, every early-exit method)."""
+
+    epochs: float | None = None  # None: training.finetune.epochs
+    lr: float | None = None  # None: training.finetune.lr
+    batch_size: int | None = None  # None: training.finetune.batch_size
+
+    def settings(self, ctx: TrainContext, **overrides: Any) -> TrainSettings:
+        """``training.finetune`` with this method's epochs / lr / batch_size (then ``overrides``) on top."""
+        values = {"epochs": self.epochs, "lr": self.lr, "batch_size": self.batch_size, **overrides}
+        return TrainSettings.from_dict(ctx.settings["finetune"], **values)
 
 
 class Method(ABC):

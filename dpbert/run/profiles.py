@@ -89,6 +89,23 @@ def _update(base: dict[str, Any], over: Mapping[str, Any]) -> dict[str, Any]:
     return base
 
 
+def _refuse_unknown_keys(given: Mapping[str, Any], cdir: Path) -> None:
+    """A top-level key the config schema does not know, named with its closest known key."""
+    import difflib
+
+    import yaml
+
+    schema_path = cdir.parent / "schemas" / "config.schema.yaml"
+    if not schema_path.is_file():
+        return
+    known = sorted({*yaml.safe_load(schema_path.read_text()).get("properties", {}), "base"})
+    unknown = sorted(k for k in given if k not in known)
+    if unknown:
+        close = difflib.get_close_matches(unknown[0], known, n=1)
+        raise ConfigError(f"config key {unknown[0]} is unknown" + (f": did you mean '{close[0]}'?" if close else ".")
+                          + f" The keys at the top level are: {', '.join(known)}.")
+
+
 def resolve_config(configfiles: Iterable[str | Path], cdir: str | Path,
                    overrides: Mapping[str, Any] | None = None) -> dict[str, Any]:
     """The config of a run: the demo without configfiles, a complete file as it is, a partial one over its base."""
@@ -118,6 +135,7 @@ def resolve_config(configfiles: Iterable[str | Path], cdir: str | Path,
                     "on purpose.")
             config = layer(_load(known[base]), {k: v for k, v in given.items() if k != "base"})
         else:
+            _refuse_unknown_keys(given, cdir)  # a misspelt key first: it is why a key is "missing"
             missing = [k for k in COMPLETE_KEYS if k not in given]
             if missing:
                 raise ConfigError(
