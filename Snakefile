@@ -57,7 +57,7 @@ rule all:
 
 # Jobs that only read records (tables, health, figures, reports) run on the submitting machine, never
 # as SLURM jobs on the GPU partition; only data preparation, training/timing and the GLUE test-set
-# predictions (which run the models) are submitted (tests/test_cluster.py checks the split).
+# predictions (which run the models) are submitted (tests/workflow/test_cluster.py checks the split).
 localrules:
     all,
     table1,

@@ -200,7 +200,7 @@ def make_params(cls: type[MethodParams], values: dict[str, Any], method: str) ->
 # shape, ``param_rules: ClassVar[dict[str, tuple[...]]] = {"beta": ("[0, inf)", "a weight")}``.
 # Beyond these, check_params refuses a value of the wrong type (from the field's annotation), an
 # empty list (a knob grid or the list of trained variants) and a float that is not finite.
-# The string choices repeat constants of the method modules (kept equal by tests/test_config_check.py).
+# The string choices repeat constants of the method modules (kept equal by tests/run/test_config_check.py).
 PARAM_RULES: dict[str, tuple[str | tuple[str, ...], str]] = {
     "epochs": ("(0, inf)", "passes over the training set"),
     "stage2_epochs": ("(0, inf)", "passes over the training set"),

@@ -10,7 +10,7 @@ steps, ``training.checkpoint``), the modules' weights, the optimizer and schedul
 losses so far and the position in the epoch's data order; when the stage ends it is replaced by the
 stage's final weights and RNG state only. A rerun replays the method's ``train`` from the start:
 finished stages load their final state instead of training, the interrupted one continues at the
-saved step, and the final weights are bit-identical to an uninterrupted run's (tests/test_resume.py).
+saved step, and the final weights are bit-identical to an uninterrupted run's (tests/model/test_checkpoint.py).
 
 ``<key>`` is a hash of everything that decides the weights: task, method, seed, the method's
 parameters, the ``training`` and ``model`` sections (but not ``training.checkpoint`` itself), the

@@ -15,7 +15,7 @@ import pytest
 from dpbert.run import glue_metric
 from dpbert.run import metrics as M
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 # config name -> (dpbert.run.metrics kind, {evaluate key: dpbert.run.metrics key}), as dpbert.data.tasks assigns them
 CONFIGS = {
     "cola": ("mcc", {"matthews_correlation": "mcc"}),

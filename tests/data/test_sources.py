@@ -17,7 +17,7 @@ from dpbert.data.examples import Example
 from dpbert.data.sources import DataError, load_glue_hub, load_glue_tsv, load_task
 from dpbert.data.tasks import TASKS, UnknownTaskError, get_task
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 
 
 # --------------------------------------------------------------------------- tasks

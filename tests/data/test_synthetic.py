@@ -24,7 +24,7 @@ from dpbert.data.synthetic import (
 )
 from dpbert.data.tasks import TASKS
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 ALL = list(TASKS)
 N_TRAIN, N_DEV = 600, 250
 

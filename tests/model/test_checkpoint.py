@@ -21,7 +21,7 @@ import pytest
 import torch
 import yaml
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 MICRO = yaml.safe_load((ROOT / "tests" / "config" / "micro.yaml").read_text())
 TASK = "SST-2"  # 64 training examples at batch size 16: 4 steps an epoch
 

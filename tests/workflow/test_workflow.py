@@ -12,7 +12,7 @@ import pandas as pd
 import pytest
 import yaml
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 MICRO = ROOT / "tests" / "config" / "micro.yaml"
 
 
@@ -159,7 +159,7 @@ def test_window_min_above_max_is_rejected(tmp_path):
 
 
 def test_paper_profile_offline_stops_at_once(tmp_path):
-    # an empty Hugging Face cache: tests/test_offline.py runs the same check with the model and GLUE cached
+    # an empty Hugging Face cache: tests/run/test_offline.py runs the same check with the model and GLUE cached
     result = snakemake(tmp_path, "-n", config=ROOT / "workflow" / "config" / "paper.yaml",
                        env={"HF_HUB_OFFLINE": "1", "HF_HOME": str(tmp_path / "hf")}, timeout=120)
     out = result.stdout + result.stderr

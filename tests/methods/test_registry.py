@@ -11,7 +11,7 @@ import pandas as pd
 import pytest
 import yaml
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 # The whole baseline a researcher writes (counted in the README): first two layers, then BERT's head.
 THROWAWAY = '''

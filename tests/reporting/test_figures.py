@@ -1,0 +1,93 @@
+"""Reporting layer: Table 2/3 helpers, reproduction report, Figures 3-4 (pure functions, no snakemake)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from dpbert.reporting.figures import (
+    METHOD_COLOURS,
+    figure3,
+    figure4,
+    layer_frequencies,
+    method_colour,
+)
+
+
+def _sweeps(methods=("bert", "dpbert", "dpbert_soft"), tasks=("RTE", "SST-2")):
+    rows = []
+    for task in tasks:
+        for seed in (1, 2):
+            if "bert" in methods:
+                rows.append({"task": task, "method": "bert", "display_name": "BERT-base", "seed": seed, "variant": "main",
+                                 "knob_name": "none", "knob": 0.0, "split": "dev", "score": 90.0 + seed, "layer_speedup": 1.0,
+                                 "latency_speedup": 1.0, "profile": "unit", "n_layers": 12})
+            for m, disp, base in (("dpbert", "DPBERT", 88.0), ("dpbert_soft", "DPBERT-soft", 84.0)):
+                if m not in methods:
+                    continue
+                for t, sp in ((0.25, 1.34), (0.35, 1.55), (0.45, 1.82)):
+                    off = 0.02 if m == "dpbert_soft" else 0.0
+                    rows.append({"task": task, "method": m, "display_name": disp, "seed": seed, "variant": f"t{t:g}",
+                                     "knob_name": "threshold", "knob": 0.5, "split": "dev", "score": base - 10 * t + seed,
+                                     "layer_speedup": sp + off, "latency_speedup": sp * 0.9 + off, "profile": "unit",
+                                     "n_layers": 12})
+    return pd.DataFrame(rows)
+
+
+def test_layer_frequencies_arithmetic():
+    preds = pd.DataFrame({"task": ["A", "A", "A", "A", "B"],
+                          "executed": ["1 2 3", "1 3", "", "2 3 4", "4"]})
+    f = layer_frequencies(preds, 4)
+    a = f[f["task"] == "A"].set_index("layer")["freq"]
+    assert a.tolist() == pytest.approx([0.5, 0.5, 0.75, 0.25])
+    b = f[f["task"] == "B"].set_index("layer")["freq"]
+    assert b.tolist() == pytest.approx([0, 0, 0, 1])
+    assert set(f.columns) >= {"task", "layer", "freq"}
+    with pytest.raises(ValueError):
+        layer_frequencies(pd.DataFrame({"task": ["A"], "executed": ["5"]}), 4)
+
+
+def _check_png_pdf(png, pdf):
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert png.stat().st_size > 10_000
+    assert pdf.read_bytes()[:5] == b"%PDF-"
+    assert pdf.stat().st_size > 1_000
+
+
+def test_figures_render(tmp_path):
+    sw = _sweeps(tasks=("SST-2", "QNLI", "RTE"))
+    dee = []
+    for seed in (1, 2):
+        for e, sp in ((0.1, 1.2), (0.3, 1.6), (0.5, 2.2)):
+            dee.append({"task": "SST-2", "method": "deebert", "display_name": "DeeBERT", "seed": seed, "variant": "main",
+                            "knob_name": "entropy", "knob": e, "split": "dev", "score": 89 - 5 * e, "layer_speedup": sp,
+                            "latency_speedup": sp * 0.9, "profile": "unit", "n_layers": 12})
+    sw = pd.concat([sw, pd.DataFrame(dee)], ignore_index=True)
+    figure3(sw, tasks=("SST-2", "QNLI"), window=(1.3, 1.96), speedup_col="layer_speedup",
+            out_png=tmp_path / "f3.png", out_pdf=tmp_path / "f3.pdf")
+    _check_png_pdf(tmp_path / "f3.png", tmp_path / "f3.pdf")
+    # none of the requested tasks present: falls back to the tasks in the records
+    figure3(sw, tasks=("MNLI",), window=(1.3, 1.96), speedup_col="latency_speedup",
+            out_png=tmp_path / "g3.png", out_pdf=tmp_path / "g3.pdf")
+    _check_png_pdf(tmp_path / "g3.png", tmp_path / "g3.pdf")
+
+    rng = np.random.default_rng(0)
+    rows = []
+    for task in ["CoLA", "MNLI", "SST-2", "QNLI", "MRPC", "QQP", "RTE", "STS-B"]:
+        for _ in range(30):
+            layers = sorted(rng.choice(np.arange(1, 13), size=int(rng.integers(4, 12)), replace=False))
+            rows.append({"task": task, "executed": " ".join(map(str, layers))})
+    freq = layer_frequencies(pd.DataFrame(rows), 12)
+    figure4(freq, tmp_path / "f4.png", tmp_path / "f4.pdf", profile="unit")
+    _check_png_pdf(tmp_path / "f4.png", tmp_path / "f4.pdf")
+    # empty: still a valid figure that says why
+    figure4(freq.iloc[:0], tmp_path / "e4.png", tmp_path / "e4.pdf", note="DPBERT not run")
+    assert (tmp_path / "e4.pdf").read_bytes()[:5] == b"%PDF-"
+
+
+def test_method_colours_fixed_and_deterministic():
+    assert method_colour("dpbert") == METHOD_COLOURS["dpbert"]
+    assert method_colour("deebert") != method_colour("dpbert")
+    assert method_colour("new_method") == method_colour("new_method")
+    assert method_colour("new_method").startswith("#")
