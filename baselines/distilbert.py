@@ -31,6 +31,7 @@ from dpbert.methods.interface import (
     Method,
     Prediction,
     TrainContext,
+    depth_field,
     register,
 )
 from dpbert.model.method_model import (
@@ -57,7 +58,7 @@ class DistilBertParams(FinetuneParams):
     student: str = "auto"  # auto | from_teacher | hub (auto: hub when model.source is hub)
     temperature: float = 2.0  # T of the soft targets (from_teacher)
     alpha: float = 0.5  # weight of the distillation term; 1 - alpha on the hard-label task loss
-    teacher_layers: list[int] | None = None  # None: every other teacher layer, 0, 2, 4, ... (from_teacher)
+    teacher_layers: list[int] | None = depth_field(0, -1, "0-based indices of teacher layers", default=None)  # None: every other teacher layer, 0, 2, 4, ... (from_teacher)
     hub_name: str = "distilbert-base-uncased"  # checkpoint for student: hub
     reference_depth: int | None = None  # N of the layer speed-up; None: the teacher's depth (12 if unknown)
 

@@ -10,7 +10,7 @@ k evenly spaced layers (every other layer for 6 of 12): one speed-up for every i
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -21,6 +21,7 @@ from dpbert.methods.interface import (
     Method,
     Prediction,
     TrainContext,
+    depth_field,
     register,
 )
 from dpbert.model.method_model import MethodModel, load_method_model, save_method_model
@@ -47,7 +48,7 @@ def draw_kept(n: int, p: float, generator: torch.Generator) -> list[bool]:
 @dataclass
 class LayerDropParams(FinetuneParams):
     p: float = 0.2  # drop probability per layer and step (paper: 0.2; 0.5 for aggressive pruning)
-    kept_layers: list[int] = field(default_factory=lambda: [6])  # k of N kept at inference (paper: 6 of 12)
+    kept_layers: list[int] = depth_field(1, 0, "numbers of layers kept", default_factory=lambda: [6])  # k of N kept at inference (paper: 6 of 12)
 
 
 @register

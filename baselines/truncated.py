@@ -9,19 +9,26 @@ stage-1 model itself is run with fewer layers, its own head on layer k's output.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 from torch import Tensor
 
-from dpbert.methods.interface import Method, MethodParams, Pinned, Prediction, register
+from dpbert.methods.interface import (
+    Method,
+    MethodParams,
+    Pinned,
+    Prediction,
+    depth_field,
+    register,
+)
 from dpbert.model.method_model import MethodModel, load_method_model
 
 
 @dataclass
 class TruncatedParams(MethodParams):
-    layers: list[int] = field(default_factory=lambda: [9, 8, 7, 6])  # k values swept (12-layer BERT)
+    layers: list[int] = depth_field(1, 0, "numbers of layers run", default_factory=lambda: [9, 8, 7, 6])  # k values swept (12-layer BERT)
 
 
 @register

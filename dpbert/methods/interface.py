@@ -15,7 +15,7 @@ import re
 import types
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
-from dataclasses import MISSING, asdict, dataclass, fields
+from dataclasses import MISSING, asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any, ClassVar, Union, get_args, get_origin, get_type_hints
 
@@ -70,6 +70,17 @@ class Pinned:
 @dataclass
 class MethodParams:
     """Base of every method's parameters (its config entry); unknown keys are an error."""
+
+
+DEPTH_METADATA = "depth"
+"""Field metadata key of a parameter that names layers of the backbone (``depth_field``)."""
+
+
+def depth_field(lowest: int, highest_offset: int, what: str, **kwargs: Any):
+    """A dataclass field holding layer counts or indices of the backbone: the config check refuses
+    values outside ``lowest``..N + ``highest_offset`` for the configured backbone's N layers."""
+    metadata = {DEPTH_METADATA: (lowest, highest_offset, what)}
+    return field(metadata=metadata, **kwargs)
 
 
 @dataclass

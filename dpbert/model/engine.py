@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 
 import torch
 from torch import Tensor, nn
+from torch.nn import functional as F
 from transformers.masking_utils import create_bidirectional_mask
 
 PlanFn = Callable[[int, Tensor], "bool | Tensor"]
@@ -36,6 +37,7 @@ class LayerwiseBackbone(nn.Module):
     def __init__(self, bert: nn.Module):
         super().__init__()
         self.bert = bert
+        self._fast_calls: list[int] | None = None  # set by count_layer_calls
 
     @property
     def n_layers(self) -> int:
@@ -55,7 +57,12 @@ class LayerwiseBackbone(nn.Module):
         return hidden, mask
 
     def layer(self, i: int, hidden: Tensor, mask: Tensor | None) -> Tensor:
-        return self.bert.encoder.layer[i](hidden, mask)
+        module = self.bert.encoder.layer[i]
+        if not module.training and _fast_layer_ok(self.bert.config):
+            if self._fast_calls is not None:  # count_layer_calls: the module's own hooks do not see this path
+                self._fast_calls[i] += 1
+            return _bert_layer_inference(module, hidden, mask)
+        return module(hidden, mask)
 
     def pool(self, hidden: Tensor) -> Tensor:
         """BERT's pooler on the [CLS] state (the input of every classification head)."""
@@ -95,6 +102,33 @@ class LayerwiseBackbone(nn.Module):
         return out
 
 
+def _fast_layer_ok(config) -> bool:
+    """The inference path below computes exactly what Hugging Face's BertLayer computes for this config:
+    SDPA attention, GELU, an encoder (no cross-attention, no cache)."""
+    return (getattr(config, "_attn_implementation", None) == "sdpa" and config.hidden_act == "gelu"
+            and not config.is_decoder and not getattr(config, "add_cross_attention", False))
+
+
+def _bert_layer_inference(layer: nn.Module, x: Tensor, mask: Tensor | None) -> Tensor:
+    """One BertLayer in eval mode as the same functional calls its modules make (dropout is the identity
+    in eval), without the per-module Python dispatch: bit-identical outputs (tests/model/test_engine.py),
+    ~40% less time per layer at batch size 1 on the demo model, where that dispatch dominates a layer."""
+    att = layer.attention.self
+    b, t, h = x.shape
+    shape = (b, t, att.num_attention_heads, att.attention_head_size)
+    q = F.linear(x, att.query.weight, att.query.bias).view(shape).transpose(1, 2)
+    k = F.linear(x, att.key.weight, att.key.bias).view(shape).transpose(1, 2)
+    v = F.linear(x, att.value.weight, att.value.bias).view(shape).transpose(1, 2)
+    ctx = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, scale=att.scaling).transpose(1, 2).reshape(b, t, h)
+    out = layer.attention.output
+    x = F.layer_norm(F.linear(ctx, out.dense.weight, out.dense.bias) + x, (h,), out.LayerNorm.weight,
+                     out.LayerNorm.bias, out.LayerNorm.eps)
+    inter = F.gelu(F.linear(x, layer.intermediate.dense.weight, layer.intermediate.dense.bias))
+    out = layer.output
+    return F.layer_norm(F.linear(inter, out.dense.weight, out.dense.bias) + x, (h,), out.LayerNorm.weight,
+                        out.LayerNorm.bias, out.LayerNorm.eps)
+
+
 def cls_state(hidden: Tensor) -> Tensor:
     """The [CLS] token's state: what BERT's own pooler reads."""
     return hidden[:, 0]
@@ -129,8 +163,10 @@ def token_state(hidden: Tensor, attention_mask: Tensor | None, kind: str = "cls"
 
 @torch.no_grad()
 def count_layer_calls(backbone: LayerwiseBackbone) -> tuple[list[int], Callable[[], None]]:
-    """Attach counters to every layer module (for tests and sanity checks); returns a remover."""
+    """Count every call of every layer, through its module or the engine's inference path (for tests and
+    sanity checks); returns the live counts and a remover."""
     counts = [0] * backbone.n_layers
+    backbone._fast_calls = counts
     handles = []
     for i, module in enumerate(backbone.bert.encoder.layer):
 
@@ -142,5 +178,6 @@ def count_layer_calls(backbone: LayerwiseBackbone) -> tuple[list[int], Callable[
     def remove() -> None:
         for h in handles:
             h.remove()
+        backbone._fast_calls = None
 
     return counts, remove

@@ -46,11 +46,12 @@ def chosen_point(selected: pd.DataFrame, task: str, method: str) -> tuple[str, f
 def write_submission(method_name: str, tasks: list[str], selected_csv: str, model_dirs: dict[str, str],
                      data_paths: dict[str, str], method_params: dict, out_dir: str, device: str) -> None:
     from dpbert.methods.registry import build_method
+    from dpbert.reporting.records import read_csv
     from dpbert.run.prepare import load_prepared
     from dpbert.run.runtime import atomic_dir, atomic_write_df
     from dpbert.run.sweep import predict_split
 
-    selected = pd.read_csv(selected_csv, keep_default_na=False, na_values=[""])
+    selected = read_csv(selected_csv)
     with atomic_dir(out_dir) as tmp:
         for task in tasks:
             spec = get_task(task)

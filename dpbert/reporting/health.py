@@ -24,7 +24,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from dpbert.reporting.records import load_records
+from dpbert.reporting.records import load_records, read_csv
 from dpbert.run.diagnostics import (
     DIAGNOSTIC_EXAMPLES,
     KIND_EXIT,
@@ -433,7 +433,7 @@ def write_health(*, sweep_paths, prediction_paths, diagnostics_paths, jobs, meth
                  selection: Mapping[str, Any], meta: Mapping[str, Any], csv_out: str, markdown_out: str) -> pd.DataFrame:
     from dpbert.run.runtime import atomic_write_df, atomic_write_text
 
-    selected = pd.read_csv(selected_path, keep_default_na=False, na_values=[""])
+    selected = read_csv(selected_path)
     for col in ("variant", "knob_name"):
         selected[col] = selected[col].fillna("").astype(str)
     health = health_from_records(sweep_paths=sweep_paths, prediction_paths=prediction_paths,

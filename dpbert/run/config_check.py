@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import difflib
 import json
 import math
@@ -11,7 +12,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from dpbert.methods.interface import MethodConfigError, make_params
+from dpbert.methods.interface import DEPTH_METADATA, MethodConfigError, make_params
 from dpbert.methods.registry import UnknownMethodError, get_method
 
 
@@ -235,20 +236,15 @@ def backbone_depth(model: dict[str, Any]) -> tuple[int | None, str]:
     return None, source
 
 
-# Method parameters that name layers of the backbone, by field name (the method files declare no
-# depth; every method with such a field is checked): (lowest value, highest value as N + offset).
-DEPTH_FIELDS: dict[str, tuple[int, int, str]] = {
-    "layers": (1, 0, "numbers of layers run"),  # BERT-kL's k
-    "kept_layers": (1, 0, "numbers of layers kept"),  # LayerDrop's k of N
-    "teacher_layers": (0, -1, "0-based indices of teacher layers"),  # DistilBERT's initialisation
-}
-
-
 def check_depths(params: dict[str, Any], given: dict[str, dict], depth: int, source: str) -> None:
     """Refuse a layer count or index a backbone of ``depth`` layers does not have (PABEE's patience
-    may exceed it: that only means it never exits)."""
+    may exceed it: that only means it never exits). The fields are those a method's ``Params`` declares
+    with ``depth_field``."""
     for name, obj in params.items():
-        for key, (lo, offset, what) in DEPTH_FIELDS.items():
+        for f in dataclasses.fields(obj):  # the method's own declaration (depth_field)
+            if DEPTH_METADATA not in f.metadata:
+                continue
+            key, (lo, offset, what) = f.name, f.metadata[DEPTH_METADATA]
             value = getattr(obj, key, None)
             if value is None:
                 continue

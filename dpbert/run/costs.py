@@ -15,6 +15,7 @@ from dpbert.data.tasks import get_task
 from dpbert.methods.interface import Method
 from dpbert.methods.registry import build_method
 from dpbert.run.jobs import jobs as method_jobs
+from dpbert.run.sweep import LatencySettings
 
 
 @dataclass
@@ -52,8 +53,7 @@ def method_passes(method: Method, sizes: dict[str, int], config: dict[str, Any])
     variants, knobs = len(method.variants()), len(method.knobs())
     dev = sum(sizes[s] for s in task.dev_splits)
     scoring = variants * dev * (1 if one_pass else knobs)
-    lat = config["latency"]
-    per_forward = lat.get("warmup", 10) + lat.get("repeats", 3) * min(lat.get("examples", 100), sizes[task.dev_splits[0]])
+    per_forward = LatencySettings.from_config(config["latency"]).forwards_per_point(sizes[task.dev_splits[0]])
     timed = 1 + (0 if method.is_reference else variants * knobs)  # BERT-base + every point
     return train, scoring + timed * per_forward
 

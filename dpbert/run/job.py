@@ -124,7 +124,7 @@ def evaluate_method(
 ) -> None:
     device = resolve_device(latency.get("device", "cpu"))
     torch.set_num_threads(int(latency.get("threads", 1)))  # scoring and timing at the protocol's thread count
-    settings = LatencySettings(**{k: latency[k] for k in ("examples", "warmup", "repeats", "reference") if k in latency})
+    settings = LatencySettings.from_config(latency)
     log.info("sweeping %s on %s: variants %s, %s in %s", impl.name, impl.task.name, impl.variants(),
              impl.knob_name, impl.knobs())
     rows, predictions = evaluate_sweep(impl, Path(model_dir), Path(base_dir), prepared.dev_splits(), settings,

@@ -23,7 +23,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Sequence
 from contextlib import AbstractContextManager, nullcontext
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
@@ -47,10 +47,21 @@ log = logging.getLogger(__name__)
 
 @dataclass
 class LatencySettings:
-    examples: int = 100
+    """The timing protocol of a sweep (config section ``latency``; the defaults are the schema's)."""
+
+    examples: int = 100  # timed examples of the primary dev split, per pass
     warmup: int = 10
     repeats: int = 3
     reference: str = "engine"  # BERT-base timed through: engine (the methods' code path) | hf (its HF forward)
+
+    @classmethod
+    def from_config(cls, latency: dict) -> LatencySettings:
+        """The settings of a config's ``latency`` section (its other keys, device and threads, are not timing)."""
+        return cls(**{f.name: latency[f.name] for f in fields(cls) if f.name in latency})
+
+    def forwards_per_point(self, n_primary: int) -> int:
+        """Batch-1 forwards timing one point costs: the warm-up, then ``repeats`` passes over the timed examples."""
+        return self.warmup + self.repeats * min(self.examples, n_primary)
 
 
 def predict_split(method: Method, model, split: EncodedSplit, knobs: Sequence[float], device: str):

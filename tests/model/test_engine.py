@@ -1,3 +1,4 @@
+import pytest
 import torch
 
 from dpbert.model.engine import LayerwiseBackbone, count_layer_calls
@@ -87,3 +88,40 @@ def test_bert_base_through_the_engine_equals_its_hugging_face_forward():
             hf = BertBase.hf_forward(model, ex)
         torch.testing.assert_close(pred.output, hf, rtol=0, atol=0)
         assert pred.executed == [0, 1, 2, 3]
+
+
+@pytest.mark.parametrize("batch,pad", [(1, 0), (3, 0), (3, 4)], ids=["batch1", "batch3", "batch3-padded"])
+def test_inference_layer_path_is_bit_identical_to_hf(batch, pad):
+    """The engine's eval-mode layer (functional calls, no module dispatch) equals BertLayer bit for bit."""
+    from dpbert.model.engine import LayerwiseBackbone, _fast_layer_ok
+
+    clf = tiny_classifier(layers=3, seed=4)
+    assert _fast_layer_ok(clf.config)
+    engine = LayerwiseBackbone(clf.bert).eval()
+    g = torch.Generator().manual_seed(2)
+    ids = torch.randint(5, 60, (batch, 12), generator=g)
+    mask = torch.ones_like(ids)
+    if pad:
+        mask[1:, -pad:] = 0
+    with torch.inference_mode():
+        hidden, layer_mask = engine.embed(ids, mask, torch.zeros_like(ids))
+        for i in range(engine.n_layers):
+            ours = engine.layer(i, hidden, layer_mask)
+            theirs = clf.bert.encoder.layer[i](hidden, layer_mask)
+            theirs = theirs[0] if isinstance(theirs, tuple) else theirs
+            assert torch.equal(ours, theirs), (i, (ours - theirs).abs().max())
+            hidden = theirs
+
+
+def test_training_mode_layer_runs_hf_modules():
+    """In training mode (dropout, hooks, autograd) the engine calls the HF module itself."""
+    from dpbert.model.engine import LayerwiseBackbone, count_layer_calls
+
+    clf = tiny_classifier(layers=2)
+    engine = LayerwiseBackbone(clf.bert)
+    counts, remove = count_layer_calls(engine)
+    ids = torch.randint(5, 60, (2, 8))
+    engine.train()
+    engine.run(ids, torch.ones_like(ids), torch.zeros_like(ids))
+    assert counts == [1, 1]
+    remove()
