@@ -52,7 +52,7 @@ the same vocabulary*, every word of which is in MNLI's training split: other tem
 "is" 7 times in 10 instead of 2, a place phrase 7 times in 10 instead of 1, the wrappers "it is not
 true that" / "they say" 9 times in 10 instead of 1) and another mix (55% easy, deeper nesting).
 
-The demo's BERT-base learns this (``python -m dpbert.tools.synthetic_check``, README "The demo's data"):
+The demo's BERT-base learns this (``python -m dpbert.tools.synthetic_check``, docs/architecture.md, "The demo's data"):
 its score is far above the majority class on every task, the easy examples stay right when the
 BERT-kL baseline truncates it to 6 of its 12 layers, and the hard ones fall towards chance.
 

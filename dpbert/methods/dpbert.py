@@ -1,4 +1,4 @@
-"""DPBERT (dynamic planning) and its ablation DPBERT-soft, as implemented here (README, "Methods").
+"""DPBERT (dynamic planning) and its ablation DPBERT-soft, as implemented here (docs/methods.md, "DPBERT").
 
 A planner per layer, p_i = sigmoid(w_i . s_{i-1} + b_i), decides before layer i whether it runs; s is
 the state it reads (``state``: the [CLS] state, or the masked mean of the token states).

@@ -139,7 +139,7 @@ STATE_KINDS: tuple[str, ...] = ("cls", "mean")
 ``cls``, the [CLS] token's state (the early-exit papers' choice, through BERT's pooler), or ``mean``,
 the mean of the token states over the attention mask. On a backbone whose [CLS] state only carries
 the input in its last layer (all-MiniLM-L6-v2, a mean-pooling sentence encoder) a [CLS]-reading
-decision sees nearly the same vector for every input; see docs in the README, "Method state"."""
+decision sees nearly the same vector for every input; see docs/methods.md, "The state a decision reads"."""
 
 
 def check_state_kind(kind: str, where: str) -> str:

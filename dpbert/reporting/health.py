@@ -425,7 +425,7 @@ def health_markdown(health: pd.DataFrame, meta: Mapping[str, Any]) -> str:
               *rules, "",
               (f"Per-layer numbers read at most the first {DIAGNOSTIC_EXAMPLES} primary-dev examples "
                "(`diag_examples`); over seeds they are medians, paths are pooled. A check whose inputs are missing "
-               "is not applied. Columns: README, \"Method health\".")]
+               "is not applied. Columns: docs/methods.md, \"Method health\".")]
     return "\n".join(lines) + "\n"
 
 
