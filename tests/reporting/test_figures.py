@@ -13,26 +13,7 @@ from dpbert.reporting.figures import (
     layer_frequencies,
     method_colour,
 )
-
-
-def _sweeps(methods=("bert", "dpbert", "dpbert_soft"), tasks=("RTE", "SST-2")):
-    rows = []
-    for task in tasks:
-        for seed in (1, 2):
-            if "bert" in methods:
-                rows.append({"task": task, "method": "bert", "display_name": "BERT-base", "seed": seed, "variant": "main",
-                                 "knob_name": "none", "knob": 0.0, "split": "dev", "score": 90.0 + seed, "layer_speedup": 1.0,
-                                 "latency_speedup": 1.0, "profile": "unit", "n_layers": 12})
-            for m, disp, base in (("dpbert", "DPBERT", 88.0), ("dpbert_soft", "DPBERT-soft", 84.0)):
-                if m not in methods:
-                    continue
-                for t, sp in ((0.25, 1.34), (0.35, 1.55), (0.45, 1.82)):
-                    off = 0.02 if m == "dpbert_soft" else 0.0
-                    rows.append({"task": task, "method": m, "display_name": disp, "seed": seed, "variant": f"t{t:g}",
-                                     "knob_name": "threshold", "knob": 0.5, "split": "dev", "score": base - 10 * t + seed,
-                                     "layer_speedup": sp + off, "latency_speedup": sp * 0.9 + off, "profile": "unit",
-                                     "n_layers": 12})
-    return pd.DataFrame(rows)
+from tests.reporting.frames import sweeps as sweeps_frame
 
 
 def test_layer_frequencies_arithmetic():
@@ -56,7 +37,7 @@ def _check_png_pdf(png, pdf):
 
 
 def test_figures_render(tmp_path):
-    sw = _sweeps(tasks=("SST-2", "QNLI", "RTE"))
+    sw = sweeps_frame(tasks=("SST-2", "QNLI", "RTE"))
     dee = []
     for seed in (1, 2):
         for e, sp in ((0.1, 1.2), (0.3, 1.6), (0.5, 2.2)):

@@ -12,33 +12,8 @@ from dpbert.reporting.table2 import table2
 
 PAPER_T2 = pd.DataFrame({"model": ["DPBERT", "DPBERT-soft"], "RTE": [66.8, 51.6], "MRPC": [87.8, 82.8],
                          "SST-2": [90.8, 85.7], "STS-B": [88.7, 83.8]})
-
-
-def _sweeps(methods=("bert", "dpbert", "dpbert_soft"), tasks=("RTE", "SST-2")):
-    rows = []
-    for task in tasks:
-        for seed in (1, 2):
-            if "bert" in methods:
-                rows.append({"task": task, "method": "bert", "display_name": "BERT-base", "seed": seed, "variant": "main",
-                                 "knob_name": "none", "knob": 0.0, "split": "dev", "score": 90.0 + seed, "layer_speedup": 1.0,
-                                 "latency_speedup": 1.0, "profile": "unit", "n_layers": 12})
-            for m, disp, base in (("dpbert", "DPBERT", 88.0), ("dpbert_soft", "DPBERT-soft", 84.0)):
-                if m not in methods:
-                    continue
-                for t, sp in ((0.25, 1.34), (0.35, 1.55), (0.45, 1.82)):
-                    off = 0.02 if m == "dpbert_soft" else 0.0
-                    rows.append({"task": task, "method": m, "display_name": disp, "seed": seed, "variant": f"t{t:g}",
-                                     "knob_name": "threshold", "knob": 0.5, "split": "dev", "score": base - 10 * t + seed,
-                                     "layer_speedup": sp + off, "latency_speedup": sp * 0.9 + off, "profile": "unit",
-                                     "n_layers": 12})
-    return pd.DataFrame(rows)
-
-
-def _selected(task_variant: dict[str, tuple[str, float, float]]):
-    rows = [{"task": t, "method": "dpbert", "display_name": "DPBERT", "split": "dev", "variant": v, "knob_name": "threshold",
-                 "knob": 0.5, "score": s, "layer_speedup": sp, "latency_speedup": sp * 0.9, "in_window": True, "static": False,
-                 "note": ""} for t, (v, s, sp) in task_variant.items()]
-    return pd.DataFrame(rows)
+from tests.reporting.frames import selected as selected_frame
+from tests.reporting.frames import sweeps as sweeps_frame
 
 
 def _ours_table1(keep: float):
@@ -66,8 +41,8 @@ def _meta(**kw):
 
 
 def _t2(dp_better: bool):
-    sel = _selected({"RTE": ("t0.35", 86.0, 1.55), "SST-2": ("t0.25", 87.0, 1.34)})
-    sw = _sweeps()
+    sel = selected_frame({"RTE": ("t0.35", 86.0, 1.55), "SST-2": ("t0.25", 87.0, 1.34)})
+    sw = sweeps_frame()
     if not dp_better:
         sw.loc[sw["method"] == "dpbert_soft", "score"] += 20
     return table2(sel, sw, tasks=("RTE", "SST-2"), speedup_col="layer_speedup", paper=PAPER_T2)
@@ -120,7 +95,7 @@ def test_reproduction_report_claims_keep_90_percent():
 def test_reproduction_report_cannot_tell():
     ours = _ours_table1(0.99)
     ours = ours[~ours["model"].isin(["DPBERT", "DeeBERT"])]
-    t2 = table2(_selected({}).iloc[:0], _sweeps(methods=("bert",)), speedup_col="layer_speedup")
+    t2 = table2(selected_frame({}).iloc[:0], sweeps_frame(methods=("bert",)), speedup_col="layer_speedup")
     text = reproduction_report(ours, paper_table1(), t2, _meta())
     assert "98% of BERT-base's average at ≥ 1.30x?** CANNOT TELL" in text
     assert "vs DeeBERT: CANNOT TELL" in text
