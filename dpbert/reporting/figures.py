@@ -59,8 +59,9 @@ _FALLBACK_PALETTE = ["#e377c2", "#aec7e8", "#ffbb78", "#98df8a", "#c5b0d5", "#c4
                      "#f7b6d2", "#dbdb8d", "#9edae5", "#393b79", "#637939", "#8c6d31"]
 
 
-KNOB_FAMILY_DEFAULT: dict[str, float] = {"dpbert": 0.5, "dpbert_soft": 0.5}
-"""Methods whose curve is their variants (target rates) at one inference knob (the 0.5 rule)."""
+FRONT_METHODS: frozenset[str] = frozenset({"dpbert", "dpbert_soft"})
+"""Methods whose curve is the front of every (target rate, threshold) point of the sweep: trained
+variants times a searched threshold give a cloud, not a line (``curve_points``)."""
 
 SPEEDUP_AXIS_LABEL: dict[str, str] = {
     "layer_speedup": "speed-up (x, N / mean executed layers)",
@@ -99,23 +100,26 @@ def _save(fig, out_png: str | Path, out_pdf: str | Path) -> None:
 
 
 def curve_points(
-    agg: pd.DataFrame, method: str, speedup_col: str,
-    knob_family: Mapping[str, float] = KNOB_FAMILY_DEFAULT,
+    agg: pd.DataFrame, method: str, speedup_col: str, front_methods: Iterable[str] = FRONT_METHODS,
 ) -> pd.DataFrame:
     """A method's (seed-aggregated, one split) points to draw, sorted by speed-up.
 
-    DPBERT-like methods (``knob_family``) contribute one point per variant (target rate): the
-    knob value closest to their default inference threshold.  Others: every knob point.
+    DPBERT-like methods (``front_methods``: several trained variants, each swept over its threshold)
+    contribute their accuracy-speed front: the points that no other point beats on both score and
+    speed-up (for each speed-up, the best score at that speed-up or faster), so the line is the best
+    trade-off the sweep found and its score never rises with the speed-up. Others: every knob point.
     """
     pts = agg[(agg["method"] == method) & agg[speedup_col].notna() & agg["score"].notna()].copy()
     if pts.empty:
         return pts
-    if method in knob_family:
-        target = float(knob_family[method])
-        pts["_d"] = (pts["knob"].astype(float) - target).abs()
-        pts = (pts.sort_values(["variant", "_d", "knob"], kind="mergesort")
-               .drop_duplicates("variant").drop(columns="_d"))
-    return pts.sort_values([speedup_col, "score", "variant", "knob"], kind="mergesort").reset_index(drop=True)
+    pts = pts.sort_values([speedup_col, "score", "variant", "knob"], kind="mergesort").reset_index(drop=True)
+    if method in set(front_methods):
+        speed, score = pts[speedup_col].astype(float).to_numpy(), pts["score"].astype(float).to_numpy()
+        best_faster = np.maximum.accumulate(score[::-1])[::-1]  # best score at this speed-up or faster
+        keep = [i for i in range(len(pts)) if score[i] >= best_faster[i]
+                and not (i + 1 < len(pts) and speed[i + 1] == speed[i] and score[i + 1] >= score[i])]
+        pts = pts.iloc[keep].reset_index(drop=True)
+    return pts
 
 
 def _window_label(window: tuple[float, float]) -> str:

@@ -72,3 +72,20 @@ def test_method_colours_fixed_and_deterministic():
     assert method_colour("deebert") != method_colour("dpbert")
     assert method_colour("new_method") == method_colour("new_method")
     assert method_colour("new_method").startswith("#")
+
+
+def test_dpbert_curve_is_the_front_of_all_its_points():
+    """DPBERT's line in Figure 3: of every (target rate, threshold) point, those no other beats on both
+    score and speed-up; its score never rises with the speed-up. Other methods keep every point."""
+    from dpbert.reporting.figures import curve_points
+
+    rows = [("t0.25", 0.5, 1.05, 91.0), ("t0.25", 0.8, 1.50, 90.0), ("t0.25", 0.9, 1.70, 84.0),
+            ("t0.45", 0.5, 1.10, 89.0), ("t0.45", 0.7, 1.60, 88.0), ("t0.45", 0.8, 1.70, 86.0),
+            ("t0.45", 0.9, 2.30, 80.0)]
+    agg = pd.DataFrame([{"method": m, "variant": v, "knob": k, "layer_speedup": sp, "score": sc}
+                        for m in ("dpbert", "deebert") for v, k, sp, sc in rows])
+    front = curve_points(agg, "dpbert", "layer_speedup")
+    assert list(zip(front["layer_speedup"], front["score"])) == [(1.05, 91.0), (1.50, 90.0), (1.60, 88.0),
+                                                                 (1.70, 86.0), (2.30, 80.0)]
+    assert (front["score"].diff().dropna() <= 0).all()
+    assert len(curve_points(agg, "deebert", "layer_speedup")) == len(rows)
