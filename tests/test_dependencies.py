@@ -43,7 +43,8 @@ def test_test_and_cluster_packages_are_extras():
     project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
     assert not {"pytest", "pytest_benchmark", "snakemake_executor_plugin_slurm"} & set(declared())
     extras = {k: [name_of(r) for r in v] for k, v in project["optional-dependencies"].items()}
-    assert extras["test"] == ["pytest", "pytest_benchmark"] and extras["slurm"] == ["snakemake_executor_plugin_slurm"]
+    assert extras["test"] == ["pytest", "pytest_benchmark", "snakemake_executor_plugin_slurm"]
+    assert extras["slurm"] == ["snakemake_executor_plugin_slurm"]
 
 
 def test_environment_yml_lists_what_pyproject_declares():

@@ -18,6 +18,8 @@ import sys
 from pathlib import Path
 
 import pytest
+
+from tests.conftest import tiny_classifier, toy_split
 import torch
 import yaml
 
@@ -196,8 +198,6 @@ def test_loss_function_state_is_resumed(tmp_path, one_thread):
     """In process: a loss that draws from its own torch.Generator and appends to a list (as LayerDrop's
     does) is stopped by an exception after step 5, then rerun: weights, draws and the list equal an
     uninterrupted run's only because ``extra_state`` checkpoints them."""
-    from conftest import tiny_classifier, toy_split
-
     from dpbert.model import checkpoint
     from dpbert.model.training import TrainSettings, train_loop
 

@@ -18,6 +18,7 @@ from tests.workflow import fake_slurm
 
 ROOT = Path(__file__).resolve().parents[2]
 MICRO = ROOT / "tests" / "config" / "micro.yaml"
+MICRO_PROFILE = yaml.safe_load(MICRO.read_text())["profile"]  # its outputs: results/<profile>/
 SLURM_PROFILE = ROOT / "workflow" / "profiles" / "slurm"
 
 # The only rules whose jobs do more than read records: preparing the data (hub download,
@@ -79,13 +80,13 @@ def test_a_failed_jobs_own_error_reaches_the_terminal(tmp_path):
     cfg = _config(tmp_path, tasks=["SST-2"], methods={"bert": {}},
                   data={"source": "glue_tsv", "data_dir": str(tmp_path / "glue")})
     error = "label 'maybe' is outside SST-2's label set"
-    result = _snakemake(tmp_path / "run", "results/table1.csv", "--cores", "1", config=cfg)
+    result = _snakemake(tmp_path / "run", f"results/{MICRO_PROFILE}/table1.csv", "--cores", "1", config=cfg)
     assert result.returncode != 0
     # Snakemake looks for <Snakefile's folder>/profiles/default: the `profiles` link finds ours
     assert re.search(r"workflow specific profile \S*profiles/default", result.stderr), result.stderr[:1000]
     assert error in result.stderr, result.stderr[-3000:]
     assert "DataError" in result.stderr and "prepare_data" in result.stderr
-    bare = _snakemake(tmp_path / "bare", "results/table1.csv", "--cores", "1", "--workflow-profile", "none", config=cfg)
+    bare = _snakemake(tmp_path / "bare", f"results/{MICRO_PROFILE}/table1.csv", "--cores", "1", "--workflow-profile", "none", config=cfg)
     assert bare.returncode != 0 and error not in bare.stderr + bare.stdout  # the profile is what prints it
     assert error in (tmp_path / "bare" / "work/micro/logs/prepare_data/SST-2.log").read_text()
 
@@ -102,7 +103,7 @@ def test_micro_profile_runs_through_the_slurm_profile(tmp_path):
         "bert": {}, "pabee": {"patiences": [1, 2]},
         "dpbert": {"target_rates": [0.3], "stage2_epochs": 1, "stage2_lr": 0.01, "stage3_epochs": 1, "planner_lr": 0.01}})
     start = time.monotonic()
-    result = _snakemake(tmp_path / "run", "results/table1.csv", "--workflow-profile", str(SLURM_PROFILE),
+    result = _snakemake(tmp_path / "run", f"results/{MICRO_PROFILE}/table1.csv", "--workflow-profile", str(SLURM_PROFILE),
                         "--slurm-init-seconds-before-status-checks", "1", config=cfg, env=env, timeout=1500)
     wall = time.monotonic() - start
     assert result.returncode == 0, result.stderr[-4000:]
@@ -126,7 +127,7 @@ def test_micro_profile_runs_through_the_slurm_profile(tmp_path):
     for job in jobs:  # the plugin saw each job finish
         assert any(f"{job['id']}|COMPLETED" in a for a in answers)
     seen = sorted({line.split("|")[1] for a in answers for line in a})
-    table = (tmp_path / "run" / "results" / "table1.csv").read_text()
+    table = (tmp_path / "run" / "results" / MICRO_PROFILE / "table1.csv").read_text()
     assert "PABEE" in table and "DPBERT" in table
     print(f"\nstand-in SLURM: {len(jobs)} jobs, states seen {seen}, {len(answers)} status queries, "
           f"commands {sorted(used)}, wall {wall:.0f} s")
