@@ -5,6 +5,12 @@ from __future__ import annotations
 
 import pandas as pd
 
+from dpbert.reporting.table2 import table2
+
+PAPER_T2 = pd.DataFrame({"model": ["DPBERT", "DPBERT-soft"], "RTE": [66.8, 51.6], "MRPC": [87.8, 82.8],
+                         "SST-2": [90.8, 85.7], "STS-B": [88.7, 83.8]})
+"""A paper Table 2 for the tests (DPBERT vs DPBERT-soft)."""
+
 
 def sweeps(methods=("bert", "dpbert", "dpbert_soft"), tasks=("RTE", "SST-2")):
     rows = []
@@ -31,3 +37,12 @@ def selected(task_variant: dict[str, tuple[str, float, float]]):
                  "knob": 0.5, "score": s, "layer_speedup": sp, "latency_speedup": sp * 0.9, "in_window": True, "static": False,
                  "note": ""} for t, (v, s, sp) in task_variant.items()]
     return pd.DataFrame(rows)
+
+
+def table2_frame(dp_better: bool):
+    """Table 2 of ``sweeps`` and two selected DPBERT points; DPBERT-soft 20 points better unless ``dp_better``."""
+    sel = selected({"RTE": ("t0.35", 86.0, 1.55), "SST-2": ("t0.25", 87.0, 1.34)})
+    sw = sweeps()
+    if not dp_better:
+        sw.loc[sw["method"] == "dpbert_soft", "score"] += 20
+    return table2(sel, sw, tasks=("RTE", "SST-2"), speedup_col="layer_speedup", paper=PAPER_T2)

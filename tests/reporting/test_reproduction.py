@@ -9,11 +9,9 @@ import pytest
 from dpbert.reporting.paper import paper_table1
 from dpbert.reporting.reproduction import reproduction_report
 from dpbert.reporting.table2 import table2
-
-PAPER_T2 = pd.DataFrame({"model": ["DPBERT", "DPBERT-soft"], "RTE": [66.8, 51.6], "MRPC": [87.8, 82.8],
-                         "SST-2": [90.8, 85.7], "STS-B": [88.7, 83.8]})
 from tests.reporting.frames import selected as selected_frame
 from tests.reporting.frames import sweeps as sweeps_frame
+from tests.reporting.frames import table2_frame
 
 
 def _ours_table1(keep: float):
@@ -40,17 +38,9 @@ def _meta(**kw):
             "backbone": "small-12", "device": "cpu", **kw}
 
 
-def _t2(dp_better: bool):
-    sel = selected_frame({"RTE": ("t0.35", 86.0, 1.55), "SST-2": ("t0.25", 87.0, 1.34)})
-    sw = sweeps_frame()
-    if not dp_better:
-        sw.loc[sw["method"] == "dpbert_soft", "score"] += 20
-    return table2(sel, sw, tasks=("RTE", "SST-2"), speedup_col="layer_speedup", paper=PAPER_T2)
-
-
 def test_reproduction_report_mentions_every_paper_cell():
     paper = paper_table1()
-    text = reproduction_report(_ours_table1(0.99), paper, _t2(True), _meta())
+    text = reproduction_report(_ours_table1(0.99), paper, table2_frame(True), _meta())
     seven = ["CoLA", "MNLI", "SST-2", "QNLI", "MRPC", "QQP", "RTE"]  # DeeBERT has no STS-B
     for _, p in paper.iterrows():
         line = next(ln for ln in text.splitlines() if ln.startswith(f"| {p['model']} |"))
@@ -74,7 +64,7 @@ def _answer(text: str, question_start: str) -> str:
 
 
 def test_reproduction_report_claims_keep_99_percent():
-    text = reproduction_report(_ours_table1(0.99), paper_table1(), _t2(True), _meta())
+    text = reproduction_report(_ours_table1(0.99), paper_table1(), table2_frame(True), _meta())
     assert "98% of BERT-base's average at ≥ 1.30x?** YES" in _answer(text, "98% of BERT")
     assert "99.0% of BERT-base" in text
     assert "vs DeeBERT: YES" in text
@@ -83,7 +73,7 @@ def test_reproduction_report_claims_keep_99_percent():
 
 
 def test_reproduction_report_claims_keep_90_percent():
-    text = reproduction_report(_ours_table1(0.90), paper_table1(), _t2(False), _meta(profile="paper"))
+    text = reproduction_report(_ours_table1(0.90), paper_table1(), table2_frame(False), _meta(profile="paper"))
     assert "98% of BERT-base's average at ≥ 1.30x?** NO" in _answer(text, "98% of BERT")
     assert "90.0% of BERT-base" in text
     # 0.9 * 82.4 (avg over 8) ~ 74: below DeeBERT's 7-task average of 76.0 over common tasks
@@ -106,7 +96,7 @@ def test_reproduction_report_speedups_not_comparable():
     ours = _ours_table1(0.99)
     ours.loc[ours["model"] == "DeeBERT", "speedup"] = 1.90  # faster, lower score: a different trade-off
     ours.loc[ours["model"] == "PABEE", "speedup"] = 1.10  # slower and lower: DPBERT dominates
-    t2 = _t2(True)
+    t2 = table2_frame(True)
     t2.loc[(t2["model"] == "DPBERT-soft") & (t2["source"] == "ours"), "RTE layer_speedup"] = 1.90
     text = reproduction_report(ours, paper_table1(), t2, _meta())
     assert "vs DeeBERT: CANNOT TELL" in text
@@ -133,7 +123,7 @@ def test_reproduction_avg_cells_share_one_task_set():
     ours.loc[ours["model"] == "BERxiT", ["SST-2", "QNLI"]] = np.nan
     ours.loc[ours["model"] == "DeeBERT", "STS-B"] = np.nan
     paper = paper_table1()
-    text = reproduction_report(ours, paper, _t2(True), _meta())
+    text = reproduction_report(ours, paper, table2_frame(True), _meta())
     tasks = ["CoLA", "MNLI", "MRPC", "QQP", "RTE"]
     assert "over CoLA, MNLI, MRPC, QQP, RTE (the 5 tasks" in text
     cells = _avg_cells(text)
@@ -147,7 +137,7 @@ def test_reproduction_avg_cells_share_one_task_set():
 
 
 def test_reproduction_table2_avg_over_tasks_all_rows_have():
-    t2 = _t2(True)  # ours: RTE and SST-2; the paper: RTE, MRPC, SST-2, STS-B
+    t2 = table2_frame(True)  # ours: RTE and SST-2; the paper: RTE, MRPC, SST-2, STS-B
     text = reproduction_report(_ours_table1(0.99), paper_table1(), t2, _meta())
     assert "avg: over RTE, SST-2, the tasks all four rows have" in text
     line = next(ln for ln in text.split("## Table 2")[1].splitlines() if ln.startswith("| DPBERT-soft |"))
@@ -171,16 +161,16 @@ def _replicates(ours: pd.DataFrame, se: float, n: int = 400, shared: float = 0.0
 def test_claims_within_noise_when_the_difference_is_under_two_se():
     ours = _ours_table1(0.99)
     # DPBERT 81.6 vs PABEE 79.7 on the paper's numbers: 1.9 points apart
-    tight = reproduction_report(ours, paper_table1(), _t2(True), _meta(), replicates=_replicates(ours, 0.2))
+    tight = reproduction_report(ours, paper_table1(), table2_frame(True), _meta(), replicates=_replicates(ours, 0.2))
     pabee = next(ln for ln in tight.splitlines() if "- vs PABEE:" in ln)
     assert "vs PABEE: YES." in pabee and "Difference +1.9 ± 0.1" in pabee
-    noisy = reproduction_report(ours, paper_table1(), _t2(True), _meta(), replicates=_replicates(ours, 6.0))
+    noisy = reproduction_report(ours, paper_table1(), table2_frame(True), _meta(), replicates=_replicates(ours, 6.0))
     assert "vs PABEE: WITHIN NOISE." in noisy
     # keep >= 98%: DPBERT at 99% of BERT-base is 1 point above the line; noise of 6 points a cell hides it
     assert "98% of BERT-base's average at ≥ 1.30x?** WITHIN NOISE" in noisy
     assert "98% of BERT-base's average at ≥ 1.30x?** YES" in tight
     # without replicates the answers are the plain yes/no ones (and say nothing of noise)
-    plain = reproduction_report(ours, paper_table1(), _t2(True), _meta())
+    plain = reproduction_report(ours, paper_table1(), table2_frame(True), _meta())
     assert "WITHIN NOISE" not in plain and "vs PABEE: YES." in plain
 
 
@@ -188,6 +178,6 @@ def test_claims_use_the_paired_standard_error():
     """Noise shared by every row on a column cancels in a paired difference: a large shared component with
     a small independent one is not "within noise", the same total noise unshared would be."""
     ours = _ours_table1(0.99)
-    paired = reproduction_report(ours, paper_table1(), _t2(True), _meta(),
+    paired = reproduction_report(ours, paper_table1(), table2_frame(True), _meta(),
                                  replicates=_replicates(ours, 0.2, shared=6.0))
     assert "vs PABEE: YES." in paired

@@ -7,9 +7,7 @@ import pandas as pd
 import pytest
 
 from dpbert.reporting.table2 import match_speedup, table2, table2_markdown
-
-PAPER_T2 = pd.DataFrame({"model": ["DPBERT", "DPBERT-soft"], "RTE": [66.8, 51.6], "MRPC": [87.8, 82.8],
-                         "SST-2": [90.8, 85.7], "STS-B": [88.7, 83.8]})
+from tests.reporting.frames import PAPER_T2, table2_frame
 from tests.reporting.frames import selected as selected_frame
 from tests.reporting.frames import sweeps as sweeps_frame
 
@@ -66,17 +64,9 @@ def test_table2_without_any_dpbert():
     assert len(t2) == 4
 
 
-def _t2(dp_better: bool):
-    sel = selected_frame({"RTE": ("t0.35", 86.0, 1.55), "SST-2": ("t0.25", 87.0, 1.34)})
-    sw = sweeps_frame()
-    if not dp_better:
-        sw.loc[sw["method"] == "dpbert_soft", "score"] += 20
-    return table2(sel, sw, tasks=("RTE", "SST-2"), speedup_col="layer_speedup", paper=PAPER_T2)
-
-
 def test_table2_avg_over_the_tasks_every_row_has():
     """Ours cover RTE and SST-2, the paper all four: every row's avg, the paper's too, is over RTE and SST-2."""
-    t2 = _t2(True)
+    t2 = table2_frame(True)
     assert t2.attrs["avg_tasks"] == ["RTE", "SST-2"]
     paper = t2[t2["source"] == "paper"].set_index("model")
     assert paper.at["DPBERT", "avg"] == pytest.approx((66.8 + 90.8) / 2)  # not the 4-task 86.0
