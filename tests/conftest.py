@@ -58,3 +58,14 @@ def one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(before)
+
+
+def with_changes(cfg: dict, **changes) -> dict:
+    """``cfg`` with ``changes`` applied in place: ``a__b=v`` sets ``cfg["a"]["b"] = v``."""
+    for dotted, value in changes.items():
+        node = cfg
+        *parents, leaf = dotted.split("__")
+        for p in parents:
+            node = node.setdefault(p, {})
+        node[leaf] = value
+    return cfg

@@ -18,10 +18,10 @@ import sys
 from pathlib import Path
 
 import pytest
-
-from tests.conftest import tiny_classifier, toy_split
 import torch
 import yaml
+
+from tests.conftest import tiny_classifier, toy_split
 
 ROOT = Path(__file__).resolve().parents[2]
 MICRO = yaml.safe_load((ROOT / "tests" / "config" / "micro.yaml").read_text())

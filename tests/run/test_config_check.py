@@ -33,6 +33,7 @@ from dpbert.run.config_check import (
     check_small,
     check_window,
 )
+from tests.conftest import with_changes
 
 ROOT = Path(__file__).resolve().parents[2]
 SCHEMA = ROOT / "workflow" / "schemas" / "config.schema.yaml"
@@ -43,13 +44,7 @@ PROFILES = [ROOT / "workflow/config/config.yaml", ROOT / "workflow/config/minilm
 
 def load(path: Path = MICRO, **changes) -> dict:
     """A profile as snakemake hands it to check_config (schema defaults filled in), with changes."""
-    cfg = yaml.safe_load(path.read_text())
-    for dotted, value in changes.items():
-        node = cfg
-        *parents, leaf = dotted.split("__")
-        for p in parents:
-            node = node.setdefault(p, {})
-        node[leaf] = value
+    cfg = with_changes(yaml.safe_load(path.read_text()), **changes)
     check_schema(cfg, SCHEMA)
     validate(cfg, str(SCHEMA), set_default=True)
     return cfg

@@ -12,6 +12,8 @@ import pandas as pd
 import pytest
 import yaml
 
+from tests.conftest import with_changes
+
 ROOT = Path(__file__).resolve().parents[2]
 MICRO = ROOT / "tests" / "config" / "micro.yaml"
 
@@ -24,13 +26,7 @@ def snakemake(workdir: Path, *args: str, config: Path = MICRO, env: dict | None 
 
 
 def write_config(tmp_path: Path, **changes) -> Path:
-    cfg = yaml.safe_load(MICRO.read_text())
-    for dotted, value in changes.items():
-        node = cfg
-        *parents, leaf = dotted.split("__")
-        for p in parents:
-            node = node.setdefault(p, {})
-        node[leaf] = value
+    cfg = with_changes(yaml.safe_load(MICRO.read_text()), **changes)
     path = tmp_path / "config.yaml"
     path.write_text(yaml.safe_dump(cfg))
     return path
