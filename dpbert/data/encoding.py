@@ -10,6 +10,9 @@ import torch
 from torch import Tensor
 
 
+GROUP_BATCHES = 50  # batches per length-sorted run of EncodedSplit.batches(group_by_length=True)
+
+
 @dataclass
 class EncodedSplit:
     input_ids: list[list[int]]
@@ -57,13 +60,32 @@ class EncodedSplit:
         }
 
     def batches(
-        self, batch_size: int, *, shuffle: bool, seed: int = 0, device: str | torch.device = "cpu"
+        self, batch_size: int, *, shuffle: bool, seed: int = 0, device: str | torch.device = "cpu",
+        group_by_length: bool = False,
     ) -> Iterator[dict[str, Tensor]]:
+        """Batches of ``batch_size`` (the last one may be smaller), padded to their longest example.
+
+        ``group_by_length``: within each run of ``GROUP_BATCHES`` shuffled batches, sort the examples by
+        length before cutting them into batches, then shuffle the batches; a batch then pads to about its
+        own length instead of the longest of a random sample (real GLUE text: several-fold fewer padded
+        tokens, the same examples every epoch). Only the last batch of the epoch is ever partial."""
         order = list(range(len(self)))
+        rng = random.Random(seed)
         if shuffle:
-            random.Random(seed).shuffle(order)
-        for start in range(0, len(order), batch_size):
-            yield self.batch(order[start : start + batch_size], device)
+            rng.shuffle(order)
+        groups = [order[start : start + batch_size] for start in range(0, len(order), batch_size)]
+        if group_by_length:
+            span = batch_size * GROUP_BATCHES
+            groups = []
+            for start in range(0, len(order), span):
+                chunk = sorted(order[start : start + span], key=lambda i: len(self.input_ids[i]))
+                groups += [chunk[j : j + batch_size] for j in range(0, len(chunk), batch_size)]
+            full, last = (groups[:-1], groups[-1:]) if len(groups[-1]) < batch_size else (groups, [])
+            if shuffle:
+                rng.shuffle(full)
+            groups = full + last
+        for idx in groups:
+            yield self.batch(idx, device)
 
     def to_dict(self) -> dict:
         return {

@@ -59,6 +59,7 @@ class TrainSettings:
     weight_decay: float = 0.01
     warmup_ratio: float = 0.1
     max_grad_norm: float = 1.0
+    group_by_length: bool = False  # batches of similar length (EncodedSplit.batches): less padding, same examples
 
     @classmethod
     def from_dict(cls, d: dict[str, Any], **overrides: Any) -> TrainSettings:
@@ -147,7 +148,8 @@ def train_loop(
     bar = tqdm(total=total, initial=step, desc=desc, mininterval=2.0, ascii=True)
     epoch, skip = divmod(step, steps_per_epoch)  # an epoch is steps_per_epoch batches, the last one may stop early
     while step < total:
-        order = data.batches(settings.batch_size, shuffle=True, seed=seed + epoch, device=device)
+        order = data.batches(settings.batch_size, shuffle=True, seed=seed + epoch, device=device,
+                             group_by_length=settings.group_by_length)
         for batch in itertools.islice(order, skip, None):
             loss = loss_fn(batch, step)
             if not torch.isfinite(loss):
