@@ -73,17 +73,16 @@ class EncodedSplit:
         rng = random.Random(seed)
         if shuffle:
             rng.shuffle(order)
-        groups = [order[start : start + batch_size] for start in range(0, len(order), batch_size)]
-        if group_by_length:
+        if group_by_length:  # a run spans whole batches, so every cut below stays inside one sorted run
             span = batch_size * GROUP_BATCHES
-            groups = []
-            for start in range(0, len(order), span):
-                chunk = sorted(order[start : start + span], key=lambda i: len(self.input_ids[i]))
-                groups += [chunk[j : j + batch_size] for j in range(0, len(chunk), batch_size)]
-            full, last = (groups[:-1], groups[-1:]) if len(groups[-1]) < batch_size else (groups, [])
-            if shuffle:
-                rng.shuffle(full)
-            groups = full + last
+            order = [i for start in range(0, len(order), span)
+                     for i in sorted(order[start : start + span], key=lambda i: len(self.input_ids[i]))]
+        groups = [order[start : start + batch_size] for start in range(0, len(order), batch_size)]
+        if group_by_length and shuffle:  # shuffle the full batches; a partial one stays last
+            full = len(order) // batch_size
+            head = groups[:full]
+            rng.shuffle(head)
+            groups = head + groups[full:]
         for idx in groups:
             yield self.batch(idx, device)
 
