@@ -165,7 +165,7 @@ def exit_pooled(model: MethodModel, i: int, hidden: Tensor, attention_mask: Tens
     """The pooled representation exit ``i`` classifies (the backbone's pooler on [CLS] at the last layer)."""
     ramps: OffRamps = model.extra.ramps
     if i >= ramps.n_ramps:
-        return model.engine.pool(hidden)
+        return model.engine.pool(hidden, attention_mask)
     state = token_state(hidden, attention_mask, ramps.state)
     if ramps.poolers is None:
         return _pool_state(model.classifier.bert.pooler, state)

@@ -164,17 +164,17 @@ class DistilBert(Method):
         p = self.params
         if ctx.finetuned_dir is None:
             raise ValueError("methods.distilbert with student: from_teacher needs the fine-tuned BERT (stage 1)")
-        teacher, tokenizer = load_classifier(ctx.finetuned_dir)
-        teacher.to(ctx.device).eval().requires_grad_(False)
-        layers = list(p.teacher_layers) if p.teacher_layers is not None else every_other(teacher.config.num_hidden_layers)
-        model = MethodModel(init_student(teacher, layers)).to(ctx.device)
+        teacher_clf, tokenizer = load_classifier(ctx.finetuned_dir)
+        teacher = MethodModel(teacher_clf).to(ctx.device).eval().requires_grad_(False)  # its head as trained
+        layers = list(p.teacher_layers) if p.teacher_layers is not None else every_other(teacher.n_layers)
+        model = MethodModel(init_student(teacher_clf, layers)).to(ctx.device)
         settings = p.settings(ctx)
 
         def loss_fn(batch: dict[str, Tensor], _step: int) -> Tensor:
             ids, mask, types = batch["input_ids"], batch["attention_mask"], batch["token_type_ids"]
             with torch.no_grad():  # teacher targets on the fly (eval mode: deterministic)
-                t_logits = teacher(input_ids=ids, attention_mask=mask, token_type_ids=types).logits
-            s_logits = model.final_head(model.engine.run(ids, mask, types).hidden)
+                t_logits = teacher.final_head(teacher.engine.run(ids, mask, types).hidden, mask)
+            s_logits = model.final_head(model.engine.run(ids, mask, types).hidden, mask)
             return distillation_loss(s_logits, t_logits, batch["labels"], p.temperature, p.alpha, self.task.is_regression)
 
         losses = train_loop(
@@ -249,7 +249,7 @@ class DistilBert(Method):
             logits = model.hf(input_ids=example["input_ids"], attention_mask=example["attention_mask"]).logits
             return Prediction(logits[0], list(range(model.n_layers)))
         out = model.engine.run(example["input_ids"], example["attention_mask"], example["token_type_ids"])
-        return Prediction(model.final_head(out.hidden)[0], out.executed)
+        return Prediction(model.final_head(out.hidden, example["attention_mask"])[0], out.executed)
 
     def reference_layers(self, model) -> int:
         """The teacher's depth (12 for BERT-base), so 6 student layers give a 2.00x layer speed-up."""

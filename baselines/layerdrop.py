@@ -82,7 +82,7 @@ class LayerDrop(Method):
             dropped.append(kept.count(False))
             out = model.engine.run(batch["input_ids"], batch["attention_mask"], batch["token_type_ids"],
                                    plan=lambda i, _h: kept[i])
-            return task_loss(model.final_head(out.hidden), batch["labels"], self.task.is_regression)
+            return task_loss(model.final_head(out.hidden, batch["attention_mask"]), batch["labels"], self.task.is_regression)
 
         losses = train_loop(
             model.parameters(), loss_fn, ctx.train, settings, seed=ctx.seed,

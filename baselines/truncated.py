@@ -62,4 +62,4 @@ class BertTruncated(Method):
             model.check_layers(range(k), f"methods.{self.name}.layers")
         out = model.engine.run(example["input_ids"], example["attention_mask"], example["token_type_ids"],
                                layers=range(max(depths)), keep_states=True)
-        return [Prediction(model.final_head(out.states[k - 1])[0], out.executed[:k]) for k in depths]
+        return [Prediction(model.final_head(out.states[k - 1], example["attention_mask"])[0], out.executed[:k]) for k in depths]

@@ -45,7 +45,7 @@ class BertBase(Method):
 
         def loss_fn(batch: dict[str, Tensor], _step: int) -> Tensor:
             out = model.engine.run(batch["input_ids"], batch["attention_mask"], batch["token_type_ids"])
-            return task_loss(model.final_head(out.hidden), batch["labels"], self.task.is_regression)
+            return task_loss(model.final_head(out.hidden, batch["attention_mask"]), batch["labels"], self.task.is_regression)
 
         losses = train_loop(
             model.parameters(), loss_fn, ctx.train, settings, seed=ctx.seed,
@@ -65,9 +65,10 @@ class BertBase(Method):
         """Every layer through the engine, then BERT's head: the same logits as the Hugging Face forward
         (tested bit for bit), timed through the same code path as every method (``latency.reference``)."""
         out = model.engine.run(example["input_ids"], example["attention_mask"], example["token_type_ids"])
-        return Prediction(model.final_head(out.hidden)[0], out.executed)
+        return Prediction(model.final_head(out.hidden, example["attention_mask"])[0], out.executed)
 
     @staticmethod
     def hf_forward(model: MethodModel, example: dict[str, Tensor]) -> Tensor:
-        """The plain Hugging Face forward of the same model (``latency.reference: hf``)."""
+        """The plain Hugging Face forward of the same model (``latency.reference: hf``); its head reads
+        [CLS] whatever ``model.head_state`` says, so with mean it times the same layers, not the same head."""
         return model.classifier(**example).logits[0]

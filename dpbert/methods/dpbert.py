@@ -173,7 +173,7 @@ class _DPBertBase(Method):
             return probs[-1]
 
         out = model.engine.run(batch["input_ids"], mask, batch["token_type_ids"], plan=plan)
-        loss = task_loss(model.final_head(out.hidden), batch["labels"], self.task.is_regression)
+        loss = task_loss(model.final_head(out.hidden, mask), batch["labels"], self.task.is_regression)
         return loss + self.params.beta * self._penalty(torch.stack(probs, 1), target)
 
     def stage2(self, model: MethodModel, ctx: TrainContext, target: float) -> list[float]:
@@ -244,7 +244,7 @@ class _DPBertBase(Method):
             example["input_ids"], mask, example["token_type_ids"],
             plan=lambda i, hidden: bool(model.extra.prob(i, hidden, mask).item() >= knob),
         )
-        return Prediction(model.final_head(out.hidden)[0], out.executed)
+        return Prediction(model.final_head(out.hidden, mask)[0], out.executed)
 
     @torch.inference_mode()
     def predict_knobs(self, model: MethodModel, example: dict[str, Tensor], knobs) -> list[Prediction]:
@@ -269,7 +269,7 @@ class _DPBertBase(Method):
             groups = split
         out: list[Prediction | None] = [None] * len(knobs)
         for members, state, executed in groups:
-            logits = model.final_head(state)[0]
+            logits = model.final_head(state, mask)[0]
             for j in members:
                 out[j] = Prediction(logits, list(executed))
         return out  # type: ignore[return-value]
@@ -319,7 +319,7 @@ class DPBert(_DPBertBase):
             return actions[-1]
 
         out = model.engine.run(ids, mask, types, plan=plan)
-        losses = task_loss(model.final_head(out.hidden), batch["labels"], self.task.is_regression, reduction="none")
+        losses = task_loss(model.final_head(out.hidden, mask), batch["labels"], self.task.is_regression, reduction="none")
         prob_t, act_t = torch.stack(probs, 1), torch.stack(actions, 1)
         cost = p.cost / model.n_layers if p.cost_normalized else p.cost
         rewards = future_rewards(act_t, losses.detach(), cost, p.rl_lambda)
@@ -332,7 +332,7 @@ class DPBert(_DPBertBase):
                     return greedy[-1]
 
                 g_out = model.engine.run(ids, mask, types, plan=plan_greedy)
-                g_loss = task_loss(model.final_head(g_out.hidden), batch["labels"], self.task.is_regression, reduction="none")
+                g_loss = task_loss(model.final_head(g_out.hidden, mask), batch["labels"], self.task.is_regression, reduction="none")
                 baseline = future_rewards(torch.stack(greedy, 1), g_loss, cost, p.rl_lambda)
         elif p.baseline == "batch_mean":
             baseline = rewards.mean(0, keepdim=True)

@@ -64,11 +64,27 @@ class LayerwiseBackbone(nn.Module):
             return _bert_layer_inference(module, hidden, mask)
         return module(hidden, mask)
 
-    def pool(self, hidden: Tensor) -> Tensor:
-        """BERT's pooler on the [CLS] state (the input of every classification head)."""
+    @property
+    def head_state(self) -> str:
+        """What BERT's head reads after the last layer: ``cls`` (BERT's own) or ``mean`` (``model.head_state``)."""
+        return getattr(self.bert.config, "head_state", "cls")
+
+    def pool(self, hidden: Tensor, attention_mask: Tensor | None = None) -> Tensor:
+        """BERT's pooler on the state its head reads (the input of every classification head): the [CLS]
+        state, or with ``head_state`` mean the masked token mean. A padded batch needs ``attention_mask``
+        for the mean; at batch size 1 (no padding) the mean over all tokens is the same."""
+        kind = self.head_state
+        if kind == "cls":
+            if self.bert.pooler is None:
+                return hidden[:, 0]
+            return self.bert.pooler(hidden)
+        if attention_mask is None and hidden.shape[0] > 1:
+            raise ValueError("this model's head reads the token mean (model.head_state: mean), so a batch of "
+                             f"{hidden.shape[0]} examples needs its attention mask: pass it to final_head / pool.")
+        state = token_state(hidden, attention_mask, kind)
         if self.bert.pooler is None:
-            return hidden[:, 0]
-        return self.bert.pooler(hidden)
+            return state
+        return self.bert.pooler.activation(self.bert.pooler.dense(state))
 
     def run(
         self,

@@ -38,9 +38,10 @@ class MethodModel(nn.Module):
     def hidden_size(self) -> int:
         return self.engine.hidden_size
 
-    def final_head(self, hidden: Tensor) -> Tensor:
-        """BERT's own head: pooler -> dropout -> classifier (what BertForSequenceClassification does)."""
-        return self.classifier.classifier(self.classifier.dropout(self.engine.pool(hidden)))
+    def final_head(self, hidden: Tensor, attention_mask: Tensor | None = None) -> Tensor:
+        """BERT's own head: pooler -> dropout -> classifier (what BertForSequenceClassification does with
+        ``model.head_state`` cls; with mean the pooler reads the masked token mean, see ``engine.pool``)."""
+        return self.classifier.classifier(self.classifier.dropout(self.engine.pool(hidden, attention_mask)))
 
     def run_fixed_layers(self, example: dict[str, Tensor], layers, knob_key: str) -> tuple[Tensor, list[int]]:
         """Static methods (truncation, LayerDrop pruning): exactly ``layers``, then BERT's own head.
@@ -48,7 +49,7 @@ class MethodModel(nn.Module):
         ``knob_key`` names the config key that chose the layers, for the error on an impossible depth."""
         layers = self.check_layers(layers, knob_key)
         out = self.engine.run(example["input_ids"], example["attention_mask"], example["token_type_ids"], layers=layers)
-        return self.final_head(out.hidden)[0], out.executed
+        return self.final_head(out.hidden, example["attention_mask"])[0], out.executed
 
     def check_layers(self, layers, knob_key: str) -> list[int]:
         """The 0-based layer list, or an error naming the config key that asked for an impossible depth."""

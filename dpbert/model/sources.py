@@ -27,6 +27,7 @@ class ModelSource:
     name: str = ""  # hub id or local folder
     small: dict[str, Any] | None = None  # BertConfig overrides for source == small
     max_length: int = 128
+    head_state: str = "cls"  # what BERT's head reads after the last layer (dpbert.model.engine.STATE_KINDS)
 
     @classmethod
     def from_config(cls, cfg: dict[str, Any]) -> ModelSource:
@@ -35,6 +36,7 @@ class ModelSource:
             name=cfg.get("name", ""),
             small=cfg.get("small"),
             max_length=int(cfg.get("max_length", 128)),
+            head_state=str(cfg.get("head_state", "cls")),
         )
 
     def describe(self) -> str:
@@ -142,18 +144,29 @@ def load_tokenizer(src: ModelSource):
 
 
 def build_classifier(src: ModelSource, num_labels: int, vocab_size: int, seed: int):
-    """A ``BertForSequenceClassification`` from the configured source (the stage-1 starting point)."""
+    """A ``BertForSequenceClassification`` from the configured source (the stage-1 starting point).
+
+    ``src.head_state`` is written into the model's config (``config.head_state``), so every checkpoint
+    carries what its head reads and every method derived from it reads the same."""
     from transformers import BertConfig, BertForSequenceClassification
 
+    from dpbert.model.engine import check_state_kind
+
+    check_state_kind(src.head_state, "model.head_state")
     torch.manual_seed(seed)
     if src.source == "small":
         cfg = BertConfig(vocab_size=vocab_size, num_labels=num_labels, **(src.small or {}))
-        return BertForSequenceClassification(cfg)
-    location = _pretrained_location(src)
-    try:
-        return BertForSequenceClassification.from_pretrained(location, num_labels=num_labels, **_offline_kwargs(src))
-    except OSError as exc:
-        raise ModelLoadError(f"could not load the model '{location}': {exc}") from exc
+        model = BertForSequenceClassification(cfg)
+    else:
+        location = _pretrained_location(src)
+        try:
+            model = BertForSequenceClassification.from_pretrained(location, num_labels=num_labels,
+                                                                  **_offline_kwargs(src))
+        except OSError as exc:
+            raise ModelLoadError(f"could not load the model '{location}': {exc}") from exc
+    if src.head_state != "cls":  # cls is BERT's own head: its configs stay as Hugging Face writes them
+        model.config.head_state = src.head_state
+    return model
 
 
 def build_start(src: ModelSource, num_labels: int, seed: int):

@@ -47,7 +47,7 @@ def run(shape: str, device: str, n_examples: int, repeats: int, warmup: int) -> 
 
     def engine_forward(ex):
         out = engine_model.engine.run(ex["input_ids"], ex["attention_mask"], ex["token_type_ids"])
-        return engine_model.final_head(out.hidden)
+        return engine_model.final_head(out.hidden, ex["attention_mask"])
 
     cases = {"engine, all layers": (engine_forward, n)}
     names = list(CASE_ORDER) + sorted(set(registered()) - set(CASE_ORDER))

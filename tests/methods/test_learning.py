@@ -50,7 +50,7 @@ def _useless_and_needed_model(init_bias: float = 0.0, state: str = "mean") -> Me
 
     model.engine.embed = embed
     model.engine.layer = layer
-    model.final_head = lambda hidden: torch.stack([-4 * hidden[:, 0, 0], 4 * hidden[:, 0, 0]], -1)
+    model.final_head = lambda hidden, _mask=None: torch.stack([-4 * hidden[:, 0, 0], 4 * hidden[:, 0, 0]], -1)
     return model
 
 
