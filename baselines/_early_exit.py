@@ -156,11 +156,6 @@ def load_exit_model(folder: Path, build: Callable[[OffRamps, object], ExitModule
     return model
 
 
-def _pool_state(pooler: nn.Module | None, state: Tensor) -> Tensor:
-    """BERT's pooler (dense + tanh) applied to a state vector; no pooler: the state itself."""
-    return state if pooler is None else pooler.activation(pooler.dense(state))
-
-
 def exit_pooled(model: MethodModel, i: int, hidden: Tensor, attention_mask: Tensor | None = None) -> Tensor:
     """The pooled representation exit ``i`` classifies (the backbone's pooler on [CLS] at the last layer)."""
     ramps: OffRamps = model.extra.ramps
@@ -168,7 +163,7 @@ def exit_pooled(model: MethodModel, i: int, hidden: Tensor, attention_mask: Tens
         return model.engine.pool(hidden, attention_mask)
     state = token_state(hidden, attention_mask, ramps.state)
     if ramps.poolers is None:
-        return _pool_state(model.classifier.bert.pooler, state)
+        return model.engine.pool_state(state)
     return ramps.poolers[i](state)
 
 

@@ -81,7 +81,10 @@ class LayerwiseBackbone(nn.Module):
         if attention_mask is None and hidden.shape[0] > 1:
             raise ValueError("this model's head reads the token mean (model.head_state: mean), so a batch of "
                              f"{hidden.shape[0]} examples needs its attention mask: pass it to final_head / pool.")
-        state = token_state(hidden, attention_mask, kind)
+        return self.pool_state(token_state(hidden, attention_mask, kind))
+
+    def pool_state(self, state: Tensor) -> Tensor:
+        """BERT's pooler (dense + tanh) applied to a (batch, hidden) state vector; no pooler: the state itself."""
         if self.bert.pooler is None:
             return state
         return self.bert.pooler.activation(self.bert.pooler.dense(state))
