@@ -13,7 +13,9 @@ per tau (``variants``).
 Inference (classification) halts at the first n where the top class can no longer be overtaken in
 the remaining R = N - n layers: a_top * (1 - p_n)^R - a_second - p_n * R > 0. The rule has no free
 parameter, so ``knobs()`` is [0.0] (ignored) for classification and the speed/accuracy trade-off is
-swept through tau. Regression (our choice): the same accumulation on the scalar output, halting when
+swept through tau: the grid ``taus``, then (ours) a window search over log10(tau), one new model a
+round for at most ``tau_search`` rounds (``dpbert.run.refine.search``, on each model's layer speed-up
+over the primary dev split; ``variants.json`` in the model folder lists the taus trained). Regression (our choice): the same accumulation on the scalar output, halting when
 p_n < threshold; the thresholds are the knob. The output is log(a_n) (logits whose softmax is a_n;
 same argmax) for classification and a_n for regression.
 
@@ -24,6 +26,8 @@ applied at every step), reading the state ``state`` (the raw [CLS] state c_n, or
 
 from __future__ import annotations
 
+import json
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -48,6 +52,7 @@ from dpbert.methods.interface import Pinned, TrainContext, register
 from dpbert.model.engine import check_state_kind, token_state
 from dpbert.model.method_model import MethodModel, save_method_model
 from dpbert.model.training import task_loss, train_loop
+from dpbert.run.refine import KnobSpace, search
 
 PROB_FLOOR = 1e-12  # log(a_n) of a class with zero accumulated probability
 
@@ -100,11 +105,30 @@ def variant_name(tau: float) -> str:
     return f"tau{tau:g}"
 
 
+VARIANTS_FILE = "variants.json"  # the taus a job trained (the grid's and the search's), in its model folder
+TAU_LOG_TOL = 0.02  # taus whose log10 differ by less (about 5%) are the same training run to the search
+
+
+def write_variants(out_dir: Path, taus: list[float], speedups: dict[float, float], status: str) -> None:
+    """``variants.json``: the trained variants (by tau), each one's dev layer speed-up, the search status."""
+    (Path(out_dir) / VARIANTS_FILE).write_text(json.dumps({
+        "variants": [variant_name(t) for t in taus],
+        "dev_layer_speedup": {variant_name(t): speedups[t] for t in taus},
+        "tau_search": status}, indent=2))
+
+
 @dataclass
 class DactParams(ExitParams):
     # Ponder-cost weights, one model each. Paper grid {0, 1e-4, 5e-4, 1e-3, 5e-3}; the default is the
     # subset at the fast end (each value is one full training run).
     taus: list[float] = field(default_factory=lambda: [1e-3, 5e-3])
+    # Classification (our addition): the window search of tau, a training knob. After the grid, up to this
+    # many more models, each at a tau the search puts between (or, within tau_range, beyond) the trained
+    # ones, until selection.window holds selection.min_points_in_window layer speed-ups on the primary dev
+    # split (dpbert.run.refine.search in log10(tau)). 0: the grid only, as the paper.
+    tau_search: int = 2
+    # Where the search may put a tau (both > 0); None: a decade either side of the grid's positive taus.
+    tau_range: list[float] | None = None
     # Regression only (our choice): halt when p_n < threshold; ignored for classification.
     regression_thresholds: list[float] = field(default_factory=lambda: [0.5, 0.2, 0.1, 0.05, 0.01])
     gate_init_bias: float = 0.0  # our choice: h_n starts at 0.5 (plain zero-bias init)
@@ -131,7 +155,9 @@ class DactBert(ExitCriterion):
         return list(self.params.regression_thresholds) if self.task.is_regression else [0.0]
 
     def training_epochs(self, finetune: dict) -> float:
-        return super().training_epochs(finetune) * len(self.params.taus)  # one model per tau
+        """One model per tau: the grid's and, at most, the search's (classification)."""
+        extra = 0 if self.task.is_regression else max(self.params.tau_search, 0)
+        return super().training_epochs(finetune) * (len(self.params.taus) + extra)
 
     def loss(self, model: MethodModel, batch: dict[str, Tensor], tau: float) -> Tensor:
         """L_task(a_N) + tau * (1 + sum_{n<N} p_n), from one pass over all layers."""
@@ -149,22 +175,96 @@ class DactBert(ExitCriterion):
         return task_loss(answer_output(a, reg), batch["labels"], reg) + tau * ponder.mean()
 
     def train(self, ctx: TrainContext) -> None:
+        """One model per grid tau, then (classification, ``tau_search``) the window search of tau; the
+        taus trained and the search's outcome go to ``variants.json``."""
         p = self.params
+        speedups: dict[float, float] = {}
         for tau in p.taus:
-            classifier, tokenizer = self.starting_model(ctx)
-            extra = ExitModules(self.new_ramps(classifier),
-                                halting=HaltingGate(classifier.config.hidden_size, p.gate_init_bias, p.state))
-            model = MethodModel(classifier, extra).to(ctx.device)
-            settings = p.settings(ctx)
-            losses = train_loop(
-                self.param_groups(model, settings.lr), lambda batch, _s, tau=tau: self.loss(model, batch, tau),
-                ctx.train, settings,
-                seed=ctx.seed, desc=f"DACT-BERT (tau={tau:g}) on {self.task.name}", device=ctx.device,
-                modules=[model],
-            )
-            save_method_model(model.cpu(), tokenizer, ctx.out_dir / variant_name(tau),
-                              self.meta(tau=tau, settings=settings.as_dict(), head_lr=p.head_lr,
-                                        final_loss=losses[-1]))
+            speedups[tau] = self._train_one(ctx, tau)
+        status = "off: tau_search is 0" if p.tau_search <= 0 else "off: no selection settings"
+        if self.task.is_regression:
+            status = "off: regression (the sweep searches regression_thresholds)"
+        elif p.tau_search > 0 and ctx.selection is not None:
+            status = self._search_tau(ctx, speedups)
+        ctx.log.info("DACT-BERT on %s: layer speed-up by tau %s; tau search: %s", self.task.name,
+                     {f"{t:g}": round(s, 3) for t, s in sorted(speedups.items())}, status)
+        write_variants(ctx.out_dir, sorted(speedups), speedups, status)
+
+    def _train_one(self, ctx: TrainContext, tau: float) -> float:
+        """Train and save the model of one tau; its layer speed-up on the primary dev split (nan: regression)."""
+        p = self.params
+        classifier, tokenizer = self.starting_model(ctx)
+        extra = ExitModules(self.new_ramps(classifier),
+                            halting=HaltingGate(classifier.config.hidden_size, p.gate_init_bias, p.state))
+        model = MethodModel(classifier, extra).to(ctx.device)
+        settings = p.settings(ctx)
+        losses = train_loop(
+            self.param_groups(model, settings.lr), lambda batch, _s: self.loss(model, batch, tau),
+            ctx.train, settings,
+            seed=ctx.seed, desc=f"DACT-BERT (tau={tau:g}) on {self.task.name}", device=ctx.device,
+            modules=[model],
+        )
+        speedup = float("nan") if self.task.is_regression else self.dev_layer_speedup(model.eval(), ctx)
+        save_method_model(model.cpu(), tokenizer, ctx.out_dir / variant_name(tau),
+                          self.meta(tau=tau, settings=settings.as_dict(), head_lr=p.head_lr,
+                                    final_loss=losses[-1], dev_layer_speedup=speedup))
+        return speedup
+
+    def dev_layer_speedup(self, model: MethodModel, ctx: TrainContext) -> float:
+        """N / mean executed layers over the primary dev split at batch size 1 (labels unused)."""
+        layers = sum(len(self.predict_knobs(model, ctx.dev.example(i, ctx.device), [0.0])[0].executed)
+                     for i in range(len(ctx.dev)))
+        return model.n_layers * len(ctx.dev) / layers
+
+    def _search_tau(self, ctx: TrainContext, speedups: dict[float, float]) -> str:
+        """The window search over log10(tau), one model a round; adds the new taus to ``speedups``."""
+        positive = sorted(t for t in speedups if t > 0)
+        if not positive:
+            return "off: no positive tau in the grid"
+        lo, hi = self.params.tau_range or (positive[0] / 10, positive[-1] * 10)
+        selection = ctx.selection or {}
+        window = (float(selection["window"][0]), float(selection["window"][1]))
+        # a larger ponder cost halts earlier: beyond the grid, search only on the side towards the window
+        if all(speedups[t] < window[0] for t in positive):
+            lo = max(lo, positive[0])
+        elif all(speedups[t] > window[1] for t in positive):
+            hi = min(hi, positive[-1])
+        space = KnobSpace(knob_range=(math.log10(lo), math.log10(hi)), tol=TAU_LOG_TOL)
+
+        def score(logs: list[float]) -> list[float]:
+            out = []
+            for x in logs:
+                tau = float(f"{10 ** x:.3g}")
+                speedups[tau] = speedups.get(tau) or self._train_one(ctx, tau)
+                out.append(speedups[tau])
+            return out
+
+        grid = {math.log10(t): speedups[t] for t in positive}
+        result = search(grid, score, window, int(selection.get("min_points_in_window", 3)), space,
+                        max_rounds=self.params.tau_search, max_new=1)
+        return result.status
+
+    def trained_variants(self, model_dir: Path) -> list[str]:
+        record = self._variants_record(model_dir)
+        return self.variants() if record is None else list(record["variants"])
+
+    def training_search_status(self, model_dir: Path) -> str | None:
+        record = self._variants_record(model_dir)
+        return None if record is None else f"tau {record['tau_search']}"
+
+    @staticmethod
+    def _variants_record(model_dir: Path) -> dict | None:
+        record = Path(model_dir) / VARIANTS_FILE
+        if not record.exists():
+            return None
+        try:
+            data = json.loads(record.read_text())
+            if not isinstance(data["variants"], list) or not isinstance(data["tau_search"], str):
+                raise TypeError("'variants' must be a list and 'tau_search' a string")
+            return data
+        except (ValueError, KeyError, TypeError) as e:
+            raise ValueError(f"DACT-BERT's variant record {record} is unreadable ({e}): delete the model "
+                             f"folder {model_dir} and rerun the job to retrain it") from e
 
     def load(self, folder: Path) -> MethodModel:
         return self.load_exit(folder, lambda ramps, cfg: ExitModules(

@@ -41,7 +41,7 @@ class TrainContext:
 
     task: TaskSpec
     train: EncodedSplit
-    dev: EncodedSplit  # primary dev split (for logging only: selection happens in the sweep)
+    dev: EncodedSplit  # primary dev split: logging, and a training-time knob's window search (never its labels)
     finetuned_dir: Path | None  # stage-1 BERT-base classifier folder: models.load_classifier(it); None if unused
     out_dir: Path
     seed: int
@@ -49,6 +49,7 @@ class TrainContext:
     model_source: Any  # dpbert.model.sources.ModelSource
     device: str
     log: logging.Logger
+    selection: dict[str, Any] | None = None  # the config's `selection:` (window, min_points_in_window); None: no search
 
 
 @dataclass
@@ -129,6 +130,16 @@ class Method(ABC):
     def variants(self) -> list[str]:
         """Separately trained models (e.g. DPBERT's target rates); folder names, so path-safe."""
         return ["main"]
+
+    def trained_variants(self, model_dir: Path) -> list[str]:
+        """The variants ``train`` saved under ``model_dir``: ``variants()``, unless training searched
+        for more (DACT-BERT's tau search writes the list it trained)."""
+        return self.variants()
+
+    def training_search_status(self, model_dir: Path) -> str | None:
+        """The outcome of a window search that ``train`` ran over a training knob (DACT-BERT's tau), for
+        the sweep's ``refine_status``; None: training searched nothing."""
+        return None
 
     @abstractmethod
     def knobs(self) -> list[float]:
@@ -230,6 +241,8 @@ PARAM_RULES: dict[str, tuple[str | tuple[str, ...], str]] = {
                                 "paper's 1.30-1.96x window is t in [0.23, 0.49]")),
     "entropies": ("[0, inf)", "an entropy in nats (0 never exits)"),
     "taus": ("[0, inf)", "a ponder-cost weight"),
+    "tau_range": ("(0, inf)", "a ponder-cost weight bounding DACT-BERT's tau search"),
+    "tau_search": ("[0, inf)", "a number of extra models the tau search may train"),
     "patiences": ("[0, inf)", "a count of unchanged layers (0 never exits)"),
     "layers": ("[1, inf)", "a number of layers run"),
     "kept_layers": ("[1, inf)", "a number of layers kept"),

@@ -145,7 +145,7 @@ def write_diagnostics(method, split, *, model_dir: str | Path, device: str, seed
     kind = method_kind(method)
     models = {}
     if kind in (KIND_EXIT, KIND_PLANNER):
-        models = {v: method.load(Path(model_dir) / v).to(device) for v in method.variants()}
+        models = {v: method.load(Path(model_dir) / v).to(device) for v in method.trained_variants(Path(model_dir))}
     diag = compute_diagnostics(method, models, split, device=device, limit=limit)
     diag["seed"] = int(seed)
     atomic_write_text(out_path, json.dumps(diag, indent=2))

@@ -65,7 +65,7 @@ def run_method(
                    if checkpoint_dir and checkpoints.parse_interval(checkpoint) else "")
             with checkpoints.resumable(checkpoint_dir, key, checkpoint, log):
                 train_method(impl, prepared, seed=seed, training=training, model=model,
-                             finetuned_dir=finetuned_dir, out_dir=model_out, log=log)
+                             finetuned_dir=finetuned_dir, out_dir=model_out, log=log, selection=selection)
         else:
             with atomic_dir(model_out) as tmp:
                 (tmp / POINTER_FILE).write_text(json.dumps(
@@ -91,7 +91,7 @@ def run_method(
 
 def train_method(
     impl: Method, prepared, *, seed: int, training: dict[str, Any], model: dict[str, Any],
-    finetuned_dir: str | None, out_dir: str, log: logging.Logger,
+    finetuned_dir: str | None, out_dir: str, log: logging.Logger, selection: dict[str, Any] | None = None,
 ) -> None:
     spec = impl.task
     device = resolve_device(training.get("device", "cpu"))
@@ -108,6 +108,7 @@ def train_method(
             model_source=ModelSource.from_config(model),
             device=device,
             log=log,
+            selection=selection,
         )
         # torch seeds itself from the OS in every new process: new heads, planners and dropout
         # must come from the run's seed, or a rerun (resumed after a kill) trains another model

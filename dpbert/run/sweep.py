@@ -98,7 +98,7 @@ def evaluate_sweep(
     task = method.task
     bert = get_method("bert")(None, task)
     with phase(phases, "load_s"):
-        models = {v: method.load(Path(model_dir) / v).to(device) for v in method.variants()}
+        models = {v: method.load(Path(model_dir) / v).to(device) for v in method.trained_variants(Path(model_dir))}
         # BERT-base's own job times the model it just loaded; every other job loads the stage-1 folder
         base_model = models["main"] if method.is_reference else bert.load(Path(base_dir) / "main").to(device)
     knobs = [float(k) for k in method.knobs()]
@@ -106,6 +106,9 @@ def evaluate_sweep(
         points, predictions = _score(method, models, dev_splits, knobs, device, seed)
         points, predictions, refined, statuses = _refine(method, models, dev_splits, knobs, points, predictions,
                                                          device, seed, selection)
+    trained_search = method.training_search_status(Path(model_dir))
+    if trained_search is not None:
+        statuses = {v: f"{s}; training search: {trained_search}" for v, s in statuses.items()}
     # Latency: BERT-base and every point in interleaved rounds (BERT-base's own row is the base itself).
     primary = dev_splits[task.dev_splits[0]]
     timed = [primary.example(i, device) for i in range(min(latency.examples, len(primary)))]

@@ -1,5 +1,6 @@
 """DeeBERT, BERxiT, PABEE and DACT-BERT on a tiny 4-layer BERT: exits, no wasted layers, round trips."""
 
+import json
 import logging
 import math
 
@@ -19,11 +20,13 @@ from baselines._early_exit import (
 )
 from baselines.berxit import LTE, Berxit, lte_targets
 from baselines.dact_bert import (
+    VARIANTS_FILE,
     DactBert,
     HaltingGate,
     accumulate,
     accumulate_host,
     cannot_be_overtaken,
+    variant_name,
 )
 from baselines.deebert import DeeBert
 from baselines.pabee import Pabee, weighted_loss
@@ -146,7 +149,9 @@ def test_train_save_load_round_trip(tmp_path, tokenizer, name, regression):
     method = METHODS[name](params, ctx.task)
     ctx.out_dir.mkdir()
     method.train(ctx)
-    assert sorted(p.name for p in ctx.out_dir.iterdir()) == sorted(method.variants())
+    record = [VARIANTS_FILE] if name == "dact_bert" else []  # the taus it trained (no search: no selection)
+    assert sorted(p.name for p in ctx.out_dir.iterdir()) == sorted(method.variants() + record)
+    assert method.trained_variants(ctx.out_dir) == method.variants()
     folder = ctx.out_dir / method.variants()[0]
     first, second = method.load(folder), method.load(folder)
     fresh = new_ramps(load_classifier(ctx.finetuned_dir)[0], own_poolers=name != "pabee")
@@ -316,3 +321,61 @@ def test_host_statistics_equal_tensor_ones():
     assert gate.continue_one(h) == pytest.approx(gate(h).item(), rel=1e-6)
     pooled = torch.randn(1, 32)
     assert lte.error_one(pooled) == pytest.approx(lte(pooled).item(), rel=1e-6)
+
+
+# DACT-BERT's tau search: a training knob searched like an inference threshold, one model a round
+
+def _fake_dact_training(monkeypatch, speedup_of_tau):
+    """DactBert._train_one replaced by a known speed-up curve (no training); returns the taus trained, in order."""
+    trained: list[float] = []
+
+    def train_one(self, ctx, tau):
+        trained.append(tau)
+        (ctx.out_dir / variant_name(tau)).mkdir()
+        return speedup_of_tau(tau)
+
+    monkeypatch.setattr(DactBert, "_train_one", train_one)
+    return trained
+
+
+def test_dact_tau_search_trains_taus_inside_the_window(tmp_path, tokenizer, monkeypatch):
+    """Grid taus 1e-3 (1.1x) and 1e-1 (2.5x) straddle the window: the search trains taus between them
+    until 2 land inside, at most tau_search more models, and the sweep's variants are every trained tau."""
+    trained = _fake_dact_training(monkeypatch, lambda tau: 1.0 + 0.5 * (math.log10(tau) + 3.2))
+    ctx = _ctx(tmp_path, tokenizer)
+    ctx.selection = {"window": [1.30, 1.96], "min_points_in_window": 2}
+    ctx.out_dir.mkdir()
+    method = DactBert({"taus": [1e-3, 1e-1], "tau_search": 3}, CLS)
+    method.train(ctx)
+    assert trained[:2] == [1e-3, 1e-1] and 2 < len(trained) <= 5
+    new = trained[2:]
+    assert all(1e-3 < t < 1e-1 for t in new)
+    inside = [t for t in new if 1.30 <= 1.0 + 0.5 * (math.log10(t) + 3.2) <= 1.96]
+    assert len(inside) >= 2, trained
+    record = json.loads((ctx.out_dir / VARIANTS_FILE).read_text())
+    assert record["tau_search"].startswith("ok"), record
+    assert method.trained_variants(ctx.out_dir) == [variant_name(t) for t in sorted(trained)]
+
+
+def test_dact_tau_search_off_without_selection_or_for_regression(tmp_path, tokenizer, monkeypatch):
+    trained = _fake_dact_training(monkeypatch, lambda tau: 1.1)
+    ctx = _ctx(tmp_path, tokenizer)
+    ctx.out_dir.mkdir()
+    DactBert({"taus": [1e-3], "tau_search": 2}, CLS).train(ctx)  # no selection: the grid only
+    assert trained == [1e-3]
+    ctx.selection, ctx.out_dir = {"window": [1.30, 1.96]}, tmp_path / "out2"
+    ctx.out_dir.mkdir()
+    DactBert({"taus": [1e-3], "tau_search": 0}, CLS).train(ctx)
+    assert trained == [1e-3, 1e-3]
+    ctx.out_dir = tmp_path / "out3"
+    ctx.out_dir.mkdir()
+    DactBert({"taus": [1e-3], "tau_search": 2}, CLS).train(ctx)  # 1.1x everywhere: tries the range's high end
+    assert trained[2:] == [1e-3, 1e-2]
+    record = json.loads((ctx.out_dir / VARIANTS_FILE).read_text())
+    assert record["tau_search"].startswith("unreachable: max speed-up 1.10"), record
+
+
+def test_dact_unreadable_variant_record_names_the_fix(tmp_path):
+    (tmp_path / VARIANTS_FILE).write_text("{not json")
+    with pytest.raises(ValueError, match="delete the model folder"):
+        DactBert(None, CLS).trained_variants(tmp_path)
