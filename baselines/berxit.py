@@ -56,9 +56,18 @@ def lte_targets(logits: Tensor, labels: Tensor, is_regression: bool) -> Tensor:
         return (logits.argmax(-1) != labels.view(-1)).float()
 
 
-def lte_loss(model: MethodModel, exits: AllExits, labels: Tensor, is_regression: bool) -> Tensor:
-    """MSE between the LTE output and the (detached) error of every layer's exit, averaged over layers."""
-    losses = [nn.functional.mse_loss(model.extra.lte(p), lte_targets(lg, labels, is_regression))
+LTE_GRADS = ("backbone", "lte_only")
+
+
+def lte_loss(model: MethodModel, exits: AllExits, labels: Tensor, is_regression: bool,
+             lte_grad: str = "backbone") -> Tensor:
+    """MSE between the LTE output and the (detached) error of every layer's exit, averaged over layers.
+    ``lte_grad``: ``backbone`` (the official code: the loss also trains the pooled outputs it reads, so
+    the off-ramps and the backbone) or ``lte_only`` (the pooled outputs detached: it trains the LTE unit alone)."""
+    if lte_grad not in LTE_GRADS:
+        raise ValueError(f"methods.berxit.lte_grad must be one of {', '.join(LTE_GRADS)}, not '{lte_grad}'")
+    losses = [nn.functional.mse_loss(model.extra.lte(p if lte_grad == "backbone" else p.detach()),
+                                     lte_targets(lg, labels, is_regression))
               for p, lg in zip(exits.pooled, exits.logits)]
     return torch.stack(losses).mean()
 
@@ -68,6 +77,9 @@ class BerxitParams(ExitParams):
     # Ours: the official scripts sweep the threshold too; this grid spans "almost always exit at
     # layer 1" to "almost never exit" on an error-probability scale (threshold <= 0 never exits).
     thresholds: list[float] = field(default_factory=lambda: [0.05, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8])
+    # What the LTE loss trains: backbone (the official code: its gradient reaches the pooled outputs, the
+    # off-ramps and the backbone) | lte_only (ours, for a random-init backbone: the pooled outputs detached).
+    lte_grad: str = "backbone"
 
 
 @register
@@ -92,7 +104,7 @@ class Berxit(ExitCriterion):
             main = task_loss(exits.logits[-1], batch["labels"], reg)
         else:
             main = sum(task_loss(lg, batch["labels"], reg) for lg in exits.logits[:-1])
-        return main + lte_loss(model, exits, batch["labels"], reg)
+        return main + lte_loss(model, exits, batch["labels"], reg, self.params.lte_grad)
 
     def train(self, ctx: TrainContext) -> None:
         p = self.params

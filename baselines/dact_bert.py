@@ -126,7 +126,7 @@ class DactParams(ExitParams):
     # many more models, each at a tau the search puts between (or, within tau_range, beyond) the trained
     # ones, until selection.window holds selection.min_points_in_window layer speed-ups on the primary dev
     # split (dpbert.run.refine.search in log10(tau)). 0: the grid only, as the paper.
-    tau_search: int = 2
+    tau_search: int = 3
     # Where the search may put a tau (both > 0); None: a decade either side of the grid's positive taus.
     tau_range: list[float] | None = None
     # Regression only (our choice): halt when p_n < threshold; ignored for classification.

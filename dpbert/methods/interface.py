@@ -254,6 +254,7 @@ PARAM_RULES: dict[str, tuple[str | tuple[str, ...], str]] = {
     "student": (("auto", "from_teacher", "hub"), "the kind of student (baselines.distilbert.KINDS)"),
     "rate_estimate": (("soft", "hard"), "the skip-rate estimate of the penalty (RATE_ESTIMATES)"),
     "baseline": (("batch_mean", "greedy"), "the REINFORCE baseline"),
+    "lte_grad": (("backbone", "lte_only"), "what BERxiT's LTE loss trains (baselines.berxit.LTE_GRADS)"),
     "beta": ("[0, inf)", "the weight of the rate penalty"),
     "rl_lambda": ("[0, inf)", "the weight of the task loss in the reward"),
     "cost": ("[0, inf)", "the execution cost of a layer in the reward"),

@@ -187,7 +187,8 @@ def propose(points: Mapping[float, float], window: tuple[float, float], min_poin
         part = _window_part(sa, sb, window)
         if part is None or kb <= ka:
             continue
-        raw = _interval_candidates(ka, sa, kb, sb, part, window, need)
+        # one knob a round (each a training run, e.g. DACT-BERT's tau): aim at the middle of the part
+        raw = _interval_candidates(ka, sa, kb, sb, part, window, need if max_new > 1 else 1)
         chosen: list[float] = []
         for c in raw:
             c = _inside(c, ka, kb, space, knobs + chosen)

@@ -9,6 +9,7 @@ import torch
 
 from baselines._early_exit import (
     ExitModules,
+    all_exits,
     exit_logits_from_pooled,
     exit_pooled,
     host_argmax,
@@ -18,7 +19,7 @@ from baselines._early_exit import (
     infer_exit,
     new_ramps,
 )
-from baselines.berxit import LTE, Berxit, lte_targets
+from baselines.berxit import LTE, Berxit, lte_loss, lte_targets
 from baselines.dact_bert import (
     VARIANTS_FILE,
     DactBert,
@@ -379,3 +380,23 @@ def test_dact_unreadable_variant_record_names_the_fix(tmp_path):
     (tmp_path / VARIANTS_FILE).write_text("{not json")
     with pytest.raises(ValueError, match="delete the model folder"):
         DactBert(None, CLS).trained_variants(tmp_path)
+
+
+@pytest.mark.parametrize("lte_grad,reaches_backbone", [("backbone", True), ("lte_only", False)])
+def test_berxit_lte_grad_says_what_the_lte_loss_trains(lte_grad, reaches_backbone):
+    """The LTE loss always trains the LTE unit; it reaches the backbone and the off-ramps' poolers only
+    with lte_grad = backbone (the official code)."""
+    model = _model("berxit").train()
+    batch = toy_split(16).batch(list(range(16)))
+    exits = all_exits(model, batch)
+    lte_loss(model, exits, batch["labels"], False, lte_grad).backward()
+    assert model.extra.lte.fc.weight.grad is not None and model.extra.lte.fc.weight.grad.abs().sum() > 0
+    backbone = [p.grad for p in model.backbone_parameters() if p.grad is not None]
+    ramps = [p.grad for p in model.extra.ramps.parameters() if p.grad is not None]
+    moved = any(g.abs().sum() > 0 for g in backbone + ramps)
+    assert moved == reaches_backbone
+
+
+def test_berxit_unknown_lte_grad_is_refused():
+    with pytest.raises(Exception, match="lte_grad"):
+        Berxit({"lte_grad": "everything"}, CLS)

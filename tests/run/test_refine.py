@@ -300,3 +300,14 @@ def test_sweep_keeps_one_refined_knob_per_operating_point(base_dir, monkeypatch)
     # 7, 8 and 9 of 12 layers are the window's operating points (1.71x, 1.50x, 1.33x): one knob each
     assert sorted(r["mean_layers"] for r in primary) == [7.0, 8.0, 9.0]
     assert n_timed == 2 + 3 and rows[0]["refine_status"] == "ok: 3 points in window"
+
+
+def test_one_knob_a_round_aims_at_the_middle_of_the_window():
+    """max_new = 1 (each knob a training run): the one proposal is where the line between the ends puts
+    the middle of the window part they span (1.63 on a line from 1.0 at 0 to 2.26 at 1: knob 0.5),
+    not the lower edge that a many-knob round starts from."""
+    space = KnobSpace(knob_range=(0.0, 1.0), tol=1e-3)
+    one, status = propose({0.0: 1.0, 1.0: 2.26}, (1.30, 1.96), 3, space, max_new=1)
+    assert status == "" and one == [pytest.approx(0.5)]
+    many, _ = propose({0.0: 1.0, 1.0: 2.26}, (1.30, 1.96), 3, space, max_new=6)
+    assert min(many) < 0.4
