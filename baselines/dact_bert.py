@@ -14,7 +14,7 @@ Inference (classification) halts at the first n where the top class can no longe
 the remaining R = N - n layers: a_top * (1 - p_n)^R - a_second - p_n * R > 0. The rule has no free
 parameter, so ``knobs()`` is [0.0] (ignored) for classification and the speed/accuracy trade-off is
 swept through tau: the grid ``taus``, then (ours) a window search over log10(tau), one new model a
-round for at most ``tau_search`` rounds (``dpbert.run.refine.search``, on each model's layer speed-up
+round for at most ``tau_search`` rounds (``dpbert.methods.refine.search``, on each model's layer speed-up
 over the primary dev split; ``variants.json`` in the model folder lists the taus trained). Regression (our choice): the same accumulation on the scalar output, halting when
 p_n < threshold; the thresholds are the knob. The output is log(a_n) (logits whose softmax is a_n;
 same argmax) for classification and a_n for regression.
@@ -49,10 +49,10 @@ from baselines._early_exit import (
     new_ramps,
 )
 from dpbert.methods.interface import Pinned, TrainContext, register
+from dpbert.methods.refine import KnobSpace, search
 from dpbert.model.engine import check_state_kind, token_state
 from dpbert.model.method_model import MethodModel, save_method_model
 from dpbert.model.training import task_loss, train_loop
-from dpbert.run.refine import KnobSpace, search
 
 PROB_FLOOR = 1e-12  # log(a_n) of a class with zero accumulated probability
 
@@ -125,7 +125,7 @@ class DactParams(ExitParams):
     # Classification (our addition): the window search of tau, a training knob. After the grid, up to this
     # many more models, each at a tau the search puts between (or, within tau_range, beyond) the trained
     # ones, until selection.window holds selection.min_points_in_window layer speed-ups on the primary dev
-    # split (dpbert.run.refine.search in log10(tau)). 0: the grid only, as the paper.
+    # split (dpbert.methods.refine.search in log10(tau)). 0: the grid only, as the paper.
     tau_search: int = 3
     # Where the search may put a tau (both > 0); None: a decade either side of the grid's positive taus.
     tau_range: list[float] | None = None

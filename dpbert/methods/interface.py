@@ -109,7 +109,7 @@ class Method(ABC):
     is_reference: ClassVar[bool] = False  # BERT-base only: the denominator of every speed-up, not timed on its own
     trains: ClassVar[bool] = True  # False: nothing to learn, it runs the stage-1 model (BERT-kL)
     Params: ClassVar[type[MethodParams]] = MethodParams
-    # The window search (dpbert.run.refine): a *refinable* knob is threshold-like, so that the sweep may
+    # The window search (dpbert.methods.refine): a *refinable* knob is threshold-like, so that the sweep may
     # score values between the grid's (and, within ``knob_range``, beyond it) to put more points of the
     # primary dev split inside ``selection.window``; see ``can_refine``. Not refinable: a dummy knob, a
     # depth or a count of trained models (a training-time variant can never be refined at inference).

@@ -7,7 +7,7 @@ example by example with BERT-base (``latency.reference``: through the engine, or
 denominator of the speed-up, in the same process;
 the latency speed-up is the median over rounds of the round's ratio (``paired_speedup``).
 
-Window search (``selection`` given, ``Method.can_refine``): after the grid, ``dpbert.run.refine.search``
+Window search (``selection`` given, ``Method.can_refine``): after the grid, ``dpbert.methods.refine.search``
 scores new knob values of each variant on the primary dev split, round by round, until
 ``selection.window`` holds ``selection.min_points_in_window`` points of distinct layer speed-up
 (the exact one, whatever ``selection.speedup`` says) or the knob cannot put more there. The new
@@ -29,10 +29,7 @@ from typing import Any
 
 from dpbert.data.encoding import EncodedSplit
 from dpbert.methods.interface import Method
-from dpbert.methods.registry import get_method
-from dpbert.run.latency import measure_interleaved, paired_speedup
-from dpbert.run.metrics import glue_metrics
-from dpbert.run.refine import (
+from dpbert.methods.refine import (
     MAX_NEW_ONE_PASS,
     MAX_NEW_PER_KNOB,
     KnobSpace,
@@ -40,6 +37,9 @@ from dpbert.run.refine import (
     knob_tolerance,
     search,
 )
+from dpbert.methods.registry import get_method
+from dpbert.run.latency import measure_interleaved, paired_speedup
+from dpbert.run.metrics import glue_metrics
 from dpbert.run.runtime import phase
 
 log = logging.getLogger(__name__)

@@ -1,4 +1,4 @@
-"""The window search (dpbert.run.refine) on synthetic speed-up curves, and wired into the sweep.
+"""The window search (dpbert.methods.refine) on synthetic speed-up curves, and wired into the sweep.
 
 The pure search must reach the window on monotone and non-monotone curves, call a step a jump (with
 the two knobs that bracket it), and call a curve that never reaches the window unreachable. The
@@ -16,9 +16,7 @@ import torch
 
 from dpbert.data.tasks import get_task
 from dpbert.methods.interface import Method, Prediction
-from dpbert.methods.registry import get_method
-from dpbert.run import sweep as evaluation
-from dpbert.run.refine import (
+from dpbert.methods.refine import (
     MAX_NEW_PER_KNOB,
     KnobSpace,
     distinct_in_window,
@@ -27,6 +25,8 @@ from dpbert.run.refine import (
     propose,
     search,
 )
+from dpbert.methods.registry import get_method
+from dpbert.run import sweep as evaluation
 from dpbert.run.sweep import LatencySettings, evaluate_sweep
 from tests.conftest import tiny_classifier, toy_split
 
