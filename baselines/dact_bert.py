@@ -181,10 +181,13 @@ class DactBert(ExitCriterion):
         speedups: dict[float, float] = {}
         for tau in p.taus:
             speedups[tau] = self._train_one(ctx, tau)
-        status = "off: tau_search is 0" if p.tau_search <= 0 else "off: no selection settings"
         if self.task.is_regression:
             status = "off: regression (the sweep searches regression_thresholds)"
-        elif p.tau_search > 0 and ctx.selection is not None:
+        elif p.tau_search <= 0:
+            status = "off: tau_search is 0"
+        elif ctx.selection is None:
+            status = "off: no selection settings"
+        else:
             status = self._search_tau(ctx, speedups)
         ctx.log.info("DACT-BERT on %s: layer speed-up by tau %s; tau search: %s", self.task.name,
                      {f"{t:g}": round(s, 3) for t, s in sorted(speedups.items())}, status)
