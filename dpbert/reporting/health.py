@@ -168,7 +168,7 @@ def health_row(
     """One health row from already gathered numbers (pure). ``selected`` is the selected point on
     the primary split (keys variant, knob, score) or None; ``exit_scores`` / ``p_std`` are per layer
     (medians over seeds); ``paths`` the executed paths of the selected point's dev examples;
-    ``skip_rates`` t -> realised skip rate at the selected (or first) threshold."""
+    ``skip_rates`` t -> realised skip rate at one threshold for every t (:func:`shared_threshold`)."""
     score = float(selected["score"]) if selected is not None and not pd.isna(selected.get("score")) else np.nan
     point = ""
     if selected is not None and not pd.isna(selected.get("score")):
@@ -312,6 +312,16 @@ def _labels(predictions, task: str, split: str, seeds: Sequence) -> list:
     return []
 
 
+def shared_threshold(points: pd.DataFrame, knob: float) -> float:
+    """The threshold nearest ``knob`` at which every variant was scored (the grid's; the window search
+    adds thresholds per variant), so that the skip rates compared across target rates are read at one
+    threshold: comparing each variant at its own nearest refined threshold would mix the threshold's
+    effect into the target rate's. Without a shared one, ``knob`` itself (each variant at its nearest)."""
+    per_variant = [set(np.round(g["knob"].astype(float), 9)) for _, g in points.groupby("variant")]
+    shared = sorted(set.intersection(*per_variant)) if per_variant else []
+    return min(shared, key=lambda k: abs(k - knob)) if shared else knob
+
+
 def _planner_extra(jd, point, prim: pd.DataFrame, predictions, task: str, method: str, seeds, split: str,
                    n_layers: int | None) -> dict:
     extra: dict[str, Any] = {}
@@ -341,7 +351,7 @@ def _planner_extra(jd, point, prim: pd.DataFrame, predictions, task: str, method
             at = df[(df["split"] == split) & (df["variant"] == point["variant"]) & _same_knob(df["knob"], point["knob"])]
             paths += at["executed"].astype(str).tolist()
         extra["paths"] = paths
-    # realised hard skip rate per target rate, at the selected threshold (else the first one)
+    # realised hard skip rate per target rate, at one threshold shared by every variant (nearest the selected one)
     rates: dict[str, float] = {}
     for d in jd:
         rates.update(d.get("target_rates") or {})
@@ -353,11 +363,12 @@ def _planner_extra(jd, point, prim: pd.DataFrame, predictions, task: str, method
                 pass
     if rates and len(prim) and n_layers:
         knob = float(point["knob"]) if point is not None else float(prim["knob"].astype(float).min())
+        ours = prim[prim["variant"].isin(list(rates))]
+        knob = shared_threshold(ours, knob)
         skip = {}
-        for v, pts in prim.groupby("variant"):
-            if v in rates:  # each variant's point at the threshold, or its nearest (refined points differ per variant)
-                r = pts.iloc[int(np.argmin(np.abs(pts["knob"].astype(float).to_numpy() - knob)))]
-                skip[rates[v]] = 1 - float(r["mean_layers"]) / n_layers
+        for v, pts in ours.groupby("variant"):
+            r = pts.iloc[int(np.argmin(np.abs(pts["knob"].astype(float).to_numpy() - knob)))]
+            skip[rates[v]] = 1 - float(r["mean_layers"]) / n_layers
         extra["skip_rates"] = skip
     return extra
 

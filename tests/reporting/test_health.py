@@ -355,7 +355,8 @@ def test_mark_degenerate_covers_both_mnli_columns():
 
 def test_a_refined_selected_threshold_reads_the_nearest_scored_one():
     """A window-search point (a threshold of one variant only) is selected: p spread from that variant's
-    nearest threshold with diagnostics, skip rates from each variant's nearest threshold."""
+    nearest threshold with diagnostics; skip rates at the threshold every variant shares (0.5), not at
+    t0.25's own refined 0.55 (which would mix the threshold's effect into the target rate's)."""
     from dpbert.reporting.selection import select_all
 
     sweep, preds, diags = _records()
@@ -372,4 +373,14 @@ def test_a_refined_selected_threshold_reads_the_nearest_scored_one():
                       speedup_col="layer_speedup").set_index("method").loc["dpbert"]
     assert dp["selected_point"] == "t0.25@0.55" and dp["p_point"] == "t0.25@0.5"
     assert dp["n_paths"] == 2 and dp["top_path_share"] == 0.5
-    assert dp["skip_rates"] == "t=0.25:0.30 t=0.35:0.40"
+    assert dp["skip_rates"] == "t=0.25:0.25 t=0.35:0.40"
+
+
+def test_shared_threshold_reads_every_target_rate_at_one_threshold():
+    """Grid thresholds 0.5 and 0.7 are shared; 0.62 and 0.66 are refined for one variant each."""
+    from dpbert.reporting.health import shared_threshold
+
+    pts = pd.DataFrame({"variant": ["a", "a", "a", "b", "b", "b"], "knob": [0.5, 0.62, 0.7, 0.5, 0.66, 0.7]})
+    assert shared_threshold(pts, 0.62) == 0.7 and shared_threshold(pts, 0.55) == 0.5
+    assert shared_threshold(pts, 0.7) == 0.7
+    assert shared_threshold(pts[pts["knob"] != 0.7].assign(knob=[0.5, 0.62, 0.51, 0.66]), 0.6) == 0.6  # none shared
