@@ -119,6 +119,13 @@ def check_window(selection: dict[str, Any]) -> None:
             f"{WINDOW_MAX:g} (finite): a speed-up below 1.0 is slower than BERT-base itself, and the layer "
             "speed-up of an N-layer model is at most N. The paper's window is [1.30, 1.96]."
         )
+    up_to = selection.get("curve_up_to")
+    if selection.get("min_points_in_curve", 0) > 0 and up_to is not None and up_to <= hi:
+        raise ConfigError(
+            f"selection.curve_up_to is {up_to:g}, but Figure 3's curve beyond the window searches speed-ups "
+            f"in (window max, curve_up_to] = ({hi:g}, {up_to:g}], which is empty; set curve_up_to above "
+            f"{hi:g} (unset: twice the window's max), or selection.min_points_in_curve: 0 to turn the curve search off."
+        )
 
 
 DEVICES = ("cpu", "cuda", "cuda:N", "auto", "mps")

@@ -16,6 +16,14 @@ written like grid points (``refined`` True); those outside are dropped, and so i
 same operating point on the primary split (every prediction and executed path) as a grid point or
 a smaller refined knob. Every row records its variant's ``refine_status``; a method that cannot
 refine keeps exactly the grid's rows.
+
+Curve beyond the window (``selection.min_points_in_curve`` > 0): Figure 3 draws each method's
+accuracy-speed curve, which a grid that stops inside the window (DPBERT's threshold grid is [0.5])
+would show as a point or two. So the same search then runs once more for the stretch of speed-ups
+just above the window, (window max, ``selection.curve_up_to``], seeded with every point the window
+search scored (its points outside the window usually suffice, so this mostly costs nothing), until
+it holds ``min_points_in_curve`` points. Those points are kept like refined ones (scored on every
+split, timed, ``refined`` True); selection never reads them, being outside the window.
 """
 
 from __future__ import annotations
@@ -32,6 +40,7 @@ from dpbert.methods.interface import Method
 from dpbert.methods.refine import (
     MAX_NEW_ONE_PASS,
     MAX_NEW_PER_KNOB,
+    SPEEDUP_TOL,
     KnobSpace,
     in_window,
     knob_tolerance,
@@ -182,6 +191,32 @@ def refine_space(method: Method, grid: Sequence[float]) -> KnobSpace:
     return KnobSpace(knob_range=bounds, integer=method.knob_integer, tol=knob_tolerance(grid, bounds))
 
 
+def curve_window(selection: dict[str, Any]) -> tuple[tuple[float, float], int] | None:
+    """The stretch of speed-ups beyond the window that Figure 3's curve searches, (window max,
+    ``curve_up_to``], and its ``min_points_in_curve``; None when that is 0 (or the stretch is empty)."""
+    n = int(selection.get("min_points_in_curve", 0))
+    hi = float(selection["window"][1])
+    up_to = float(selection.get("curve_up_to", 2 * hi))
+    if n <= 0 or up_to <= hi + SPEEDUP_TOL:
+        return None
+    # the window's own bound is inside the window: start just above it
+    return (hi + 2 * SPEEDUP_TOL, up_to), n
+
+
+def spread(points: Sequence[tuple[float, float]], n: int) -> list[float]:
+    """The knobs of ``n`` of (knob, speed-up) ``points`` with distinct speed-ups, evenly spread over
+    them from the slowest to the fastest (the smallest knob of a speed-up); all of them when fewer."""
+    first: dict[float, float] = {}
+    for k, s in sorted(points):
+        first.setdefault(round(s, 9), k)
+    ordered = [first[s] for s in sorted(first)]
+    if len(ordered) <= n:
+        return ordered
+    if n == 1:
+        return [ordered[-1]]
+    return [ordered[round(j * (len(ordered) - 1) / (n - 1))] for j in range(n)]
+
+
 def knobs_per_round(method: Method) -> int:
     """New knobs a search round may score: many where one pass per example reads every knob
     (``predict_knobs`` overridden), few where each knob costs a pass over the split."""
@@ -208,22 +243,34 @@ def _refine(method: Method, models: dict, dev_splits: dict[str, EncodedSplit], k
     space = refine_space(method, knobs)
     statuses: dict[str, str] = {}
     extra: dict[tuple[str, str], list[tuple[dict, list[dict]]]] = {}  # (variant, split) -> kept rows
+    curve = curve_window(selection)
     for variant, model in models.items():
         n_ref = method.reference_layers(model)
-        scored: dict[float, tuple[dict, list[dict]]] = {}  # the new points inside the window (outside: dropped)
+        scored: dict[float, tuple[dict, list[dict]]] = {}  # every new point (those kept: below)
 
         def score(new: list[float], model=model, n_ref=n_ref, variant=variant, scored=scored) -> list[float]:
             out = []
             for knob, (preds, executed) in zip(new, predict_split(method, model, primary, new, device)):
                 point, rows = _rows(method, seed, variant, n_ref, primary_name, primary, knob, preds, executed)
-                if in_window(point["layer_speedup"], window):
-                    scored[knob] = (point, rows)
+                scored[knob] = (point, rows)
                 out.append(point["layer_speedup"])
             return out
 
         grid = {r["knob"]: r["layer_speedup"] for r in points if r["variant"] == variant and r["split"] == primary_name}
         result = search(grid, score, window, min_points, space, max_new=knobs_per_round(method))
         statuses[variant] = result.status
+        n_new = len(scored)
+        if curve is not None:
+            more = search(result.points, score, curve[0], curve[1], space, max_new=knobs_per_round(method))
+            statuses[variant] += f"; curve to {curve[0][1]:g}x: {more.status}"
+            n_new = len(scored)
+        # only points inside the window, and up to min_points_in_curve spread over the curve's stretch
+        # beyond it, are kept (scored on every split and timed); the rest are dropped
+        beyond = spread([(k, pt["layer_speedup"]) for k, (pt, _) in scored.items() if k not in grid
+                         and in_window(pt["layer_speedup"], curve[0])], curve[1]) if curve is not None else []
+        for k in [k for k, (pt, _) in scored.items()
+                  if not in_window(pt["layer_speedup"], window) and k not in beyond]:
+            del scored[k]
         # kept: inside the window, and not the same operating point on the primary split (every prediction
         # and executed path equal) as a grid point or a smaller refined knob, which selection would prefer
         by_knob: dict[float, list[dict]] = {}
@@ -236,8 +283,8 @@ def _refine(method: Method, models: dict, dev_splits: dict[str, EncodedSplit], k
             if fingerprint not in seen:
                 seen.add(fingerprint)
                 kept[variant].append(k)
-        log.info("%s %s: window search of %s scored %d new values in %d rounds, kept %s: %s", method.name, variant,
-                 method.knob_name, len(result.new), result.rounds, [f"{k:g}" for k in kept[variant]], result.status)
+        log.info("%s %s: window search of %s scored %d new values, kept %s: %s", method.name, variant,
+                 method.knob_name, n_new, [f"{k:g}" for k in kept[variant]], statuses[variant])
         for split_name, split in dev_splits.items():
             if split_name == primary_name:
                 extra[(variant, split_name)] = [scored[k] for k in kept[variant]]

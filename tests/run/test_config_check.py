@@ -89,6 +89,12 @@ def test_sane_windows_pass():
         check_window({"window": [1.96, 1.30]})
 
 
+def test_an_empty_curve_beyond_the_window_is_refused():
+    with pytest.raises(ConfigError, match="curve_up_to is 1.5.*min_points_in_curve: 0"):
+        check_window({"window": [1.30, 1.96], "min_points_in_curve": 2, "curve_up_to": 1.5})
+    check_window({"window": [1.30, 1.96], "min_points_in_curve": 0, "curve_up_to": 1.5})  # off: not read
+
+
 # ---------------------------------------------------------------- knob grids and ranges
 
 def test_dpbert_threshold_on_a_probability_must_lie_in_0_1():

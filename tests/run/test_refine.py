@@ -9,6 +9,7 @@ rows) for a refinable knob, and leave the rows of a non-refinable one exactly as
 from __future__ import annotations
 
 import math
+import re
 from pathlib import Path
 
 import pytest
@@ -277,6 +278,39 @@ def test_sweep_adds_refined_points_inside_the_window(base_dir, monkeypatch):
         assert len(mine) == r["n_examples"] == len(SPLITS[r["split"]])
         assert sum(p["n_executed"] for p in mine) / len(mine) == pytest.approx(r["mean_layers"])
     assert len(preds) == len(rows) // 2 * (20 + 12)
+
+
+CURVE = (1.96, 4.0)
+
+
+@pytest.mark.usefixtures("one_thread")
+def test_sweep_extends_the_curve_beyond_the_window(base_dir, monkeypatch):
+    """Figure 3's curve: with min_points_in_curve, points of distinct speed-up in (1.96, 4.0] are kept
+    too (scored on every split, timed); without it (the test above) every kept point is inside the window."""
+    plain, _, _ = sweep(FakeExit, base_dir, monkeypatch, SELECTION)
+    selection = {**SELECTION, "min_points_in_curve": 2, "curve_up_to": CURVE[1]}
+    rows, preds, n_timed = sweep(FakeExit, base_dir, monkeypatch, selection)
+    primary = [r for r in rows if r["refined"] and r["split"] == "dev_matched"]
+    beyond = [r for r in primary if not in_window(r["layer_speedup"], WINDOW)]
+    assert len({round(r["layer_speedup"], 9) for r in beyond}) == 2  # dropping them (the old sweep) fails here
+    assert all(CURVE[0] < r["layer_speedup"] <= CURVE[1] for r in beyond)  # nothing faster than curve_up_to
+    # the window's own points are still there, and the curve's points are on every split and timed
+    assert {r["knob"] for r in plain if r["refined"]} <= {r["knob"] for r in primary}
+    knobs = sorted(r["knob"] for r in primary)
+    assert sorted(r["knob"] for r in rows if r["refined"] and r["split"] == "dev_mismatched") == knobs
+    assert n_timed == 2 + len(knobs)
+    assert len(preds) == len(rows) // 2 * (20 + 12)
+    (status,) = {r["refine_status"] for r in rows}  # the window search's, then the curve's
+    assert re.fullmatch(r"ok: \d+ points in window; curve to 4x: ok: \d+ points in window", status)
+    assert evaluation.curve_window({**selection, "min_points_in_curve": 0}) is None
+
+
+def test_curve_points_are_spread_from_slowest_to_fastest():
+    pts = [(0.5, 2.0), (0.6, 2.5), (0.55, 2.0), (0.7, 3.0), (0.8, 3.5), (0.9, 3.9)]
+    assert evaluation.spread(pts, 2) == [0.5, 0.9]  # the smallest knob of a speed-up
+    assert evaluation.spread(pts, 3) == [0.5, 0.7, 0.9]
+    assert evaluation.spread(pts, 1) == [0.9]
+    assert evaluation.spread(pts[:2], 5) == [0.5, 0.6]
 
 
 @pytest.mark.usefixtures("one_thread")

@@ -30,7 +30,9 @@ rule run_method:
         # the sweep's window search; only the keys it reads, so that changing selection.speedup
         # (a reporting choice) does not rerun the method jobs
         selection={
-            k: config["selection"][k] for k in ("window", "min_points_in_window")
+            k: config["selection"][k]
+            for k in ("window", "min_points_in_window", "min_points_in_curve", "curve_up_to")
+            if k in config["selection"]
         },
         # one timing phase at a time on this machine (--cores 2); none on a cluster
         timing_lock=f"{W}/timing.lock" if config["latency"]["exclusive"] else None,
