@@ -31,7 +31,12 @@ rule run_method:
         # (a reporting choice) does not rerun the method jobs
         selection={
             k: config["selection"][k]
-            for k in ("window", "min_points_in_window", "min_points_in_curve", "curve_up_to")
+            for k in (
+                "window",
+                "min_points_in_window",
+                "min_points_in_curve",
+                "curve_up_to",
+            )
             if k in config["selection"]
         },
         # one timing phase at a time on this machine (--cores 2); none on a cluster
