@@ -21,9 +21,11 @@ Curve beyond the window (``selection.min_points_in_curve`` > 0): Figure 3 draws 
 accuracy-speed curve, which a grid that stops inside the window (DPBERT's threshold grid is [0.5])
 would show as a point or two. So the same search then runs once more for the stretch of speed-ups
 just above the window, (window max, ``selection.curve_up_to``], seeded with every point the window
-search scored (its points outside the window usually suffice, so this mostly costs nothing), until
-it holds ``min_points_in_curve`` points. Those points are kept like refined ones (scored on every
-split, timed, ``refined`` True); selection never reads them, being outside the window.
+search scored (its points outside the window often suffice), until it holds ``min_points_in_curve``
+points of distinct speed-up. Of the new points there, ``min_points_in_curve`` spread from the slowest
+to the fastest are kept like refined ones (scored on every split, timed, ``refined`` True); selection
+never reads them, being outside the window (a point the curve search finds inside the window is kept
+as any refined point is).
 """
 
 from __future__ import annotations
@@ -259,11 +261,10 @@ def _refine(method: Method, models: dict, dev_splits: dict[str, EncodedSplit], k
         grid = {r["knob"]: r["layer_speedup"] for r in points if r["variant"] == variant and r["split"] == primary_name}
         result = search(grid, score, window, min_points, space, max_new=knobs_per_round(method))
         statuses[variant] = result.status
-        n_new = len(scored)
         if curve is not None:
             more = search(result.points, score, curve[0], curve[1], space, max_new=knobs_per_round(method))
             statuses[variant] += f"; curve to {curve[0][1]:g}x: {more.status}"
-            n_new = len(scored)
+        n_new = len(scored)
         # only points inside the window, and up to min_points_in_curve spread over the curve's stretch
         # beyond it, are kept (scored on every split and timed); the rest are dropped
         beyond = spread([(k, pt["layer_speedup"]) for k, (pt, _) in scored.items() if k not in grid
