@@ -195,7 +195,9 @@ def refine_space(method: Method, grid: Sequence[float]) -> KnobSpace:
 
 def curve_window(selection: dict[str, Any]) -> tuple[tuple[float, float], int] | None:
     """The stretch of speed-ups beyond the window that Figure 3's curve searches, (window max,
-    ``curve_up_to``], and its ``min_points_in_curve``; None when that is 0 (or the stretch is empty)."""
+    ``curve_up_to``], and its ``min_points_in_curve``; None when that is 0 (or the stretch is empty).
+    Absent keys: no curve (a direct caller's choice; a workflow's config carries the schema's default, 2)
+    and ``curve_up_to`` twice the window's max."""
     n = int(selection.get("min_points_in_curve", 0))
     hi = float(selection["window"][1])
     up_to = float(selection.get("curve_up_to", 2 * hi))
@@ -246,6 +248,7 @@ def _refine(method: Method, models: dict, dev_splits: dict[str, EncodedSplit], k
     statuses: dict[str, str] = {}
     extra: dict[tuple[str, str], list[tuple[dict, list[dict]]]] = {}  # (variant, split) -> kept rows
     curve = curve_window(selection)
+    stretch, n_curve = curve if curve is not None else (None, 0)
     for variant, model in models.items():
         n_ref = method.reference_layers(model)
         scored: dict[float, tuple[dict, list[dict]]] = {}  # every new point (those kept: below)
@@ -261,14 +264,15 @@ def _refine(method: Method, models: dict, dev_splits: dict[str, EncodedSplit], k
         grid = {r["knob"]: r["layer_speedup"] for r in points if r["variant"] == variant and r["split"] == primary_name}
         result = search(grid, score, window, min_points, space, max_new=knobs_per_round(method))
         statuses[variant] = result.status
-        if curve is not None:
-            more = search(result.points, score, curve[0], curve[1], space, max_new=knobs_per_round(method))
-            statuses[variant] += f"; curve to {curve[0][1]:g}x: {more.status}"
+        if stretch is not None:
+            more = search(result.points, score, stretch, n_curve, space, max_new=knobs_per_round(method))
+            statuses[variant] += f"; curve to {stretch[1]:g}x: {more.status}"
         n_new = len(scored)
         # only points inside the window, and up to min_points_in_curve spread over the curve's stretch
         # beyond it, are kept (scored on every split and timed); the rest are dropped
-        beyond = spread([(k, pt["layer_speedup"]) for k, (pt, _) in scored.items() if k not in grid
-                         and in_window(pt["layer_speedup"], curve[0])], curve[1]) if curve is not None else []
+        beyond = [] if stretch is None else spread(
+            [(k, pt["layer_speedup"]) for k, (pt, _) in scored.items()
+             if k not in grid and in_window(pt["layer_speedup"], stretch)], n_curve)
         for k in [k for k, (pt, _) in scored.items()
                   if not in_window(pt["layer_speedup"], window) and k not in beyond]:
             del scored[k]
