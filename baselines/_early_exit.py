@@ -9,8 +9,10 @@ after the exit is ever computed.
 ``ExitCriterion`` is what the four share at inference: a per-layer *exit statistic* (entropy, LTE
 error, patience counter, halting probability) whose value does not depend on the knob, and a rule
 "exit when the statistic says so at this knob". ``predict_one`` applies the rule inside the layer
-loop (what is timed); ``predict_knobs`` runs the layers once and reads every knob's exit off the same
-statistics (what scores a sweep), which gives bit-identical predictions with one pass per example.
+loop (what is timed); ``trace`` runs the layers once and ``predict_traced`` reads every knob's exit off
+the same statistics (what scores a sweep: ``predict_knobs`` is the two), which gives bit-identical
+predictions with one pass per example; the sweep keeps the traces, so the window search's rounds and the
+health diagnostics run no layer again.
 """
 
 from __future__ import annotations
@@ -227,6 +229,15 @@ def host_argmax(values: Sequence[float]) -> int:
 
 
 @dataclass
+class ExitTrace:
+    """One example's full pass (``ExitCriterion.trace``): what every knob's exit is read off."""
+
+    answers: list  # per layer: the exit's answer (``ExitSignal``), what ``final_output`` turns into the prediction
+    statistics: list[float | None]  # per layer: the exit statistic (None at the last layer)
+    executed: list[int]  # every layer, 0-based
+
+
+@dataclass
 class AllExits:
     pooled: list[Tensor]  # per layer, (batch, hidden)
     logits: list[Tensor]  # per layer, (batch, num_labels)
@@ -309,10 +320,10 @@ class ExitCriterion(Method):
         return Prediction(self.final_output(seen["answer"]), out.executed)
 
     @torch.inference_mode()
-    def predict_knobs(self, model: MethodModel, example: dict[str, Tensor], knobs: Sequence[float]) -> list[Prediction]:
-        """Every layer once, then each knob's exit: the first layer whose statistic says exit, else the last."""
+    def trace(self, model: MethodModel, example: dict[str, Tensor]) -> ExitTrace:
+        """Every layer once: each layer's exit answer and statistic (no exit is taken)."""
         signal = self.exit_signal(model, example)
-        answers: list[Tensor] = []
+        answers: list = []
         statistics: list[float | None] = []
 
         def after(i: int, hidden: Tensor) -> bool:
@@ -323,9 +334,23 @@ class ExitCriterion(Method):
 
         out = model.engine.run(example["input_ids"], example["attention_mask"], example["token_type_ids"],
                                after=after)
+        return ExitTrace(answers, statistics, list(out.executed))
+
+    def predict_traced(self, trace: ExitTrace, knobs: Sequence[float]) -> list[Prediction]:
+        """Each knob's exit: the first layer whose statistic says exit, else the last."""
         predictions = []
         for knob in knobs:
-            stop = next((j for j, s in enumerate(statistics) if s is not None and self.exits(s, knob)),
-                        len(answers) - 1)
-            predictions.append(Prediction(self.final_output(answers[stop]), out.executed[: stop + 1]))
+            stop = next((j for j, s in enumerate(trace.statistics) if s is not None and self.exits(s, knob)),
+                        len(trace.answers) - 1)
+            predictions.append(Prediction(self.final_output(trace.answers[stop]), trace.executed[: stop + 1]))
         return predictions
+
+    @torch.inference_mode()
+    def predict_knobs(self, model: MethodModel, example: dict[str, Tensor], knobs: Sequence[float]) -> list[Prediction]:
+        """Every layer once (``trace``), then each knob's exit off it (``predict_traced``)."""
+        return self.predict_traced(self.trace(model, example), knobs)
+
+    def exit_answers(self, trace: ExitTrace) -> list[Tensor]:
+        """Every layer's exit output (what ``final_output`` makes of its answer) from a ``trace``: the
+        prediction of an example that exits after layer 1, 2, ..., N (the health diagnostics')."""
+        return [self.final_output(a) for a in trace.answers]

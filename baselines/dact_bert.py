@@ -215,7 +215,7 @@ class DactBert(ExitCriterion):
 
     def dev_layer_speedup(self, model: MethodModel, ctx: TrainContext) -> float:
         """N / mean executed layers over the primary dev split at batch size 1 (labels unused)."""
-        layers = sum(len(self.predict_knobs(model, ctx.dev.example(i, ctx.device), [0.0])[0].executed)
+        layers = sum(len(self.predict_one(model, ctx.dev.example(i, ctx.device), 0.0).executed)
                      for i in range(len(ctx.dev)))
         return model.n_layers * len(ctx.dev) / layers
 

@@ -163,6 +163,23 @@ class Method(ABC):
         knob off one pass; tests hold the override equal to ``predict_one`` knob by knob."""
         return [self.predict_one(model, example, k) for k in knobs]
 
+    def trace(self, model, example: dict[str, Tensor]) -> Any:
+        """One batch-1 pass of ``example`` that ``predict_traced`` reads every knob off, for a method whose
+        knob only chooses among outputs the pass computes anyway (the exit point, the truncation depth).
+        The sweep keeps an example's trace for the whole job, so the window search's rounds and the health
+        diagnostics (dpbert.run.diagnostics) never run the backbone again. Default: None, no trace (a
+        knob that changes the computation itself, as DPBERT's threshold does); see ``traces_passes``."""
+        return None
+
+    def predict_traced(self, trace: Any, knobs: Sequence[float]) -> list[Prediction]:
+        """The predictions ``predict_knobs`` would return at ``knobs``, read off a ``trace`` of the example."""
+        raise NotImplementedError(f"method '{self.name}' defines no trace, so it has no predict_traced")
+
+    @classmethod
+    def traces_passes(cls) -> bool:
+        """Whether ``trace`` is overridden (the sweep then keeps one trace per example and variant)."""
+        return cls.trace is not Method.trace
+
     def training_epochs(self, finetune: dict[str, Any]) -> float:
         """For planning a run (dpbert.tools.plan), not for training: the full-model training passes over the
         training set that ``train`` makes, all stages and variants counted (a forward-only pass counts

@@ -72,10 +72,17 @@ def exit_layer_predictions(method, model, example) -> list:
         return [_as_prediction(method.final_output(a), regression) for a in answers]
 
 
-def exit_layer_scores(method, model, split, device: str, limit: int = DIAGNOSTIC_EXAMPLES) -> list[float]:
-    """The task's GLUE score of each layer's exit answer on the first ``limit`` examples of ``split``."""
+def exit_layer_scores(method, model, split, device: str, limit: int = DIAGNOSTIC_EXAMPLES,
+                      traces: Sequence | None = None) -> list[float]:
+    """The task's GLUE score of each layer's exit answer on the first ``limit`` examples of ``split``.
+    ``traces``: the sweep's traces of the split's examples (``Method.trace``), read instead of a new
+    pass where they cover those examples (the same answers: the trace is that pass)."""
     n = min(limit, len(split))
-    per_example = [exit_layer_predictions(method, model, split.example(i, device)) for i in range(n)]
+    regression = method.task.is_regression
+    if traces is not None and len(traces) >= n:
+        per_example = [[_as_prediction(a, regression) for a in method.exit_answers(t)] for t in traces[:n]]
+    else:
+        per_example = [exit_layer_predictions(method, model, split.example(i, device)) for i in range(n)]
     labels = list(split.labels[:n])
     n_layers = len(per_example[0]) if per_example else 0
     return [glue_metrics(method.task.metric, [p[j] for p in per_example], labels)["score"]
@@ -110,10 +117,12 @@ def majority_score(metric: str, labels: Sequence, regression: bool = False) -> f
 
 
 def compute_diagnostics(method, models: Mapping[str, Any], split, *, device: str = "cpu",
-                        limit: int = DIAGNOSTIC_EXAMPLES) -> dict[str, Any]:
-    """What ``diagnostics.json`` holds for one job, from its loaded models (variant -> model) and the
-    primary dev split. Only public hooks: ``exit_signal`` / ``final_output`` (early exit),
-    ``planner_probs`` (planners), ``params.state``."""
+                        limit: int = DIAGNOSTIC_EXAMPLES, traces: Mapping[str, Sequence] | None = None) -> dict[str, Any]:
+    """What ``diagnostics.json`` holds for one job, from its loaded models (variant -> model), the primary
+    dev split and the sweep's ``traces`` of it (variant -> per-example traces), if any. Only public hooks:
+    ``exit_signal`` / ``final_output`` / ``exit_answers`` (early exit), ``planner_probs`` (planners),
+    ``params.state``."""
+    traces = traces or {}
     kind = method_kind(method)
     n = min(limit, len(split))
     out: dict[str, Any] = {
@@ -129,7 +138,7 @@ def compute_diagnostics(method, models: Mapping[str, Any], split, *, device: str
     for variant, model in models.items():
         entry: dict[str, Any] = {"variant": variant, "n_layers": int(model.n_layers)}
         if kind == KIND_EXIT:
-            entry["exit_scores"] = exit_layer_scores(method, model, split, device, limit)
+            entry["exit_scores"] = exit_layer_scores(method, model, split, device, limit, traces.get(variant))
         elif kind == KIND_PLANNER:
             entry["planner"] = [{"threshold": float(k), **planner_spread(method, model, split, float(k), device, limit)}
                                 for k in method.knobs()]
@@ -138,15 +147,16 @@ def compute_diagnostics(method, models: Mapping[str, Any], split, *, device: str
 
 
 def write_diagnostics(method, split, *, model_dir: str | Path, device: str, seed: int, out_path: str | Path,
-                      limit: int = DIAGNOSTIC_EXAMPLES) -> dict[str, Any]:
-    """Load the job's variants (only for a method with off-ramps or planners), compute, write JSON."""
+                      limit: int = DIAGNOSTIC_EXAMPLES, traces: Mapping[str, Sequence] | None = None) -> dict[str, Any]:
+    """Load the job's variants (only for a method with off-ramps or planners), compute, write JSON.
+    ``traces``: the sweep's per-example traces of ``split`` by variant, read instead of new passes."""
     from dpbert.run.runtime import atomic_write_text
 
     kind = method_kind(method)
     models = {}
     if kind in (KIND_EXIT, KIND_PLANNER):
         models = {v: method.load(Path(model_dir) / v).to(device) for v in method.trained_variants(Path(model_dir))}
-    diag = compute_diagnostics(method, models, split, device=device, limit=limit)
+    diag = compute_diagnostics(method, models, split, device=device, limit=limit, traces=traces)
     diag["seed"] = int(seed)
     atomic_write_text(out_path, json.dumps(diag, indent=2))
     log.info("diagnostics of %s on %s (%s, %d examples) written to %s", method.name, method.task.name, kind,

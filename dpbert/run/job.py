@@ -71,17 +71,19 @@ def run_method(
                 (tmp / POINTER_FILE).write_text(json.dumps(
                     {"method": method, "trains": False, "weights": str(base_dir)}, indent=2))
             log.info("%s trains nothing: it runs the stage-1 model in %s", method, base_dir)
+    traces: dict[tuple[str, str], list] = {}  # the sweep's per-example passes, which the diagnostics reuse
     evaluate_method(impl, prepared, seed=seed, latency=latency, profile=profile,
                     model_dir=model_out if impl.trains else base_dir, base_dir=base_dir or model_out,
                     sweep_out=sweep_out, predictions_out=predictions_out, timing_lock_path=timing_lock_path,
-                    phases=phases, log=log, selection=selection)
+                    phases=phases, log=log, selection=selection, traces=traces)
     if diagnostics_out:
         from dpbert.run.diagnostics import write_diagnostics
 
         with phase(phases, "diagnostics_s"):
             write_diagnostics(impl, prepared.splits[impl.task.dev_splits[0]],
                               model_dir=model_out if impl.trains else base_dir,
-                              device=resolve_device(latency.get("device", "cpu")), seed=seed, out_path=diagnostics_out)
+                              device=resolve_device(latency.get("device", "cpu")), seed=seed, out_path=diagnostics_out,
+                              traces={v: t for (v, split), t in traces.items() if split == impl.task.dev_splits[0]})
     phases["total_s"] = process_age_s()
     phases["peak_rss_mb"] = peak_rss_mb()  # the job's own (Snakemake's benchmark sees a warm job's client only)
     atomic_write_text(phases_out, json.dumps({k: round(v, 3) for k, v in phases.items()}, indent=2))
@@ -121,8 +123,10 @@ def train_method(
 def evaluate_method(
     impl: Method, prepared, *, seed: int, latency: dict[str, Any], profile: str, model_dir: str, base_dir: str,
     sweep_out: str, predictions_out: str, timing_lock_path: str | None, phases: dict[str, float],
-    log: logging.Logger, selection: dict[str, Any] | None = None,
+    log: logging.Logger, selection: dict[str, Any] | None = None, traces: dict[tuple[str, str], list] | None = None,
 ) -> None:
+    """Sweep the trained method and write its rows and predictions; ``traces`` receives the sweep's
+    per-example traces (``dpbert.run.sweep.evaluate_sweep``)."""
     device = resolve_device(latency.get("device", "cpu"))
     torch.set_num_threads(int(latency.get("threads", 1)))  # scoring and timing at the protocol's thread count
     settings = LatencySettings.from_config(latency)
@@ -130,7 +134,7 @@ def evaluate_method(
              impl.knob_name, impl.knobs())
     rows, predictions = evaluate_sweep(impl, Path(model_dir), Path(base_dir), prepared.dev_splits(), settings,
                                        device, seed, phases=phases, lock=lambda: timing_lock(timing_lock_path),
-                                       selection=selection)
+                                       selection=selection, traces=traces)
     backbone = _backbone_description(base_dir)
     for r in rows:
         r.update({"profile": profile, "backbone": backbone, "device": describe_device(device)})

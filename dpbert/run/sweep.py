@@ -1,7 +1,8 @@
 """Sweep one trained method over its variants and knob values on the dev set(s), at batch size 1.
 
 Scores: every example of every dev split at batch size 1, all knob values of a variant read off
-``Method.predict_knobs`` (one pass per example where the knob only moves the exit). Latency: a fixed
+``Method.predict_knobs`` (one pass per example where the knob only moves the exit; a method with
+``Method.trace`` has its passes kept for the whole job, window search included). Latency: a fixed
 list of dev examples, every (variant, knob) point timed with ``predict_one`` in rounds interleaved
 example by example with BERT-base (``latency.reference``: through the engine, or its plain Hugging Face forward), the
 denominator of the speed-up, in the same process;
@@ -75,12 +76,24 @@ class LatencySettings:
         return self.warmup + self.repeats * min(self.examples, n_primary)
 
 
-def predict_split(method: Method, model, split: EncodedSplit, knobs: Sequence[float], device: str):
-    """Batch-1 predictions and executed layers of every example of a split: one (preds, executed) per knob."""
+def predict_split(method: Method, model, split: EncodedSplit, knobs: Sequence[float], device: str,
+                  traces: list | None = None):
+    """Batch-1 predictions and executed layers of every example of a split: one (preds, executed) per knob.
+
+    ``traces``: a list this split's traces are kept in (``Method.trace``) for a method that has them,
+    filled on the first call and read by every later one, so a split costs one backbone pass per
+    example for the whole job; None, or a method without traces: ``predict_knobs``, a pass per call."""
     preds: list[list] = [[] for _ in knobs]
     executed: list[list[list[int]]] = [[] for _ in knobs]
+    traced = traces is not None and method.traces_passes()
     for i in range(len(split)):
-        for k, result in enumerate(method.predict_knobs(model, split.example(i, device), knobs)):
+        if traced:
+            if i == len(traces):
+                traces.append(method.trace(model, split.example(i, device)))
+            results = method.predict_traced(traces[i], knobs)
+        else:
+            results = method.predict_knobs(model, split.example(i, device), knobs)
+        for k, result in enumerate(results):
             out = result.output.float().cpu()
             preds[k].append(out.view(-1)[0].item() if method.task.is_regression else int(out.argmax().item()))
             executed[k].append(result.executed)
@@ -98,14 +111,18 @@ def evaluate_sweep(
     phases: dict[str, float] | None = None,
     lock: Callable[[], AbstractContextManager] = nullcontext,
     selection: dict[str, Any] | None = None,
+    traces: dict[tuple[str, str], list] | None = None,
 ) -> tuple[list[dict], list[dict]]:
     """Return (sweep rows, per-example prediction rows) for every variant x knob x dev split.
 
     ``lock`` is held while timing (one timing job at a time on a machine); ``phases`` gets the
     seconds spent loading, scoring (the window search included) and timing. ``selection`` (the
     config's section: ``window``, ``min_points_in_window``) turns on the window search of a refinable
-    knob (module docstring); None scores the grid alone."""
+    knob (module docstring); None scores the grid alone. ``traces``: a dict that receives, per (variant,
+    split), the examples' traces (``Method.trace``) for a method that has them; scoring reads every knob
+    off them, and the caller may reuse them (the health diagnostics read the exit answers)."""
     phases = {} if phases is None else phases
+    traces = {} if traces is None else traces
     task = method.task
     bert = get_method("bert")(None, task)
     with phase(phases, "load_s"):
@@ -114,9 +131,9 @@ def evaluate_sweep(
         base_model = models["main"] if method.is_reference else bert.load(Path(base_dir) / "main").to(device)
     knobs = [float(k) for k in method.knobs()]
     with phase(phases, "score_s"):
-        points, predictions = _score(method, models, dev_splits, knobs, device, seed)
+        points, predictions = _score(method, models, dev_splits, knobs, device, seed, traces)
         points, predictions, refined, statuses = _refine(method, models, dev_splits, knobs, points, predictions,
-                                                         device, seed, selection)
+                                                         device, seed, selection, traces)
     trained_search = method.training_search_status(Path(model_dir))
     if trained_search is not None:
         statuses = {v: f"{s}; training search: {trained_search}" for v, s in statuses.items()}
@@ -149,14 +166,17 @@ def evaluate_sweep(
 
 
 def _score(method: Method, models: dict, dev_splits: dict[str, EncodedSplit], knobs: list[float], device: str,
-           seed: int) -> tuple[list[dict], list[dict]]:
-    """Sweep rows (without latency) and per-example prediction rows of every variant x knob x split."""
+           seed: int, traces: dict[tuple[str, str], list] | None = None) -> tuple[list[dict], list[dict]]:
+    """Sweep rows (without latency) and per-example prediction rows of every variant x knob x split
+    (``traces``: see ``evaluate_sweep``)."""
+    traces = {} if traces is None else traces
     points: list[dict] = []
     predictions: list[dict] = []
     for variant, model in models.items():
         n_ref = method.reference_layers(model)
         for split_name, split in dev_splits.items():
-            for knob, (preds, executed) in zip(knobs, predict_split(method, model, split, knobs, device)):
+            scored = predict_split(method, model, split, knobs, device, traces.setdefault((variant, split_name), []))
+            for knob, (preds, executed) in zip(knobs, scored):
                 point, rows = _rows(method, seed, variant, n_ref, split_name, split, knob, preds, executed)
                 points.append(point)
                 predictions += rows
@@ -229,11 +249,12 @@ def knobs_per_round(method: Method) -> int:
 
 def _refine(method: Method, models: dict, dev_splits: dict[str, EncodedSplit], knobs: list[float],
             points: list[dict], predictions: list[dict], device: str, seed: int,
-            selection: dict[str, Any] | None) -> tuple[list[dict], list[dict], dict[str, list[float]], dict[str, str]]:
+            selection: dict[str, Any] | None, traces: dict[tuple[str, str], list] | None = None) -> tuple[list[dict], list[dict], dict[str, list[float]], dict[str, str]]:
     """The window search of every variant (module docstring). Returns the sweep rows and prediction
     rows with the kept refined points inserted after their (variant, split)'s grid points, the kept
     knobs per variant, and the search status per variant."""
     kept: dict[str, list[float]] = {v: [] for v in models}
+    traces = {} if traces is None else traces
     if selection is None:
         return points, predictions, kept, {v: "off: no selection settings" for v in models}
     if not method.can_refine():
@@ -255,7 +276,8 @@ def _refine(method: Method, models: dict, dev_splits: dict[str, EncodedSplit], k
 
         def score(new: list[float], model=model, n_ref=n_ref, variant=variant, scored=scored) -> list[float]:
             out = []
-            for knob, (preds, executed) in zip(new, predict_split(method, model, primary, new, device)):
+            scored_now = predict_split(method, model, primary, new, device, traces.setdefault((variant, primary_name), []))
+            for knob, (preds, executed) in zip(new, scored_now):
                 point, rows = _rows(method, seed, variant, n_ref, primary_name, primary, knob, preds, executed)
                 scored[knob] = (point, rows)
                 out.append(point["layer_speedup"])
@@ -296,8 +318,8 @@ def _refine(method: Method, models: dict, dev_splits: dict[str, EncodedSplit], k
             elif kept[variant]:
                 extra[(variant, split_name)] = [
                     _rows(method, seed, variant, n_ref, split_name, split, k, preds, executed)
-                    for k, (preds, executed) in zip(kept[variant], predict_split(method, model, split, kept[variant],
-                                                                                 device))]
+                    for k, (preds, executed) in zip(kept[variant], predict_split(
+                        method, model, split, kept[variant], device, traces.setdefault((variant, split_name), [])))]
     new_points: list[dict] = []
     new_predictions: list[dict] = []
     for variant in models:

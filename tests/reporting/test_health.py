@@ -193,6 +193,27 @@ def test_exit_diagnostics_score_every_layer():
     assert diag["state"] == "cls"
 
 
+def test_exit_diagnostics_read_the_sweeps_traces_without_a_new_pass():
+    """The job hands the sweep's traces to the diagnostics: the same scores, and no layer runs again."""
+    from dpbert.model.engine import count_layer_calls
+
+    method, model, split = DeeBert(None, SST2), _deebert_model(), toy_split(30, seed=2)
+    with torch.no_grad():  # answers that vary with the input, so that the scores test something
+        for lin in list(model.extra.ramps.classifiers) + [model.classifier.classifier]:
+            lin.weight.mul_(40.0)
+    fresh = compute_diagnostics(method, {"main": model}, split, limit=20)
+    traces = [method.trace(model, split.example(i)) for i in range(len(split))]
+    counts, remove = count_layer_calls(model.engine)
+    try:
+        traced = compute_diagnostics(method, {"main": model}, split, limit=20, traces={"main": traces})
+    finally:
+        remove()
+    assert traced == fresh and sum(counts) == 0
+    assert len(set(fresh["variants"][0]["exit_scores"])) > 1
+    short = compute_diagnostics(method, {"main": model}, split, limit=20, traces={"main": traces[:5]})
+    assert short == fresh  # traces that cover too few examples: a new pass
+
+
 def test_exit_layer_predictions_match_predict_knobs():
     """Layer 1's answer is what a knob that exits at once predicts; layer N's, a knob that never exits."""
     method, model, split = DeeBert(None, SST2), _deebert_model(), toy_split(8, seed=3)

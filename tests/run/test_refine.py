@@ -222,6 +222,28 @@ class FakePlateau(FakeExit):
         return Prediction(torch.tensor([float(depth % 2), 0.5, 0.25]), list(range(depth)))
 
 
+class FakeOnePass(FakeExit):
+    """FakeExit reading every knob off one pass per example (``predict_knobs``), as the early-exit
+    methods do; ``passes`` counts the passes."""
+
+    passes: list[int] = []
+
+    def predict_knobs(self, model, example, knobs):
+        FakeOnePass.passes.append(1)
+        return [FakeExit.predict_one(self, model, example, k) for k in knobs]
+
+
+class FakeTraced(FakeOnePass):
+    """FakeOnePass whose pass is a trace the sweep keeps (``Method.trace``)."""
+
+    def trace(self, model, example):
+        FakeOnePass.passes.append(1)
+        return example
+
+    def predict_traced(self, trace, knobs):
+        return [FakeExit.predict_one(self, None, trace, k) for k in knobs]
+
+
 @pytest.fixture(scope="module")
 def base_dir(tmp_path_factory):
     from dpbert.model.method_model import MethodModel, save_method_model
@@ -303,6 +325,27 @@ def test_sweep_extends_the_curve_beyond_the_window(base_dir, monkeypatch):
     (status,) = {r["refine_status"] for r in rows}  # the window search's, then the curve's
     assert re.fullmatch(r"ok: \d+ points in window; curve to 4x: ok: \d+ points in window", status)
     assert evaluation.curve_window({**selection, "min_points_in_curve": 0}) is None
+
+
+@pytest.mark.usefixtures("one_thread")
+def test_a_traced_method_passes_each_example_once_for_grid_window_and_curve(base_dir, monkeypatch):
+    """A method with traces (the early-exit methods) runs its backbone once per example and split for
+    the whole sweep: the grid, every round of the window search and of the curve's, the kept points'
+    other splits. Rescoring per round (the search's knobs one call each) traces the primary split again."""
+    selection = {**SELECTION, "min_points_in_curve": 2, "curve_up_to": CURVE[1]}
+    FakeOnePass.passes.clear()
+    plain, plain_preds, _ = sweep(FakeOnePass, base_dir, monkeypatch, selection)
+    untraced = len(FakeOnePass.passes)
+    assert untraced > 2 * (20 + 12)  # without traces the search's rounds pass over the primary split again
+    FakeOnePass.passes.clear()
+    traces: dict = {}
+    rows, preds = evaluate_sweep(FakeTraced(None, get_task("MNLI")), base_dir, base_dir, SPLITS,
+                                 LatencySettings(examples=2, warmup=0, repeats=1), "cpu", seed=1,
+                                 selection=selection, traces=traces)
+    assert len(FakeOnePass.passes) == 20 + 12  # one trace per example and split
+    assert sorted(traces) == [("main", "dev_matched"), ("main", "dev_mismatched")]
+    assert [len(traces[k]) for k in sorted(traces)] == [20, 12]
+    assert strip(rows) == strip(plain) and preds == plain_preds  # the same points, the same predictions
 
 
 def test_curve_points_are_spread_from_slowest_to_fastest():
