@@ -10,6 +10,7 @@ stage 3 trains backbone and planners jointly with REINFORCE (DPBERT) or keeps th
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -29,6 +30,26 @@ from dpbert.model.engine import check_state_kind, token_state
 from dpbert.model.method_model import MethodModel, load_method_model, save_method_model
 from dpbert.model.sources import load_classifier
 from dpbert.model.training import TrainSettings, task_loss, train_loop
+
+
+@dataclass
+class _PathNode:
+    """A decision point of an example's path tree: p_i of the state the decisions so far reach, and
+    the two ways on (run layer i, skip it); after the last layer, BERT's head's output instead."""
+
+    p: float | None = None
+    run: _PathNode | None = None
+    skip: _PathNode | None = None
+    output: Tensor | None = None
+
+
+@dataclass
+class PathTree:
+    """One example's paths through the planners, expanded as thresholds ask for them (``trace``)."""
+
+    model: MethodModel
+    example: dict[str, Tensor]
+    root: _PathNode = field(default_factory=_PathNode)
 
 
 class Planners(nn.Module):
@@ -131,8 +152,8 @@ class _DPBertBase(Method):
     # Window search: each variant (target rate t) is swept over the threshold on the planner probability
     refinable = True
     knob_range = (0.0, 1.0)  # 0 runs every layer, 1 skips every layer (p_i < 1)
-    # predict_knobs shares the path prefix between thresholds but still pays for every distinct path: the
-    # window search proposes as few thresholds a round as for one pass per knob
+    # predict_traced shares the path prefix between thresholds but still pays for every distinct path (once
+    # per job, the tree being kept): the window search proposes as few thresholds a round as for one pass per knob
     one_pass_knobs = False
     Params = DPBertParams
 
@@ -246,33 +267,70 @@ class _DPBertBase(Method):
         )
         return Prediction(model.final_head(out.hidden, mask)[0], out.executed)
 
+    def trace(self, model: MethodModel, example: dict[str, Tensor]) -> PathTree:
+        """The example's tree of paths, empty: ``predict_traced`` computes each decision prefix the first
+        time a threshold takes it and keeps p_i (and the head's output at the end), not the states."""
+        return PathTree(model, example)
+
     @torch.inference_mode()
-    def predict_knobs(self, model: MethodModel, example: dict[str, Tensor], knobs) -> list[Prediction]:
-        """``predict_one`` at every threshold in one walk over the layers: thresholds whose decisions agree
-        so far share one hidden state, and a group splits where p_i falls between its thresholds. Each
-        group runs exactly ``predict_one``'s operations, so its outputs are bit-identical, at the cost of
-        one pass per distinct path instead of one per threshold."""
-        mask = example["attention_mask"]
-        engine = model.engine
-        hidden, layer_mask = engine.embed(example["input_ids"], mask, example["token_type_ids"])
-        groups: list[tuple[list[int], Tensor, list[int]]] = [(list(range(len(knobs))), hidden, [])]
+    def predict_traced(self, trace: PathTree, knobs: Sequence[float]) -> list[Prediction]:
+        """``predict_one`` at every threshold in one walk down the example's tree: thresholds whose
+        decisions agree so far walk together, and a group splits where p_i falls between its thresholds.
+        Where the tree already holds p_i no layer runs; where it does not, the group's state is rebuilt
+        along its executed layers (the same operations as ``predict_one``, so bit-identical outputs) and
+        carried down the new branch. A sweep's later rounds thus pay only for paths no earlier threshold
+        took."""
+        model, example = trace.model, trace.example
+        mask, engine = example["attention_mask"], model.engine
+        embedded: list = []
+
+        def state_of(executed: list[int]) -> Tensor:
+            if not embedded:
+                embedded.extend(engine.embed(example["input_ids"], mask, example["token_type_ids"]))
+            hidden = embedded[0]
+            for j in executed:
+                hidden = engine.layer(j, hidden, embedded[1])
+            return hidden
+
+        # (members, node, executed layers, the state at the node: None while the tree holds what comes next)
+        groups: list[tuple[list[int], _PathNode, list[int], Tensor | None]] = [
+            (list(range(len(knobs))), trace.root, [], None)]
         for i in range(engine.n_layers):
-            split: list[tuple[list[int], Tensor, list[int]]] = []
-            for members, state, executed in groups:
-                p = model.extra.prob(i, state, mask).item()
-                run = [j for j in members if p >= knobs[j]]
-                skip = [j for j in members if not p >= knobs[j]]
+            split: list[tuple[list[int], _PathNode, list[int], Tensor | None]] = []
+            for members, node, executed, state in groups:
+                if node.p is None:  # a new node: its subtree is new too, so the state is carried down from here
+                    state = state_of(executed) if state is None else state
+                    node.p = model.extra.prob(i, state, mask).item()
+                run = [j for j in members if node.p >= knobs[j]]
+                skip = [j for j in members if not node.p >= knobs[j]]
                 if run:
-                    split.append((run, engine.layer(i, state, layer_mask), [*executed, i]))
+                    node.run = node.run or _PathNode()
+                    split.append((run, node.run, [*executed, i],
+                                  None if state is None else engine.layer(i, state, embedded[1])))
                 if skip:
-                    split.append((skip, state, executed))
+                    node.skip = node.skip or _PathNode()
+                    split.append((skip, node.skip, executed, state))
             groups = split
         out: list[Prediction | None] = [None] * len(knobs)
-        for members, state, executed in groups:
-            logits = model.final_head(state, mask)[0]
+        for members, node, executed, state in groups:
+            if node.output is None:
+                node.output = model.final_head(state_of(executed) if state is None else state, mask)[0]
             for j in members:
-                out[j] = Prediction(logits, list(executed))
+                out[j] = Prediction(node.output, list(executed))
         return out  # type: ignore[return-value]
+
+    def predict_knobs(self, model: MethodModel, example: dict[str, Tensor], knobs) -> list[Prediction]:
+        """``predict_traced`` on a new tree: one pass per distinct path instead of one per threshold."""
+        return self.predict_traced(self.trace(model, example), knobs)
+
+    def planner_probs_traced(self, trace: PathTree, threshold: float) -> list[float]:
+        """``planner_probs`` read off a tree (expanded along the threshold's path first if need be)."""
+        self.predict_traced(trace, [threshold])
+        node, probs = trace.root, []
+        while node is not None and node.p is not None:
+            probs.append(node.p)
+            node = node.run if node.p >= threshold else node.skip
+        return probs
 
     def pinned(self, classifier, k: int) -> Pinned:
         """Planners fixed to p = sigmoid(+-20): k evenly spaced layers run (k = N/2: layers 0, 2, 4, ...)."""

@@ -164,11 +164,11 @@ class Method(ABC):
         return [self.predict_one(model, example, k) for k in knobs]
 
     def trace(self, model, example: dict[str, Tensor]) -> Any:
-        """One batch-1 pass of ``example`` that ``predict_traced`` reads every knob off, for a method whose
-        knob only chooses among outputs the pass computes anyway (the exit point, the truncation depth).
-        The sweep keeps an example's trace for the whole job, so the window search's rounds and the health
-        diagnostics (dpbert.run.diagnostics) never run the backbone again. Default: None, no trace (a
-        knob that changes the computation itself, as DPBERT's threshold does); see ``traces_passes``."""
+        """What ``predict_traced`` reads the example's prediction at any knob off: one batch-1 pass of it
+        where the knob only chooses among outputs the pass computes anyway (the early-exit methods' exit
+        point), or DPBERT's tree of paths, expanded as thresholds ask for it. The sweep keeps an example's
+        trace for the whole job, so the window search's rounds and the health diagnostics
+        (dpbert.run.diagnostics) redo no layer. Default: None, no trace; see ``traces_passes``."""
         return None
 
     def predict_traced(self, trace: Any, knobs: Sequence[float]) -> list[Prediction]:

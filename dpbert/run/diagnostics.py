@@ -2,7 +2,7 @@
 
 Runs inside the method job after scoring (dpbert.run.job). Early-exit methods (an ``exit_signal``
 hook): the dev score of every layer's exit answer, from one pass per example. Planner methods (a
-``planner_probs`` hook): per layer, the mean and the spread (std) over dev examples of the planner
+``planner_probs`` hook, or ``planner_probs_traced`` off the sweep's traces): per layer, the mean and the spread (std) over dev examples of the planner
 probability p_i along the inference path, per variant and threshold. Every method: the state its
 decisions read. The health table (dpbert.reporting.health) turns these records into verdicts.
 """
@@ -90,12 +90,16 @@ def exit_layer_scores(method, model, split, device: str, limit: int = DIAGNOSTIC
 
 
 def planner_spread(method, model, split, threshold: float, device: str,
-                   limit: int = DIAGNOSTIC_EXAMPLES) -> dict[str, list[float]]:
+                   limit: int = DIAGNOSTIC_EXAMPLES, traces: Sequence | None = None) -> dict[str, list[float]]:
     """Per layer, mean and std (over the first ``limit`` examples) of p_i along the hard path at
-    ``threshold`` (``method.planner_probs``)."""
+    ``threshold`` (``method.planner_probs``; ``planner_probs_traced`` off the sweep's ``traces`` of
+    the split where they cover those examples)."""
     n = min(limit, len(split))
-    probs = np.array([method.planner_probs(model, split.example(i, device), threshold) for i in range(n)],
-                     dtype=float)
+    if traces is not None and len(traces) >= n and hasattr(method, "planner_probs_traced"):
+        per_example = [method.planner_probs_traced(t, threshold) for t in traces[:n]]
+    else:
+        per_example = [method.planner_probs(model, split.example(i, device), threshold) for i in range(n)]
+    probs = np.array(per_example, dtype=float)
     if probs.size == 0:
         return {"p_mean": [], "p_std": []}
     return {"p_mean": probs.mean(0).tolist(), "p_std": probs.std(0).tolist()}
@@ -140,7 +144,8 @@ def compute_diagnostics(method, models: Mapping[str, Any], split, *, device: str
         if kind == KIND_EXIT:
             entry["exit_scores"] = exit_layer_scores(method, model, split, device, limit, traces.get(variant))
         elif kind == KIND_PLANNER:
-            entry["planner"] = [{"threshold": float(k), **planner_spread(method, model, split, float(k), device, limit)}
+            entry["planner"] = [{"threshold": float(k),
+                                 **planner_spread(method, model, split, float(k), device, limit, traces.get(variant))}
                                 for k in method.knobs()]
         out["variants"].append(entry)
     return out

@@ -405,3 +405,31 @@ def test_shared_threshold_reads_every_target_rate_at_one_threshold():
     assert shared_threshold(pts, 0.62) == 0.7 and shared_threshold(pts, 0.55) == 0.5
     assert shared_threshold(pts, 0.7) == 0.7
     assert shared_threshold(pts[pts["knob"] != 0.7].assign(knob=[0.5, 0.62, 0.51, 0.66]), 0.6) == 0.6  # none shared
+
+
+def test_dpbert_planner_diagnostics_read_the_sweeps_path_trees():
+    """The planner spread off the sweep's path trees equals planner_probs' fresh passes, and runs no
+    layer where the sweep already took the threshold's path."""
+    from dpbert.methods.dpbert import Planners
+    from dpbert.model.engine import count_layer_calls
+
+    method = get_method("dpbert")({"state": "mean"}, SST2)
+    c = tiny_classifier(num_labels=2, layers=N, seed=3)
+    planners = Planners(N, 32, 0.0, "mean")
+    g = torch.Generator().manual_seed(7)
+    with torch.no_grad():  # planners that depend on the input
+        for gate in planners.gates:
+            gate.weight.copy_(torch.randn(gate.weight.shape, generator=g) * 0.6)
+    model = MethodModel(c, planners).eval()
+    split = toy_split(16, seed=5)
+    fresh = compute_diagnostics(method, {"t0.25": model}, split)
+    trees = [method.trace(model, split.example(i)) for i in range(len(split))]
+    for t in trees:
+        method.predict_traced(t, [0.5])  # what the sweep's grid does
+    counts, remove = count_layer_calls(model.engine)
+    try:
+        traced = compute_diagnostics(method, {"t0.25": model}, split, traces={"t0.25": trees})
+    finally:
+        remove()
+    assert traced == fresh and sum(counts) == 0
+    assert max(traced["variants"][0]["planner"][0]["p_std"]) > 0.01

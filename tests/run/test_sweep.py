@@ -93,3 +93,41 @@ def test_predict_split_groups_by_knob():
     per_knob = predict_split(method, model, split, [6.0, 2.0], "cpu")
     assert [len(preds) for preds, _ in per_knob] == [5, 5]
     assert all(e == [0, 1, 2, 3, 4, 5] for e in per_knob[0][1]) and all(e == [0, 1] for e in per_knob[1][1])
+
+
+@pytest.mark.parametrize("cls", [DPBert, DPBertSoft])
+def test_a_path_tree_runs_each_decision_prefix_once(cls):
+    """DPBERT's trace keeps the tree of paths between calls: a threshold already walked runs no layer,
+    a new one only the layers of its new branches (rebuilt along the executed prefix); every output
+    equals predict_one's."""
+    from dpbert.model.engine import count_layer_calls
+
+    method = cls(None, CLS)
+    model = _spread_model(cls.name, False)
+    split = toy_split(12, False, seed=3)
+    first, later = [0.3, 0.5], [0.3, 0.45, 0.5, 0.55, 0.7]
+    counts, remove = count_layer_calls(model.engine)
+    saved = 0
+    try:
+        for i in range(len(split)):
+            ex = split.example(i)
+            tree = method.trace(model, ex)
+            method.predict_traced(tree, first)
+            before = sum(counts)
+            again = method.predict_traced(tree, first)
+            assert sum(counts) == before  # known paths: no layer runs
+            together = method.predict_traced(tree, later)
+            new_layers = sum(counts) - before
+            fresh = method.predict_knobs(model, ex, later)
+            fresh_layers = sum(counts) - before - new_layers
+            assert new_layers <= fresh_layers  # never more than a fresh walk's layers
+            saved += fresh_layers - new_layers
+            for knob, pred, pred_fresh in zip(later, together, fresh):
+                alone = method.predict_one(model, ex, knob)
+                assert pred.executed == alone.executed == pred_fresh.executed, (knob, i)
+                assert torch.equal(pred.output, alone.output), (knob, i)
+            for knob, pred in zip(first, again):
+                assert torch.equal(pred.output, method.predict_one(model, ex, knob).output)
+    finally:
+        remove()
+    assert saved > 0  # the walked paths were reused
