@@ -49,6 +49,10 @@ PATH_MIN_SHARE: float = 0.05
 ONE_PATH_SHARE: float = 0.95
 """Planners are static in effect when one executed path takes at least this share of dev examples."""
 
+PLANNING_PATHS: int = 3
+"""Planners plan per input at a point where at least this many distinct paths are each taken by
+``PATH_MIN_SHARE`` of dev examples (counted at every sweep point in the window, besides the selected one)."""
+
 SKIP_TOL: float = 0.01
 """Slack (in skip-rate units) when asking whether the realised skip rate rises with the target rate t."""
 
@@ -61,7 +65,7 @@ HEALTH_COLUMNS: list[str] = [
     "task", "method", "display_name", "kind", "state", "n_seeds", "n_layers", "metric",
     "bert_score", "majority_score", "selected_point", "selected_score", "beats_majority",
     "n_in_window", "exit_layer_scores", "mid_layer", "mid_exit_score", "mid_exit_beats_majority",
-    "p_point", "p_mean", "p_std", "p_std_max", "n_paths", "top_path_share", "skip_rates",
+    "p_point", "p_mean", "p_std", "p_std_max", "n_paths", "top_path_share", "n_window_planning", "skip_rates",
     "skip_monotonic", "diag_examples", "verdict",
 ]
 
@@ -163,12 +167,14 @@ def health_row(
     n_in_window: int | None, exit_scores: Sequence[float] | None = None, diag_majority: float | None = None,
     p_point: str = "", p_mean: Sequence[float] | None = None, p_std: Sequence[float] | None = None,
     paths: Sequence[str] | None = None, skip_rates: Mapping[float, float] | None = None,
-    diag_examples: int | None = None,
+    diag_examples: int | None = None, window_planning: int | None = None,
 ) -> dict[str, Any]:
     """One health row from already gathered numbers (pure). ``selected`` is the selected point on
     the primary split (keys variant, knob, score) or None; ``exit_scores`` / ``p_std`` are per layer
     (medians over seeds); ``paths`` the executed paths of the selected point's dev examples;
-    ``skip_rates`` t -> realised skip rate at one threshold for every t (:func:`shared_threshold`)."""
+    ``skip_rates`` t -> realised skip rate at one threshold for every t (:func:`shared_threshold`);
+    ``window_planning`` how many of the ``n_in_window`` points have ``PLANNING_PATHS`` paths (shown, not
+    a verdict rule: the selected point is the one Table 1 reports)."""
     score = float(selected["score"]) if selected is not None and not pd.isna(selected.get("score")) else np.nan
     point = ""
     if selected is not None and not pd.isna(selected.get("score")):
@@ -181,7 +187,7 @@ def health_row(
         "beats_majority": beats(score, majority), "n_in_window": n_in_window if kind != KIND_REFERENCE else None,
         "exit_layer_scores": "", "mid_layer": None, "mid_exit_score": np.nan, "mid_exit_beats_majority": None,
         "p_point": "", "p_mean": "", "p_std": "", "p_std_max": np.nan, "n_paths": None,
-        "top_path_share": np.nan, "skip_rates": "", "skip_monotonic": None, "diag_examples": diag_examples,
+        "top_path_share": np.nan, "n_window_planning": None, "skip_rates": "", "skip_monotonic": None, "diag_examples": diag_examples,
         "windowed": windowed, "p_std_values": [],
     }
     if kind == KIND_EXIT and exit_scores:
@@ -196,6 +202,7 @@ def health_row(
                         "p_std_max": float(max(p_std)), "p_std_values": list(p_std)})
         if paths is not None and len(paths):
             row["n_paths"], row["top_path_share"] = distinct_paths(paths)
+        row["n_window_planning"] = window_planning
         if skip_rates:
             row["skip_rates"] = " ".join(f"t={t:g}:{r:.2f}" for t, r in sorted(skip_rates.items()))
             row["skip_monotonic"] = skip_monotonic(skip_rates)
@@ -281,8 +288,9 @@ def build_health(
                                                   if v["variant"] == variant and v.get("exit_scores")])
             extra["diag_majority"] = float(np.median([d["majority_score"] for d in jd]))
         if kind == KIND_PLANNER:
+            inside = prim[(s >= lo - TOL) & (s <= hi + TOL) & prim["score"].notna()]
             extra.update(_planner_extra(jd, point, prim, predictions, task, method, seeds, spec.dev_splits[0],
-                                         n_layers))
+                                         n_layers, list(zip(inside["variant"], inside["knob"].astype(float)))))
         rows.append(health_row(
             task=task, method=method, display_name=str(grp["display_name"].iloc[0]), kind=kind,
             windowed=not (cls.static or cls.is_reference), state=state, metric=spec.metric, n_layers=n_layers,
@@ -292,7 +300,7 @@ def build_health(
     out = out.reindex(columns=HEALTH_COLUMNS)
     for col in ("beats_majority", "mid_exit_beats_majority", "skip_monotonic"):
         out[col] = out[col].astype("boolean")
-    for col in ("n_in_window", "mid_layer", "n_paths", "diag_examples", "n_layers"):
+    for col in ("n_in_window", "mid_layer", "n_paths", "n_window_planning", "diag_examples", "n_layers"):
         out[col] = pd.to_numeric(out[col]).astype("Int64")
     return out
 
@@ -322,8 +330,22 @@ def shared_threshold(points: pd.DataFrame, knob: float) -> float:
     return min(shared, key=lambda k: abs(k - knob)) if shared else knob
 
 
+def _pooled_paths(predictions, task: str, method: str, seeds, split: str, variant: str, knob: float) -> list[str]:
+    """The executed paths of one sweep point's dev examples, seeds pooled."""
+    paths: list[str] = []
+    for seed in seeds:
+        df = predictions.get((task, method, int(seed)))
+        if df is None:
+            continue
+        at = df[(df["split"] == split) & (df["variant"] == variant) & _same_knob(df["knob"], knob)]
+        paths += at["executed"].astype(str).tolist()
+    return paths
+
+
 def _planner_extra(jd, point, prim: pd.DataFrame, predictions, task: str, method: str, seeds, split: str,
-                   n_layers: int | None) -> dict:
+                   n_layers: int | None, in_window: Sequence[tuple[str, float]] = ()) -> dict:
+    """A planner method's health numbers: p spread, the selected point's paths, how many of the
+    ``in_window`` (variant, knob) points plan per input, and the skip rate per target rate."""
     extra: dict[str, Any] = {}
     # p spread at the selected (variant, threshold); without one, where p varies most (so that "ignores
     # the input" holds for every variant)
@@ -343,14 +365,12 @@ def _planner_extra(jd, point, prim: pd.DataFrame, predictions, task: str, method
                       "p_std": _median_lists([p["p_std"] for p in entries[key]])})
     # executed paths of the selected point, seeds pooled
     if point is not None:
-        paths: list[str] = []
-        for seed in seeds:
-            df = predictions.get((task, method, int(seed)))
-            if df is None:
-                continue
-            at = df[(df["split"] == split) & (df["variant"] == point["variant"]) & _same_knob(df["knob"], point["knob"])]
-            paths += at["executed"].astype(str).tolist()
-        extra["paths"] = paths
+        extra["paths"] = _pooled_paths(predictions, task, method, seeds, split, point["variant"], float(point["knob"]))
+    # the window's points with PLANNING_PATHS paths (of those whose predictions are there)
+    counts = [distinct_paths(found)[0] for v, k in in_window
+              if (found := _pooled_paths(predictions, task, method, seeds, split, v, k))]
+    if counts:
+        extra["window_planning"] = sum(n >= PLANNING_PATHS for n in counts)
     # realised hard skip rate per target rate, at one threshold shared by every variant (nearest the selected one)
     rates: dict[str, float] = {}
     for d in jd:
@@ -406,12 +426,18 @@ def health_markdown(health: pd.DataFrame, meta: Mapping[str, Any]) -> str:
     cols = [("task", "task"), ("display_name", "model"), ("kind", "kind"), ("state", "state"),
             ("bert_score", "BERT-base"), ("majority_score", "majority"), ("selected_point", "point"),
             ("selected_score", "score"), ("n_in_window", "in window"), ("mid_exit_score", "mid off-ramp"),
-            ("p_std_max", "max p std"), ("n_paths", "paths ≥5%"), ("skip_monotonic", "skip ↑ t"),
+            ("p_std_max", "max p std"), ("n_paths", "paths ≥5%"), ("n_window_planning", f"window points, ≥{PLANNING_PATHS} paths"),
+            ("skip_monotonic", "skip ↑ t"),
             ("verdict", "verdict")]
     lines = ["# Method health (dev)", "", head, "",
              "| " + " | ".join(c[1] for c in cols) + " |", "|" + "---|" * len(cols)]
+    def shown(r, c: str) -> str:
+        if c == "n_window_planning" and not pd.isna(r[c]):
+            return f"{int(r[c])} of {int(r['n_in_window'])}"
+        return _cell(r[c], 3 if c == "p_std_max" else 1)
+
     for _, r in health.iterrows():
-        lines.append("| " + " | ".join(_cell(r[c], 3 if c == "p_std_max" else 1) for c, _ in cols) + " |")
+        lines.append("| " + " | ".join(shown(r, c) for c, _ in cols) + " |")
     detail = health[(health["exit_layer_scores"].fillna("") != "") | (health["p_std"].fillna("") != "")
                     | (health["skip_rates"].fillna("") != "")]
     if len(detail):
@@ -434,6 +460,10 @@ def health_markdown(health: pd.DataFrame, meta: Mapping[str, Any]) -> str:
     lines += ["", "## Verdict rules", "",
               "A method counts as working on a task only when it is shown to learn. `degenerate: <why>` when:", "",
               *rules, "",
+              (f"`window points, ≥{PLANNING_PATHS} paths` (planners, shown, not a rule): of the points in the window, "
+               f"how many have at least {PLANNING_PATHS} executed paths each taken by ≥ {100 * PATH_MIN_SHARE:.0f}% of "
+               "dev examples; the selected point (`paths ≥5%`) is the best-scoring one of them, the one Table 1 reports."),
+              "",
               (f"Per-layer numbers read at most the first {DIAGNOSTIC_EXAMPLES} primary-dev examples "
                "(`diag_examples`); over seeds they are medians, paths are pooled. A check whose inputs are missing "
                "is not applied. Columns: docs/methods.md, \"Method health\".")]

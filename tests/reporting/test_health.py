@@ -433,3 +433,27 @@ def test_dpbert_planner_diagnostics_read_the_sweeps_path_trees():
         remove()
     assert traced == fresh and sum(counts) == 0
     assert max(traced["variants"][0]["planner"][0]["p_std"]) > 0.01
+
+
+def test_health_counts_the_window_points_where_planners_plan():
+    """Besides the selected point's paths: how many points in the window have >= 3 paths of >= 5%."""
+    from dpbert.reporting.selection import select_all
+
+    sweep, preds, diags = _records()
+    extra = {"task": "SST-2", "method": "dpbert", "display_name": "DPBERT", "seed": 1, "variant": "t0.35",
+             "knob_name": "k", "knob": 0.6, "split": "dev", "score": 70.0, "mean_layers": 2.2, "n_layers": 4,
+             "layer_speedup": 4 / 2.2, "latency_speedup": 4 / 2.2}
+    sweep = pd.concat([sweep, pd.DataFrame([extra])], ignore_index=True)
+    labels = [0] * 6 + [1] * 4
+    paths = ["1"] * 4 + ["1 2"] * 3 + ["2 3"] * 3  # 3 paths of 30-40% each
+    preds[("SST-2", "dpbert", 1)] = pd.concat([preds[("SST-2", "dpbert", 1)], pd.DataFrame(
+        {"variant": "t0.35", "knob": 0.6, "split": "dev", "idx": range(10), "label": labels, "executed": paths})])
+    selected = select_all(sweep, 1.3, 1.96, "layer_speedup")
+    methods = {"bert": get_method("bert"), "deebert": get_method("deebert"), "dpbert": _PlannerClass}
+    health = build_health(sweep, selected, preds, diags, methods=methods, window=(1.3, 1.96),
+                          speedup_col="layer_speedup")
+    dp = health.set_index("method").loc["dpbert"]
+    assert dp["n_in_window"] == 3 and dp["n_window_planning"] == 1 and dp["n_paths"] == 1  # selected: t0.25@0.5
+    assert pd.isna(health.set_index("method").loc["deebert", "n_window_planning"])
+    md = health_markdown(health, {"profile": "test", "seeds": "1", "window": (1.3, 1.96)})
+    assert "| 1 of 3 |" in md and "window points, ≥3 paths" in md
