@@ -10,6 +10,7 @@ stage 3 trains backbone and planners jointly with REINFORCE (DPBERT) or keeps th
 from __future__ import annotations
 
 import logging
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -67,12 +68,29 @@ class Planners(nn.Module):
         """p_i for every example of the batch, shape (batch,)."""
         return torch.sigmoid(self.gates[i](token_state(hidden, attention_mask, self.state))).squeeze(-1)
 
+    def probs_for_training(self, i: int, hidden: Tensor, attention_mask: Tensor | None,
+                           rate_grad: str) -> tuple[Tensor, Tensor]:
+        """(p_i, the p_i the rate penalty reads): the same values; with ``rate_grad`` bias the second
+        passes its gradient to the planner's bias only (``DPBertParams.rate_grad``)."""
+        logit = self.gates[i](token_state(hidden, attention_mask, self.state)).squeeze(-1)
+        prob = torch.sigmoid(logit)
+        if rate_grad == "all":
+            return prob, prob
+        if rate_grad != "bias":
+            raise ValueError(f"rate_grad must be one of {', '.join(RATE_GRADS)}, not '{rate_grad}'")
+        bias = self.gates[i].bias[0]
+        return prob, torch.sigmoid(logit.detach() - bias.detach() + bias)
+
 
 @dataclass
 class DPBertParams(MethodParams):
     target_rates: list[float] = field(default_factory=lambda: [0.25, 0.35, 0.45])  # t, one model each
     thresholds: list[float] = field(default_factory=lambda: [0.5])  # inference rule p_i >= threshold
     planner_init_bias: float = 2.0  # our choice: planners start near "execute every layer"
+    # Ours: start each model's planners at p_i = 1 - t (bias logit(1 - t), overriding planner_init_bias), the
+    # run probability its target asks for. With rate_grad bias the penalty moves a bias by about the planner
+    # lr a step (Adam), so from a common start every t would end with the same biases and the same speed.
+    init_at_target: bool = False
     # What a planner reads (reconstruction: the paper says "token representation as state"): cls, the
     # [CLS] state (as the early-exit papers' heads), or mean, the masked mean of the token states.
     state: str = "cls"
@@ -80,6 +98,13 @@ class DPBertParams(MethodParams):
     # the share of decisions p_i < 0.5 that inference takes, with the soft rate's gradient (straight
     # through). With soft, p_i = 0.55 everywhere gives rho = 0.45 while every hard decision runs the layer.
     rate_estimate: str = "soft"
+    # What the rate penalty's gradient trains. all (the paper's): every planner parameter. bias (ours): the
+    # planners' biases only. The rate is one number for the whole batch: its gradient is the same push on
+    # every p_i, but through Adam, which moves each weight by about its lr whatever the gradient's size, a
+    # push on the weights turns p_i along the mean state's direction, an input dependence that has nothing
+    # to do with the task; with the hard rate and beta 20 it outweighs the task's signal (demo SST-2: the
+    # hard examples ran fewer layers than the easy ones). The biases alone can meet any rate.
+    rate_grad: str = "all"
     beta: float = 1.0  # weight of the rate penalty (rho - t)^2; paper grid {0.1, 0.5, 1, 1.5}
     stage2_epochs: float = 5  # paper: 5 epochs
     stage2_lr: float = 2e-5  # planners only (backbone frozen)
@@ -97,6 +122,7 @@ class DPBertParams(MethodParams):
 
 
 RATE_ESTIMATES = ("soft", "hard")
+RATE_GRADS = ("all", "bias")
 
 
 def rate_penalty(probs: Tensor, target: float, estimate: str = "soft", threshold: float = 0.5) -> tuple[Tensor, Tensor]:
@@ -166,6 +192,9 @@ class _DPBertBase(Method):
         if self.params.rate_estimate not in RATE_ESTIMATES:
             raise ValueError(f"methods.{self.name}.rate_estimate is '{self.params.rate_estimate}'; use one of "
                              f"{', '.join(RATE_ESTIMATES)}.")
+        if self.params.rate_grad not in RATE_GRADS:
+            raise ValueError(f"methods.{self.name}.rate_grad is '{self.params.rate_grad}'; use one of "
+                             f"{', '.join(RATE_GRADS)}.")
 
     def knobs(self) -> list[float]:
         return list(self.params.thresholds)
@@ -186,16 +215,19 @@ class _DPBertBase(Method):
     def soft_gate_loss(self, model: MethodModel, batch: dict[str, Tensor], target: float) -> Tensor:
         """h_i = p_i T_i(h) + (1 - p_i) h on every layer; loss L_task + beta * (rho - t)^2."""
         probs: list[Tensor] = []
+        rate_probs: list[Tensor] = []
 
         mask = batch["attention_mask"]
 
         def plan(i: int, hidden: Tensor) -> Tensor:
-            probs.append(model.extra.prob(i, hidden, mask))
-            return probs[-1]
+            prob, for_rate = model.extra.probs_for_training(i, hidden, mask, self.params.rate_grad)
+            probs.append(prob)
+            rate_probs.append(for_rate)
+            return prob
 
         out = model.engine.run(batch["input_ids"], mask, batch["token_type_ids"], plan=plan)
         loss = task_loss(model.final_head(out.hidden, mask), batch["labels"], self.task.is_regression)
-        return loss + self.params.beta * self._penalty(torch.stack(probs, 1), target)
+        return loss + self.params.beta * self._penalty(torch.stack(rate_probs, 1), target)
 
     def stage2(self, model: MethodModel, ctx: TrainContext, target: float) -> list[float]:
         """Planner initialisation: frozen backbone, soft gates, task loss + rate penalty."""
@@ -235,11 +267,18 @@ class _DPBertBase(Method):
             device=ctx.device, modules=[model],
         )
 
+    def initial_bias(self, target: float) -> float:
+        """The planners' initial bias for target rate t: logit(1 - t) with ``init_at_target``, else
+        ``planner_init_bias``."""
+        if self.params.init_at_target:
+            return math.log((1 - target) / target) if 0 < target < 1 else self.params.planner_init_bias
+        return self.params.planner_init_bias
+
     def train(self, ctx: TrainContext) -> None:
         for target in self.params.target_rates:
             classifier, tokenizer = load_classifier(ctx.finetuned_dir)
             planners = Planners(classifier.config.num_hidden_layers, classifier.config.hidden_size,
-                                self.params.planner_init_bias, self.params.state)
+                                self.initial_bias(target), self.params.state)
             model = MethodModel(classifier, planners).to(ctx.device)
             s2 = self.stage2(model, ctx, target)
             s3 = self.stage3(model, ctx, target)
@@ -367,12 +406,14 @@ class DPBert(_DPBertBase):
         """Hard sampled path: task loss - sum_i log pi(a_i) (R_i - b_i) + beta * (rho - t)^2."""
         p = self.params
         probs: list[Tensor] = []
+        rate_probs: list[Tensor] = []
         actions: list[Tensor] = []
         ids, mask, types = batch["input_ids"], batch["attention_mask"], batch["token_type_ids"]
 
         def plan(i: int, hidden: Tensor) -> Tensor:
-            prob = model.extra.prob(i, hidden, mask)
+            prob, for_rate = model.extra.probs_for_training(i, hidden, mask, p.rate_grad)
             probs.append(prob)
+            rate_probs.append(for_rate)
             actions.append(torch.bernoulli(prob.detach()))
             return actions[-1]
 
@@ -398,7 +439,7 @@ class DPBert(_DPBertBase):
             raise ValueError(f"methods.{self.name}.baseline must be 'batch_mean' or 'greedy', not '{p.baseline}'")
         log_pi = act_t * torch.log(prob_t + 1e-8) + (1 - act_t) * torch.log(1 - prob_t + 1e-8)
         policy = -(log_pi * (rewards - baseline)).sum(1).mean()
-        return losses.mean() + policy + p.beta * self._penalty(prob_t, target)
+        return losses.mean() + policy + p.beta * self._penalty(torch.stack(rate_probs, 1), target)
 
 
 @register

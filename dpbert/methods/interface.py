@@ -270,6 +270,7 @@ PARAM_RULES: dict[str, tuple[str | tuple[str, ...], str]] = {
     "temperature": ("(0, inf)", "the softmax temperature of the soft targets"),
     "student": (("auto", "from_teacher", "hub"), "the kind of student (baselines.distilbert.KINDS)"),
     "rate_estimate": (("soft", "hard"), "the skip-rate estimate of the penalty (RATE_ESTIMATES)"),
+    "rate_grad": (("all", "bias"), "what the rate penalty's gradient trains (RATE_GRADS)"),
     "baseline": (("batch_mean", "greedy"), "the REINFORCE baseline"),
     "lte_grad": (("backbone", "lte_only"), "what BERxiT's LTE loss trains (baselines.berxit.LTE_GRADS)"),
     "beta": ("[0, inf)", "the weight of the rate penalty"),

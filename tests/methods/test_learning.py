@@ -7,6 +7,8 @@ moves its decisions the right way.
 
 from __future__ import annotations
 
+import math
+
 import pytest
 import torch
 
@@ -272,3 +274,30 @@ def test_soft_rate_estimate_meets_its_target_while_inference_skips_nothing():
             opt.step()
         realised[estimate] = _hard_skip_rate(model, data.batch(list(range(128))))
     assert realised["soft"] < 0.1 and abs(realised["hard"] - 0.25) < 0.15, realised
+
+
+@pytest.mark.parametrize("rate_grad", ["all", "bias"])
+def test_rate_grad_bias_sends_the_rate_penalty_to_the_biases_only(rate_grad):
+    """With no reward (lambda = C = 0) the penalty is the only path to the planners in stage 3: ``all``
+    moves their weights too, ``bias`` the biases alone (the values it reads are the same p_i)."""
+    method = DPBert({"beta": 20.0, "rate_estimate": "hard", "rl_lambda": 0.0, "cost": 0.0, "rate_grad": rate_grad},
+                    SST2)
+    model = _useless_and_needed_model(init_bias=2.0)
+    batch = toy_split(32).batch(list(range(32)))
+    method.stage3_loss(model, batch, 0.5).backward()
+    for gate in model.extra.gates:
+        assert gate.bias.grad.abs().item() > 0
+        weights_moved = gate.weight.grad is not None and gate.weight.grad.abs().sum().item() > 0
+        assert weights_moved == (rate_grad == "all")
+    hidden, _ = model.engine.embed(batch["input_ids"])
+    prob, for_rate = model.extra.probs_for_training(0, hidden, batch["attention_mask"], "bias")
+    assert torch.equal(prob, for_rate) and torch.equal(prob, model.extra.prob(0, hidden, batch["attention_mask"]))
+
+
+def test_init_at_target_starts_the_planners_at_the_targets_run_probability():
+    method = DPBert({"init_at_target": True, "target_rates": [0.25, 0.45]}, SST2)
+    assert method.initial_bias(0.25) == pytest.approx(math.log(3))
+    assert torch.sigmoid(torch.tensor(method.initial_bias(0.45))).item() == pytest.approx(0.55)
+    assert DPBert({"planner_init_bias": 1.5}, SST2).initial_bias(0.25) == 1.5  # off: the common bias
+    with pytest.raises(ValueError, match="rate_grad"):
+        DPBert({"rate_grad": "weights"}, SST2)

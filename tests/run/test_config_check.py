@@ -168,12 +168,13 @@ def asdict_defaults(cls) -> dict:
 
 def test_choices_repeat_the_method_modules_constants():
     from baselines.distilbert import KINDS
-    from dpbert.methods.dpbert import RATE_ESTIMATES
+    from dpbert.methods.dpbert import RATE_ESTIMATES, RATE_GRADS
     from dpbert.model.engine import STATE_KINDS
 
     assert PARAM_RULES["state"][0] == STATE_KINDS
     assert PARAM_RULES["student"][0] == KINDS
     assert PARAM_RULES["rate_estimate"][0] == RATE_ESTIMATES
+    assert PARAM_RULES["rate_grad"][0] == RATE_GRADS
 
 
 def test_a_params_class_may_declare_its_own_rules():
