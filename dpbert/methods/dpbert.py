@@ -103,7 +103,8 @@ class DPBertParams(MethodParams):
     # every p_i, but through Adam, which moves each weight by about its lr whatever the gradient's size, a
     # push on the weights turns p_i along the mean state's direction, an input dependence that has nothing
     # to do with the task; with the hard rate and beta 20 it outweighs the task's signal (demo SST-2: the
-    # hard examples ran fewer layers than the easy ones). The biases alone can meet any rate.
+    # hard examples ran fewer layers than the easy ones). The biases alone still move the rate, by about the
+    # planner lr a step: init_at_target starts them at the target's.
     rate_grad: str = "all"
     beta: float = 1.0  # weight of the rate penalty (rho - t)^2; paper grid {0.1, 0.5, 1, 1.5}
     stage2_epochs: float = 5  # paper: 5 epochs
@@ -214,14 +215,12 @@ class _DPBertBase(Method):
 
     def soft_gate_loss(self, model: MethodModel, batch: dict[str, Tensor], target: float) -> Tensor:
         """h_i = p_i T_i(h) + (1 - p_i) h on every layer; loss L_task + beta * (rho - t)^2."""
-        probs: list[Tensor] = []
-        rate_probs: list[Tensor] = []
+        rate_probs: list[Tensor] = []  # the p_i the penalty reads (``probs_for_training``)
 
         mask = batch["attention_mask"]
 
         def plan(i: int, hidden: Tensor) -> Tensor:
             prob, for_rate = model.extra.probs_for_training(i, hidden, mask, self.params.rate_grad)
-            probs.append(prob)
             rate_probs.append(for_rate)
             return prob
 
