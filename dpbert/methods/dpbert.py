@@ -381,19 +381,11 @@ class _DPBertBase(Method):
         label = "alternate layers" if 2 * k == n else f"{k} evenly spaced layers"
         return Pinned(MethodModel(classifier, planners).eval(), 0.5, label)
 
-    @torch.inference_mode()
     def planner_probs(self, model: MethodModel, example: dict[str, Tensor], threshold: float = 0.5) -> list[float]:
         """p_i before every layer along the hard path taken at ``threshold`` (a skipped layer has its p_i
-        too): what the health report reads to tell whether the planners depend on the input."""
-        mask = example["attention_mask"]
-        probs: list[float] = []
-
-        def plan(i: int, hidden: Tensor) -> bool:
-            probs.append(model.extra.prob(i, hidden, mask).item())
-            return probs[-1] >= threshold
-
-        model.engine.run(example["input_ids"], mask, example["token_type_ids"], plan=plan)
-        return probs
+        too): what the health report reads to tell whether the planners depend on the input. The walk
+        of ``planner_probs_traced`` on a new tree (the same operations as ``predict_one``)."""
+        return self.planner_probs_traced(self.trace(model, example), threshold)
 
 
 @register

@@ -59,17 +59,14 @@ def _as_prediction(output, regression: bool):
 
 
 def exit_layer_predictions(method, model, example) -> list:
-    """Every layer's exit answer for one example, from one pass: the prediction the method would
-    make if the example exited after layer 1, 2, ..., N (``ExitCriterion.predict_knobs``' pattern)."""
-    import torch
+    """Every layer's exit answer for one example, from one pass (``trace``): the prediction the method
+    would make if the example exited after layer 1, 2, ..., N."""
+    return _trace_predictions(method, method.trace(model, example))
 
+
+def _trace_predictions(method, trace) -> list:
     regression = method.task.is_regression
-    answers: list = []
-    with torch.inference_mode():
-        signal = method.exit_signal(model, example)
-        model.engine.run(example["input_ids"], example["attention_mask"], example["token_type_ids"],
-                         after=lambda i, h: (answers.append(signal(i, h)[0]), False)[1])
-        return [_as_prediction(method.final_output(a), regression) for a in answers]
+    return [_as_prediction(a, regression) for a in method.exit_answers(trace)]
 
 
 def exit_layer_scores(method, model, split, device: str, limit: int = DIAGNOSTIC_EXAMPLES,
@@ -78,9 +75,8 @@ def exit_layer_scores(method, model, split, device: str, limit: int = DIAGNOSTIC
     ``traces``: the sweep's traces of the split's examples (``Method.trace``), read instead of a new
     pass where they cover those examples (the same answers: the trace is that pass)."""
     n = min(limit, len(split))
-    regression = method.task.is_regression
     if traces is not None and len(traces) >= n:
-        per_example = [[_as_prediction(a, regression) for a in method.exit_answers(t)] for t in traces[:n]]
+        per_example = [_trace_predictions(method, t) for t in traces[:n]]
     else:
         per_example = [exit_layer_predictions(method, model, split.example(i, device)) for i in range(n)]
     labels = list(split.labels[:n])
