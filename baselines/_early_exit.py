@@ -26,6 +26,7 @@ import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
 
+from dpbert.data.encoding import stack_examples
 from dpbert.methods.interface import (
     FinetuneParams,
     Method,
@@ -335,6 +336,28 @@ class ExitCriterion(Method):
         out = model.engine.run(example["input_ids"], example["attention_mask"], example["token_type_ids"],
                                after=after)
         return ExitTrace(answers, statistics, list(out.executed))
+
+    @torch.inference_mode()
+    def trace_many(self, model: MethodModel, examples: Sequence[dict[str, Tensor]]) -> list[ExitTrace]:
+        """``trace`` of equal-length examples with their layers run as one unpadded batch; each example's
+        exit signal still reads its own row at batch size 1, so every answer and statistic is what its own
+        ``trace`` gives (the rows' states are bit-identical on CPU: tests/run/test_sweep.py)."""
+        if len(examples) == 1:
+            return [self.trace(model, examples[0])]
+        batch = stack_examples(list(examples))
+        signals = [self.exit_signal(model, example) for example in examples]
+        answers: list[list] = [[] for _ in examples]
+        statistics: list[list[float | None]] = [[] for _ in examples]
+
+        def after(i: int, hidden: Tensor) -> bool:
+            for row, signal in enumerate(signals):
+                answer, statistic = signal(i, hidden[row : row + 1])
+                answers[row].append(answer)
+                statistics[row].append(statistic)
+            return False
+
+        out = model.engine.run(batch["input_ids"], batch["attention_mask"], batch["token_type_ids"], after=after)
+        return [ExitTrace(a, s, list(out.executed)) for a, s in zip(answers, statistics)]
 
     def predict_traced(self, trace: ExitTrace, knobs: Sequence[float]) -> list[Prediction]:
         """Each knob's exit: the first layer whose statistic says exit, else the last."""

@@ -9,7 +9,6 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-
 GROUP_BATCHES = 50  # batches per length-sorted run of EncodedSplit.batches(group_by_length=True)
 
 
@@ -58,6 +57,15 @@ class EncodedSplit:
             "attention_mask": mask.to(device),
             "labels": self.label_tensor(idx).to(device),
         }
+
+    def equal_length_chunks(self, indices: list[int], size: int) -> list[list[int]]:
+        """``indices`` grouped by input length (no padding inside a group), each group in index order and
+        cut into chunks of at most ``size``: the unpadded batches the sweep scores (``stack_examples``)."""
+        by_length: dict[int, list[int]] = {}
+        for i in indices:
+            by_length.setdefault(len(self.input_ids[i]), []).append(i)
+        return [group[start : start + size] for _, group in sorted(by_length.items())
+                for start in range(0, len(group), size)]
 
     def batches(
         self, batch_size: int, *, shuffle: bool, seed: int = 0, device: str | torch.device = "cpu",
@@ -109,3 +117,16 @@ def encode_examples(examples, tokenizer, max_length: int, is_regression: bool) -
     )
     labels = [float(e.label) if is_regression else int(e.label) for e in examples]
     return EncodedSplit(list(enc["input_ids"]), list(enc["token_type_ids"]), labels, is_regression)
+
+
+def stack_examples(examples: list[dict[str, Tensor]]) -> dict[str, Tensor]:
+    """Batch-1 examples (``EncodedSplit.example``) of one length as one unpadded batch. Refuses padding:
+    every row of the batch must be what its example alone would be."""
+    if not examples:
+        raise ValueError("stack_examples needs at least one example")
+    lengths = {tuple(e["input_ids"].shape) for e in examples}
+    if len(lengths) != 1 or next(iter(lengths))[0] != 1:
+        raise ValueError(f"stack_examples takes batch-1 examples of one length, got shapes {sorted(lengths)}")
+    if not all(bool(e["attention_mask"].all()) for e in examples):
+        raise ValueError("stack_examples takes unpadded examples (attention mask all ones)")
+    return {key: torch.cat([e[key] for e in examples]) for key in ("input_ids", "attention_mask", "token_type_ids")}

@@ -18,8 +18,10 @@ from pathlib import Path
 import torch
 from torch import Tensor, nn
 
+from dpbert.data.encoding import stack_examples
 from dpbert.methods.interface import (
     FORWARD_SHARE,
+    SCORE_BATCH,
     Method,
     MethodParams,
     Pinned,
@@ -356,6 +358,91 @@ class _DPBertBase(Method):
             for j in members:
                 out[j] = Prediction(node.output, list(executed))
         return out  # type: ignore[return-value]
+
+    @torch.inference_mode()
+    def predict_traced_many(self, traces: Sequence[PathTree], knobs: Sequence[float]) -> list[list[Prediction]]:
+        """``predict_traced`` of every tree. The trees of one model and one input length (at most
+        ``SCORE_BATCH``) walk down together: the layer calls their new branches need, each example's own,
+        run as one unpadded batch (``_walk_many``); the planners and the head still read each example at
+        batch size 1, so every p_i and output is what the example's own walk gives."""
+        out: list[list[Prediction] | None] = [None] * len(traces)
+        groups: dict[tuple, list[int]] = {}
+        for j, tree in enumerate(traces):
+            groups.setdefault((id(tree.model), tuple(tree.example["input_ids"].shape)), []).append(j)
+        for idx in groups.values():
+            for start in range(0, len(idx), SCORE_BATCH):
+                chunk = idx[start : start + SCORE_BATCH]
+                walked = (self._walk_many([traces[j] for j in chunk], knobs) if len(chunk) > 1
+                          else [self.predict_traced(traces[chunk[0]], knobs)])
+                for j, predictions in zip(chunk, walked):
+                    out[j] = predictions
+        return out  # type: ignore[return-value]
+
+    def _walk_many(self, trees: list[PathTree], knobs: Sequence[float]) -> list[list[Prediction]]:
+        """``predict_traced``'s walk for several trees of one model and input length at once (see there):
+        the entries (example, thresholds walking together, node, executed layers, state) of every tree
+        advance layer by layer, and the states that must go through a layer go through it as one batch."""
+        model, engine = trees[0].model, trees[0].model.engine
+        masks = [tree.example["attention_mask"] for tree in trees]
+        embedded: list = []  # the batch's (embedding, mask), made on first need
+
+        def layer(i: int, states: list[Tensor], rows: list[int]) -> list[Tensor]:
+            mask = embedded[1]
+            hidden = engine.layer(i, torch.cat(states) if len(states) > 1 else states[0],
+                                  None if mask is None else mask[rows])
+            return [hidden[k : k + 1] for k in range(len(states))]
+
+        def rebuild(items: list[tuple[int, list[int]]]) -> list[Tensor]:
+            """The states at the end of each (row, executed layers), replayed from the embedding."""
+            if not embedded:
+                batch = stack_examples([tree.example for tree in trees])
+                embedded.extend(engine.embed(batch["input_ids"], batch["attention_mask"], batch["token_type_ids"]))
+            states = [embedded[0][row : row + 1] for row, _ in items]
+            for j in range(engine.n_layers):
+                sel = [k for k, (_, executed) in enumerate(items) if j in executed]
+                if sel:
+                    for k, state in zip(sel, layer(j, [states[k] for k in sel], [items[k][0] for k in sel])):
+                        states[k] = state
+            return states
+
+        def fill(entries: list[list], want) -> None:
+            """Give the entries ``want`` selects, whose state is not carried, their state."""
+            need = [k for k, entry in enumerate(entries) if want(entry) and entry[4] is None]
+            if need:
+                for k, state in zip(need, rebuild([(entries[k][0], entries[k][3]) for k in need])):
+                    entries[k][4] = state
+
+        # entries: [row, members (knob indices), node, executed layers, state or None while the tree holds the way]
+        entries: list[list] = [[row, list(range(len(knobs))), tree.root, [], None] for row, tree in enumerate(trees)]
+        for i in range(engine.n_layers):
+            fill(entries, lambda entry: entry[2].p is None)
+            split: list[list] = []
+            to_run: list[int] = []
+            for row, members, node, executed, state in entries:
+                if node.p is None:
+                    node.p = model.extra.prob(i, state, masks[row]).item()
+                run = [j for j in members if node.p >= knobs[j]]
+                skip = [j for j in members if not node.p >= knobs[j]]
+                if run:
+                    node.run = node.run or _PathNode()
+                    if state is not None:
+                        to_run.append(len(split))
+                    split.append([row, run, node.run, [*executed, i], state])
+                if skip:
+                    node.skip = node.skip or _PathNode()
+                    split.append([row, skip, node.skip, executed, state])
+            if to_run:
+                for k, state in zip(to_run, layer(i, [split[k][4] for k in to_run], [split[k][0] for k in to_run])):
+                    split[k][4] = state
+            entries = split
+        fill(entries, lambda entry: entry[2].output is None)
+        results: list[list[Prediction | None]] = [[None] * len(knobs) for _ in trees]
+        for row, members, node, executed, state in entries:
+            if node.output is None:
+                node.output = model.final_head(state, masks[row])[0]
+            for j in members:
+                results[row][j] = Prediction(node.output, list(executed))
+        return results  # type: ignore[return-value]
 
     def predict_knobs(self, model: MethodModel, example: dict[str, Tensor], knobs) -> list[Prediction]:
         """``predict_traced`` on a new tree: one pass per distinct path instead of one per threshold."""

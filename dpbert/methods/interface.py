@@ -30,6 +30,9 @@ _REGISTRY: dict[str, type[Method]] = {}
 # For planning a run (dpbert.tools.plan): a forward pass without a backward costs about a third of a training step.
 FORWARD_SHARE = 1 / 3
 
+SCORE_BATCH = 64
+"""At most this many equal-length examples share a layer call when a sweep scores them (``Method.trace_many``)."""
+
 
 class MethodConfigError(ValueError):
     pass
@@ -174,6 +177,17 @@ class Method(ABC):
     def predict_traced(self, trace: Any, knobs: Sequence[float]) -> list[Prediction]:
         """The predictions ``predict_knobs`` would return at ``knobs``, read off a ``trace`` of the example."""
         raise NotImplementedError(f"method '{self.name}' defines no trace, so it has no predict_traced")
+
+    def trace_many(self, model, examples: Sequence[dict[str, Tensor]]) -> list[Any]:
+        """``trace`` of several examples of one length (the sweep's equal-length groups, no padding). A method
+        may run their layers as one batch when that gives each example the states its own ``trace`` gives:
+        every layer of BERT acts on each row alone, and on CPU a batch of equal-length rows computes each row
+        bit for bit as batch size 1 does (tests/run/test_sweep.py checks it). Default: one by one."""
+        return [self.trace(model, example) for example in examples]
+
+    def predict_traced_many(self, traces: Sequence[Any], knobs: Sequence[float]) -> list[list[Prediction]]:
+        """``predict_traced`` of every trace; a method may batch the layer calls it makes (``trace_many``)."""
+        return [self.predict_traced(trace, knobs) for trace in traces]
 
     @classmethod
     def traces_passes(cls) -> bool:

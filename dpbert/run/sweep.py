@@ -39,7 +39,7 @@ from pathlib import Path
 from typing import Any
 
 from dpbert.data.encoding import EncodedSplit
-from dpbert.methods.interface import Method
+from dpbert.methods.interface import SCORE_BATCH, Method
 from dpbert.methods.refine import (
     MAX_NEW_ONE_PASS,
     MAX_NEW_PER_KNOB,
@@ -82,17 +82,21 @@ def predict_split(method: Method, model, split: EncodedSplit, knobs: Sequence[fl
 
     ``traces``: a list this split's traces are kept in (``Method.trace``) for a method that has them,
     filled on the first call and read by every later one, so a split costs one backbone pass per
-    example for the whole job; None, or a method without traces: ``predict_knobs``, a pass per call."""
+    example for the whole job; the examples are traced in unpadded equal-length batches
+    (``Method.trace_many``, ``SCORE_BATCH``), which on CPU compute every example bit for bit as batch
+    size 1 does. None, or a method without traces: ``predict_knobs``, a pass per example and call."""
     preds: list[list] = [[] for _ in knobs]
     executed: list[list[list[int]]] = [[] for _ in knobs]
-    traced = traces is not None and method.traces_passes()
-    for i in range(len(split)):
-        if traced:
-            if i == len(traces):
-                traces.append(method.trace(model, split.example(i, device)))
-            results = method.predict_traced(traces[i], knobs)
-        else:
-            results = method.predict_knobs(model, split.example(i, device), knobs)
+    if traces is not None and method.traces_passes():
+        missing = list(range(len(traces), len(split)))
+        traced: dict[int, Any] = {}
+        for chunk in split.equal_length_chunks(missing, SCORE_BATCH):
+            traced.update(zip(chunk, method.trace_many(model, [split.example(i, device) for i in chunk])))
+        traces.extend(traced[i] for i in missing)
+        per_example = method.predict_traced_many(traces[: len(split)], knobs)
+    else:
+        per_example = (method.predict_knobs(model, split.example(i, device), knobs) for i in range(len(split)))
+    for results in per_example:
         for k, result in enumerate(results):
             out = result.output.float().cpu()
             preds[k].append(out.view(-1)[0].item() if method.task.is_regression else int(out.argmax().item()))

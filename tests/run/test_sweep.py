@@ -131,3 +131,74 @@ def test_a_path_tree_runs_each_decision_prefix_once(cls):
     finally:
         remove()
     assert saved > 0  # the walked paths were reused
+
+
+BATCHED = [c for c in CASES if c[0] is not BertTruncated]
+
+
+@pytest.mark.parametrize("cls,regression,knobs", BATCHED, ids=[f"{c.name}-{'reg' if r else 'cls'}" for c, r, _ in BATCHED])
+def test_equal_length_batches_score_as_batch_one(cls, regression, knobs):
+    """The sweep traces the examples of one length as one unpadded batch (``Method.trace_many``) and walks
+    DPBERT's trees together (``predict_traced_many``). Every output bit and executed layer must be what
+    ``predict_one`` gives the example alone, in a first round of knobs and in a later round that expands
+    new branches of the kept trees; and the batching must really share layer calls."""
+    from dpbert.methods.interface import SCORE_BATCH
+    from dpbert.model.engine import count_layer_calls
+
+    method = cls(None, REG if regression else CLS)
+    model = _spread_model(cls.name, regression)
+    split = toy_split(40, regression, seed=4)
+    chunks = split.equal_length_chunks(list(range(len(split))), SCORE_BATCH)
+    assert max(len(c) for c in chunks) > 1 and sorted(i for c in chunks for i in c) == list(range(len(split)))
+    counts, remove = count_layer_calls(model.engine)
+    try:
+        traces: dict[int, object] = {}
+        for chunk in chunks:
+            traces.update(zip(chunk, method.trace_many(model, [split.example(i) for i in chunk])))
+        trace_calls = sum(counts)
+        kept = [traces[i] for i in range(len(split))]
+        batched_calls = 0
+        for round_knobs in (knobs[::2], knobs):
+            before = sum(counts)
+            together = method.predict_traced_many(kept, round_knobs)
+            batched_calls += sum(counts) - before
+            for i, predictions in enumerate(together):
+                for knob, pred in zip(round_knobs, predictions):
+                    alone = method.predict_one(model, split.example(i), knob)
+                    assert pred.executed == alone.executed, (knob, i)
+                    assert torch.equal(pred.output, alone.output), (knob, i)
+        before = sum(counts)
+        for i in range(len(split)):
+            method.predict_knobs(model, split.example(i), knobs)
+        one_by_one = sum(counts) - before
+    finally:
+        remove()
+    if cls in (DPBert, DPBertSoft):  # an empty tree each; the walks batch their new branches
+        assert trace_calls == 0 and batched_calls < one_by_one, (batched_calls, one_by_one)
+    else:  # the pass is batched: one call per layer and chunk, and the knobs read it off
+        assert trace_calls == N * len(chunks) < one_by_one == N * len(split) and batched_calls == 0
+
+
+def test_predict_split_with_kept_traces_equals_one_by_one():
+    """The sweep's path (kept traces, batched) gives the same predictions as scoring example by example."""
+    method = DPBert(None, CLS)
+    model = _spread_model("dpbert", False)
+    split = toy_split(30, seed=6)
+    traces: list = []
+    for knobs in ([0.5], [0.3, 0.5, 0.7]):
+        assert predict_split(method, model, split, knobs, "cpu", traces) == predict_split(method, model, split, knobs, "cpu")
+    assert len(traces) == len(split)
+
+
+def test_stack_examples_refuses_padding_and_mixed_lengths():
+    from dpbert.data.encoding import stack_examples
+
+    split = toy_split(20, seed=2)
+    a, b = next(c for c in split.equal_length_chunks(list(range(len(split))), 64) if len(c) >= 2)[:2]
+    batch = stack_examples([split.example(a), split.example(b)])
+    assert batch["input_ids"].shape[0] == 2 and torch.equal(batch["input_ids"][1:], split.example(b)["input_ids"])
+    with pytest.raises(ValueError, match="one length"):
+        stack_examples([split.example(i) for i in range(len(split))])
+    padded = dict(split.example(a), attention_mask=torch.zeros_like(split.example(a)["attention_mask"]))
+    with pytest.raises(ValueError, match="unpadded"):
+        stack_examples([padded, split.example(b)])
