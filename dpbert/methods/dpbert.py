@@ -320,44 +320,7 @@ class _DPBertBase(Method):
         along its executed layers (the same operations as ``predict_one``, so bit-identical outputs) and
         carried down the new branch. A sweep's later rounds thus pay only for paths no earlier threshold
         took."""
-        model, example = trace.model, trace.example
-        mask, engine = example["attention_mask"], model.engine
-        embedded: list = []
-
-        def state_of(executed: list[int]) -> Tensor:
-            if not embedded:
-                embedded.extend(engine.embed(example["input_ids"], mask, example["token_type_ids"]))
-            hidden = embedded[0]
-            for j in executed:
-                hidden = engine.layer(j, hidden, embedded[1])
-            return hidden
-
-        # (members, node, executed layers, the state at the node: None while the tree holds what comes next)
-        groups: list[tuple[list[int], _PathNode, list[int], Tensor | None]] = [
-            (list(range(len(knobs))), trace.root, [], None)]
-        for i in range(engine.n_layers):
-            split: list[tuple[list[int], _PathNode, list[int], Tensor | None]] = []
-            for members, node, executed, state in groups:
-                if node.p is None:  # a new node: its subtree is new too, so the state is carried down from here
-                    state = state_of(executed) if state is None else state
-                    node.p = model.extra.prob(i, state, mask).item()
-                run = [j for j in members if node.p >= knobs[j]]
-                skip = [j for j in members if not node.p >= knobs[j]]
-                if run:
-                    node.run = node.run or _PathNode()
-                    split.append((run, node.run, [*executed, i],
-                                  None if state is None else engine.layer(i, state, embedded[1])))
-                if skip:
-                    node.skip = node.skip or _PathNode()
-                    split.append((skip, node.skip, executed, state))
-            groups = split
-        out: list[Prediction | None] = [None] * len(knobs)
-        for members, node, executed, state in groups:
-            if node.output is None:
-                node.output = model.final_head(state_of(executed) if state is None else state, mask)[0]
-            for j in members:
-                out[j] = Prediction(node.output, list(executed))
-        return out  # type: ignore[return-value]
+        return self._walk_many([trace], knobs)[0]
 
     @torch.inference_mode()
     def predict_traced_many(self, traces: Sequence[PathTree], knobs: Sequence[float]) -> list[list[Prediction]]:
@@ -372,16 +335,16 @@ class _DPBertBase(Method):
         for idx in groups.values():
             for start in range(0, len(idx), SCORE_BATCH):
                 chunk = idx[start : start + SCORE_BATCH]
-                walked = (self._walk_many([traces[j] for j in chunk], knobs) if len(chunk) > 1
-                          else [self.predict_traced(traces[chunk[0]], knobs)])
-                for j, predictions in zip(chunk, walked):
+                for j, predictions in zip(chunk, self._walk_many([traces[j] for j in chunk], knobs)):
                     out[j] = predictions
         return out  # type: ignore[return-value]
 
+    @torch.inference_mode()
     def _walk_many(self, trees: list[PathTree], knobs: Sequence[float]) -> list[list[Prediction]]:
-        """``predict_traced``'s walk for several trees of one model and input length at once (see there):
-        the entries (example, thresholds walking together, node, executed layers, state) of every tree
-        advance layer by layer, and the states that must go through a layer go through it as one batch."""
+        """The walk of ``predict_traced`` for one or more trees of one model and input length at once: the
+        entries (example, thresholds walking together, node, executed layers, state) of every tree advance
+        layer by layer, and the states that must go through a layer go through it as one batch (one tree:
+        exactly the calls of its own walk, the state rebuilt along the executed prefix from its embedding)."""
         model, engine = trees[0].model, trees[0].model.engine
         masks = [tree.example["attention_mask"] for tree in trees]
         embedded: list = []  # the batch's (embedding, mask), made on first need
