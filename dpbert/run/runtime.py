@@ -12,9 +12,12 @@ from pathlib import Path
 
 import torch
 
+from dpbert.run import reproducible
+
 
 def setup(log_path: str | Path, threads: int) -> logging.Logger:
-    """Send stderr (tqdm bars, warnings) and logging to the rule's log; fix torch's thread count."""
+    """Send stderr (tqdm bars, warnings) and logging to the rule's log; fix torch's thread count; in
+    reproducible mode, refuse to run unless the pinned CPU arithmetic is in effect (reproducible.check)."""
     log_file = open(log_path, "a", buffering=1)  # noqa: SIM115 (kept open for the process)
     sys.stderr = log_file
     logging.basicConfig(
@@ -24,7 +27,9 @@ def setup(log_path: str | Path, threads: int) -> logging.Logger:
     torch.set_num_threads(max(1, int(threads)))
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     log = logging.getLogger("dpbert")
-    log.info("torch %s, %d threads", torch.__version__, torch.get_num_threads())
+    pinned = reproducible.check()  # before any arithmetic; raises NotReproducible into the log
+    log.info("torch %s, %d threads, %s kernels, reproducible CPU arithmetic %s", torch.__version__,
+             torch.get_num_threads(), torch.backends.cpu.get_cpu_capability(), "on" if pinned else "off")
     return log
 
 

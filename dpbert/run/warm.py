@@ -67,7 +67,9 @@ _SERVER_CODE = "import runpy, sys; runpy.run_path(sys.argv[1], run_name='__warm_
 # starting with these prefixes, less any name that looks like a credential (a word of it, split at
 # "_", ends in one of SECRET_WORDS) unless named in SECRETS_SENT. Everything a job of this project
 # reads is here: the locale, paths and the virtual environment, Python's own variables
-# (PYTHONHASHSEED, PYTHONPATH), thread counts (OMP_/MKL_/...), the GPU's (CUDA_/CUBLAS_/NCCL_/...),
+# (PYTHONHASHSEED, PYTHONPATH), thread counts (OMP_/MKL_/...), the CPU kernels' pinning (MKL_CBWR,
+# ATEN_CPU_CAPABILITY, ONEDNN_/DNNL_MAX_CPU_ISA: execution.reproducible; read when torch loads, so they
+# also key the server's address), the GPU's (CUDA_/CUBLAS_/NCCL_/...),
 # torch's, the Hugging Face libraries' (HF_HOME, HF_HUB_OFFLINE, HF_DATASETS_OFFLINE,
 # TOKENIZERS_PARALLELISM, ...), the proxies and CA bundles that hub downloads go through
 # (prepare_data runs warm too), Snakemake's and this project's (DPBERT_*). HF_TOKEN is sent: gated or
@@ -84,7 +86,8 @@ ENV_NAMES = frozenset({
 })
 ENV_PREFIXES = (
     "LC_", "XDG_", "PYTHON", "CONDA_", "DPBERT_", "SNAKEMAKE", "OMP_", "KMP_", "GOMP_", "MKL_",
-    "OPENBLAS_", "NUMEXPR_", "VECLIB_", "CUDA_", "CUBLAS_", "CUDNN_", "NCCL_", "NVIDIA_", "TORCH",
+    "OPENBLAS_", "NUMEXPR_", "VECLIB_", "ATEN_", "ONEDNN_", "DNNL_", "CUDA_", "CUBLAS_", "CUDNN_", "NCCL_",
+    "NVIDIA_", "TORCH",
     "PYTORCH_", "TRITON_", "HF_", "HUGGINGFACE_", "TRANSFORMERS_", "TOKENIZERS_", "SAFETENSORS_",
     "TQDM_", "MPL",
 )

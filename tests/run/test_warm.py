@@ -285,6 +285,20 @@ def test_only_the_allowed_environment_is_sent():
     assert all(sent[k] == env[k] for k in sent)
 
 
+def test_the_cpu_kernel_pinning_reaches_the_fork_and_keys_the_server(runtime_dir, monkeypatch):
+    """torch, MKL and oneDNN read these when torch loads (execution.reproducible): a server started
+    without them must never serve a pinned job, nor the other way round."""
+    pinning = {"MKL_CBWR": "COMPATIBLE", "ATEN_CPU_CAPABILITY": "avx2", "ONEDNN_MAX_CPU_ISA": "AVX2",
+               "DNNL_MAX_CPU_ISA": "AVX2", "DPBERT_REPRODUCIBLE": "1"}
+    assert warm.job_environment({**pinning, "PATH": "/bin"}) == {**pinning, "PATH": "/bin"}
+    monkeypatch.delenv("ATEN_CPU_CAPABILITY", raising=False)
+    default = warm.server_address()
+    monkeypatch.setenv("ATEN_CPU_CAPABILITY", "avx2")
+    pinned = warm.server_address()
+    monkeypatch.setenv("ATEN_CPU_CAPABILITY", "default")
+    assert len({default, pinned, warm.server_address()}) == 3
+
+
 def test_a_warm_job_gets_only_the_allowed_environment_and_no_file_outlives_the_server(runtime_dir, tmp_path):
     folder = runtime_dir / "dpbert-warm"
     path = _script(tmp_path, f"""
