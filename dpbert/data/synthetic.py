@@ -53,8 +53,8 @@ the same vocabulary*, every word of which is in MNLI's training split: other tem
 true that" / "they say" 9 times in 10 instead of 1) and another mix (55% easy, deeper nesting).
 
 The demo's BERT-base learns this (``python -m dpbert.tools.synthetic_check``, docs/architecture.md, "The demo's data"):
-its score is far above the majority class on every task, the easy examples stay right when the
-BERT-kL baseline truncates it to 6 of its 12 layers, and the hard ones fall towards chance.
+its score is far above the majority class on every task, the easy examples stay right when it is
+cut to its first 6 of 12 layers (``bert_cut``), and the hard ones fall towards chance.
 
 Everything is drawn from ``random.Random`` streams seeded by a SHA-256 of (task, seed, split),
 so the output is identical across Python runs and platforms; dev never depends on ``n_train``.

@@ -69,6 +69,7 @@ class Pinned:
     model: Any  # a MethodModel
     knob: float
     label: str  # how the bench names the case, e.g. "exit at 6"
+    name: str | None = None  # the model's name in the bench's case; None: the method's display_name
 
 
 @dataclass
@@ -110,7 +111,7 @@ class Method(ABC):
     supports_regression: ClassVar[bool] = True
     static: ClassVar[bool] = False  # one speed-up for every input: not windowed in selection
     is_reference: ClassVar[bool] = False  # BERT-base only: the denominator of every speed-up, not timed on its own
-    trains: ClassVar[bool] = True  # False: nothing to learn, it runs the stage-1 model (BERT-kL)
+    trains: ClassVar[bool] = True  # False: nothing to learn, it runs the stage-1 model (bert_cut, a diagnostic)
     Params: ClassVar[type[MethodParams]] = MethodParams
     # The window search (dpbert.methods.refine): a *refinable* knob is threshold-like, so that the sweep may
     # score values between the grid's (and, within ``knob_range``, beyond it) to put more points of the
@@ -125,6 +126,12 @@ class Method(ABC):
     # more knobs a round, the planner counts one scoring pass); None: whether ``predict_knobs`` is overridden.
     # A method whose override still pays for every distinct path (DPBERT's shared-prefix walk) says False.
     one_pass_knobs: ClassVar[bool | None] = None
+    # N, the configured backbone's depth, where a caller knows it before any model exists: the planner
+    # (dpbert.run.costs) sets it for ``training_epochs`` (BERT-kL's k-layer models cost k/N). None: unknown.
+    backbone_depth: int | None = None
+    # The knob value the method is trained to be run at (DPBERT: the rule p_i >= 0.5). Table 1's row then keeps
+    # only points at that value; its points at every value form a second, labelled row (dpbert.reporting.crossfit).
+    trained_knob: ClassVar[float | None] = None
 
     def __init__(self, params: dict[str, Any] | None, task: TaskSpec):
         self.task = task
@@ -147,6 +154,17 @@ class Method(ABC):
     @abstractmethod
     def knobs(self) -> list[float]:
         """Inference-time knob values swept without retraining."""
+
+    def knobs_of(self, variant: str) -> list[float]:
+        """The knob values the sweep scores and times ``variant`` at, and its window search starts from:
+        ``knobs()`` for every variant, unless each variant has its own (BERT-kL: the depth k it was
+        trained with, and nothing else)."""
+        return self.knobs()
+
+    def display_of(self, variant: str) -> str:
+        """The model name in the sweep rows of ``variant``: ``display_name``, unless each variant is a
+        model of its own name (BERT-kL: "BERT-9L", "BERT-6L")."""
+        return self.display_name
 
     def train(self, ctx: TrainContext) -> None:
         """Train every variant and save it under ``ctx.out_dir / variant`` (never called if ``trains`` is False)."""

@@ -14,6 +14,7 @@ from typing import Any
 from dpbert.data.tasks import get_task
 from dpbert.methods.interface import Method
 from dpbert.methods.registry import build_method
+from dpbert.run.config_check import ConfigError, backbone_depth
 from dpbert.run.jobs import jobs as method_jobs
 from dpbert.run.sweep import LatencySettings
 
@@ -45,16 +46,29 @@ def split_sizes(task: str, data: dict[str, Any]) -> dict[str, int]:
     return sizes
 
 
-def method_passes(method: Method, sizes: dict[str, int], config: dict[str, Any]) -> tuple[float, float]:
-    """(training example-passes, batch-1 forwards) of one method job: training, scoring, timing."""
+def model_depth(model: dict[str, Any]) -> int | None:
+    """The configured backbone's layers (dpbert.run.config_check.backbone_depth); None: unknown."""
+    try:
+        return backbone_depth(model)[0]
+    except ConfigError:  # a local folder that is no model: the config check says so, planning goes on
+        return None
+
+
+def method_passes(method: Method, sizes: dict[str, int], config: dict[str, Any],
+                  depth: int | None = None) -> tuple[float, float]:
+    """(training example-passes, batch-1 forwards) of one method job: training, scoring, timing.
+    ``depth``: the backbone's layers (``Method.backbone_depth``); None: read off ``config["model"]``."""
     task = method.task
+    if method.backbone_depth is None:
+        method.backbone_depth = depth if depth is not None else model_depth(config["model"])
     train = method.training_epochs(config["training"].get("finetune", {})) * sizes["train"]
     one_pass = method.scores_knobs_in_one_pass()
-    variants, knobs = len(method.variants()), len(method.knobs())
+    variants = method.variants()
+    points = sum(len(method.knobs_of(v)) for v in variants)  # every variant's grid (Method.knobs_of)
     dev = sum(sizes[s] for s in task.dev_splits)
-    scoring = variants * dev * (1 if one_pass else knobs)
+    scoring = dev * (len(variants) if one_pass else points)
     per_forward = LatencySettings.from_config(config["latency"]).forwards_per_point(sizes[task.dev_splits[0]])
-    timed = 1 + (0 if method.is_reference else variants * knobs)  # BERT-base + every point
+    timed = 1 + (0 if method.is_reference else points)  # BERT-base + every point
     return train, scoring + timed * per_forward
 
 
@@ -63,11 +77,13 @@ def plan_jobs(config: dict[str, Any], train_s: float, forward_s: float) -> list[
     jobs: list[Job] = []
     test_jobs: dict[str, Job] = {}
     passes: dict[tuple[str, str], tuple[float, float]] = {}
+    depth = model_depth(config["model"])
     for task, name, seed in method_jobs(config):  # the DAG's own list (workflow/rules/common.smk)
         spec = get_task(task)
         sizes = split_sizes(task, config["data"])
         if (task, name) not in passes:
-            passes[task, name] = method_passes(build_method(name, config["methods"].get(name), spec), sizes, config)
+            passes[task, name] = method_passes(build_method(name, config["methods"].get(name), spec), sizes, config,
+                                               depth)
             if config["data"].get("with_test"):
                 test = test_jobs.setdefault(name, Job(f"glue_test/{name}", 0.0, stage="GLUE test files"))
                 n_test = sum(sizes.get(s, 0) for s in spec.test_splits)

@@ -1,6 +1,7 @@
 """Sweep one trained method over its variants and knob values on the dev set(s), at batch size 1.
 
-Scores: every example of every dev split at batch size 1, all knob values of a variant read off
+Scores: every example of every dev split at batch size 1, all knob values of a variant (its grid,
+``Method.knobs_of``: ``knobs()`` for most methods, BERT-kL's k-layer model its own k) read off
 ``Method.predict_knobs`` (one pass per example where the knob only moves the exit; a method with
 ``Method.trace`` has its passes kept for the whole job, window search included). Latency: a fixed
 list of dev examples, every (variant, knob) point timed with ``predict_one`` in rounds interleaved
@@ -32,7 +33,7 @@ as any refined point is).
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, fields
 from pathlib import Path
@@ -133,7 +134,7 @@ def evaluate_sweep(
         models = {v: method.load(Path(model_dir) / v).to(device) for v in method.trained_variants(Path(model_dir))}
         # BERT-base's own job times the model it just loaded; every other job loads the stage-1 folder
         base_model = models["main"] if method.is_reference else bert.load(Path(base_dir) / "main").to(device)
-    knobs = [float(k) for k in method.knobs()]
+    knobs = knobs_by_variant(method, models)
     with phase(phases, "score_s"):
         points, predictions = _score(method, models, dev_splits, knobs, device, seed, traces)
         points, predictions, refined, statuses = _refine(method, models, dev_splits, knobs, points, predictions,
@@ -144,7 +145,7 @@ def evaluate_sweep(
     # Latency: BERT-base and every point in interleaved rounds (BERT-base's own row is the base itself).
     primary = dev_splits[task.dev_splits[0]]
     timed = [primary.example(i, device) for i in range(min(latency.examples, len(primary)))]
-    timed_points = [] if method.is_reference else [(v, k) for v in models for k in knobs + refined[v]]
+    timed_points = [] if method.is_reference else [(v, k) for v in models for k in knobs[v] + refined[v]]
     reference = latency.reference
     base_forward = ((lambda ex: bert.hf_forward(base_model, ex)) if reference == "hf"
                     else (lambda ex: bert.predict_one(base_model, ex, 0.0)))
@@ -169,18 +170,33 @@ def evaluate_sweep(
     return points, predictions
 
 
-def _score(method: Method, models: dict, dev_splits: dict[str, EncodedSplit], knobs: list[float], device: str,
+def knobs_by_variant(method: Method, variants) -> dict[str, list[float]]:
+    """The grid of every variant: ``Method.knobs_of`` (``knobs()`` for a method whose variants share it)."""
+    return {v: [float(k) for k in method.knobs_of(v)] for v in variants}
+
+
+def _per_variant(knobs: Mapping[str, Sequence[float]] | Sequence[float], variants) -> dict[str, list[float]]:
+    """``knobs`` by variant: a mapping as it is, one list for every variant."""
+    if isinstance(knobs, Mapping):
+        return {v: [float(k) for k in knobs[v]] for v in variants}
+    return {v: [float(k) for k in knobs] for v in variants}
+
+
+def _score(method: Method, models: dict, dev_splits: dict[str, EncodedSplit],
+           knobs: Mapping[str, Sequence[float]] | Sequence[float], device: str,
            seed: int, traces: dict[tuple[str, str], list] | None = None) -> tuple[list[dict], list[dict]]:
-    """Sweep rows (without latency) and per-example prediction rows of every variant x knob x split
-    (``traces``: see ``evaluate_sweep``)."""
+    """Sweep rows (without latency) and per-example prediction rows of every variant x knob x split;
+    ``knobs``: each variant's grid (``knobs_by_variant``), or one list for all (``traces``: see ``evaluate_sweep``)."""
     traces = {} if traces is None else traces
+    grids = _per_variant(knobs, models)
     points: list[dict] = []
     predictions: list[dict] = []
     for variant, model in models.items():
         n_ref = method.reference_layers(model)
         for split_name, split in dev_splits.items():
-            scored = predict_split(method, model, split, knobs, device, traces.setdefault((variant, split_name), []))
-            for knob, (preds, executed) in zip(knobs, scored):
+            scored = predict_split(method, model, split, grids[variant], device,
+                                   traces.setdefault((variant, split_name), []))
+            for knob, (preds, executed) in zip(grids[variant], scored):
                 point, rows = _rows(method, seed, variant, n_ref, split_name, split, knob, preds, executed)
                 points.append(point)
                 predictions += rows
@@ -193,7 +209,7 @@ def _rows(method: Method, seed: int, variant: str, n_ref: int, split_name: str, 
     task = method.task
     metrics = glue_metrics(task.metric, preds, split.labels)
     mean_layers = sum(len(e) for e in executed) / len(executed)
-    point = {"task": task.name, "method": method.name, "display_name": method.display_name,
+    point = {"task": task.name, "method": method.name, "display_name": method.display_of(variant),
              "seed": seed, "variant": variant, "knob_name": method.knob_name, "knob": knob,
              "split": split_name, "score": metrics["score"],
              "metrics": ";".join(f"{k}={v:.4f}" for k, v in sorted(metrics.items())),
@@ -251,12 +267,14 @@ def knobs_per_round(method: Method) -> int:
     return MAX_NEW_ONE_PASS if method.scores_knobs_in_one_pass() else MAX_NEW_PER_KNOB
 
 
-def _refine(method: Method, models: dict, dev_splits: dict[str, EncodedSplit], knobs: list[float],
+def _refine(method: Method, models: dict, dev_splits: dict[str, EncodedSplit],
+            knobs: Mapping[str, Sequence[float]] | Sequence[float],
             points: list[dict], predictions: list[dict], device: str, seed: int,
             selection: dict[str, Any] | None, traces: dict[tuple[str, str], list] | None = None) -> tuple[list[dict], list[dict], dict[str, list[float]], dict[str, str]]:
-    """The window search of every variant (module docstring). Returns the sweep rows and prediction
-    rows with the kept refined points inserted after their (variant, split)'s grid points, the kept
-    knobs per variant, and the search status per variant."""
+    """The window search of every variant (module docstring), each from its own grid (``knobs``: by
+    variant, or one list for all). Returns the sweep rows and prediction rows with the kept refined
+    points inserted after their (variant, split)'s grid points, the kept knobs per variant, and the
+    search status per variant."""
     kept: dict[str, list[float]] = {v: [] for v in models}
     traces = {} if traces is None else traces
     if selection is None:
@@ -269,13 +287,14 @@ def _refine(method: Method, models: dict, dev_splits: dict[str, EncodedSplit], k
     min_points = int(selection.get("min_points_in_window", 3))
     primary_name = task.dev_splits[0]
     primary = dev_splits[primary_name]
-    space = refine_space(method, knobs)
+    grids = _per_variant(knobs, models)
     statuses: dict[str, str] = {}
     extra: dict[tuple[str, str], list[tuple[dict, list[dict]]]] = {}  # (variant, split) -> kept rows
     curve = curve_window(selection)
     stretch, n_curve = curve if curve is not None else (None, 0)
     for variant, model in models.items():
         n_ref = method.reference_layers(model)
+        space = refine_space(method, grids[variant])
         scored: dict[float, tuple[dict, list[dict]]] = {}  # every new point (those kept: below)
 
         def score(new: list[float], model=model, n_ref=n_ref, variant=variant, scored=scored) -> list[float]:

@@ -4,9 +4,9 @@
     python -m dpbert.tools.speedup_bench --shape bert-base --stability 3   (one latency's spread over 3 measurements)
 
 Each method runs a random-weight model whose decisions are pinned so that exactly 6 of 12 layers
-execute on every input (planners alternate; DeeBERT's off-ramps are certain only at layer 6; PABEE's
-predictions never change, so patience 5 exits at layer 6; BERxiT's LTE unit reads a low error only
-at layer 6; DACT's halting rule first holds at layer 6). Its latency speed-up over the plain
+execute on every input (``bert_cut`` runs the first 6; planners alternate; DeeBERT's off-ramps are
+certain only at layer 6; PABEE's predictions never change, so patience 5 exits at layer 6; BERxiT's
+LTE unit reads a low error only at layer 6; DACT's halting rule first holds at layer 6). Its latency speed-up over the plain
 Hugging Face forward, divided by its layer speed-up (2.0), is the share of the skipped layers' time
 that the method really saves: 1.0 means the planners / exit heads cost nothing ("vs eng": the same
 against the engine at full depth, the workflow's default reference). Every case is timed in the
@@ -33,7 +33,7 @@ from dpbert.run.latency import (
 from dpbert.tools.benchmodels import random_classifier, random_examples
 
 TASK = get_task("SST-2")
-CASE_ORDER = ("bert_truncated", "dpbert", "deebert", "pabee", "berxit", "dact_bert")
+CASE_ORDER = ("bert_cut", "dpbert", "deebert", "pabee", "berxit", "dact_bert")
 """The methods timed, in this order; any other registered method that pins itself follows."""
 
 
@@ -61,7 +61,7 @@ def run(shape: str, device: str, n_examples: int, repeats: int, warmup: int) -> 
         if executed != {half}:
             raise AssertionError(f"{name} pinned to {half} layers executed {sorted(executed)}")
         forward = (lambda m, mt, k: (lambda ex: mt.predict_one(m, ex, k)))(model, method, pinned.knob)
-        cases[f"{method.display_name} ({pinned.label})"] = (forward, half)
+        cases[f"{pinned.name or method.display_name} ({pinned.label})"] = (forward, half)
     forwards = [lambda ex: clf(**ex).logits] + [f for f, _ in cases.values()]
     hf, *lats = measure_interleaved(forwards, examples, warmup=warmup, repeats=repeats, device=device)
     engine = lats[0]  # the harness's reference (latency.reference: engine)

@@ -6,10 +6,10 @@
 
 Per task: fine-tune BERT-base exactly as the demo's stage 1 does (``BertBase.train`` with the
 config's ``model``, ``training.finetune`` and ``data.synthetic_train/dev``, the first of its
-``seeds``), then score the dev split(s) at batch size 1 with the BERT-kL baseline
-(``baselines/truncated.py``: the first k layers of that fine-tuned model and its own head; k = 12
-is BERT-base itself). Prints the best constant prediction's score ("majority"), BERT-base and
-BERT-kL by k with bootstrap standard errors, and accuracy on the easy and the hard examples
+``seeds``), then score the dev split(s) at batch size 1 with that model cut after k layers
+(``bert_cut`` in ``baselines/truncated.py``: the first k layers of the fine-tuned model and its own
+head, nothing retrained; k = 12 is BERT-base itself). Prints the best constant prediction's score
+("majority"), BERT-base and the cut model by k with bootstrap standard errors, and accuracy on the easy and the hard examples
 (``Example.kind``; Spearman for STS-B), with and without truncation.
 
 One thread, one training at a time (the machine is shared); about 15-25 s a task on the demo's
@@ -90,7 +90,7 @@ def check_task(task: str, cfg: dict[str, Any], ks: list[int], workdir: Path, log
     seed_everything(seed)
     bert.train(ctx)
     train_s = time.perf_counter() - t0
-    truncated = build_method("bert_truncated", {"layers": depths}, spec)
+    truncated = build_method("bert_cut", {"layers": depths}, spec)  # the stage-1 model, cut after k layers
     model = truncated.load(out_dir / "main")
     t0 = time.perf_counter()
     res: dict[str, Any] = {"task": spec.name, "metric": spec.metric, "train_s": round(train_s, 1),

@@ -1,4 +1,5 @@
-"""LayerDrop, DistilBERT and BERT-kL (truncation): the static baselines and the minimal template."""
+"""LayerDrop, DistilBERT and BERT-kL (k-layer models fine-tuned): the static baselines; the cut stage-1
+model (bert_cut): the diagnostic and the minimal template."""
 
 import logging
 
@@ -12,13 +13,13 @@ from baselines.distilbert import (
     init_student,
 )
 from baselines.layerdrop import LayerDrop, draw_kept, evenly_spaced
-from baselines.truncated import BertTruncated
+from baselines.truncated import BertCut, BertTruncated
 from dpbert.data.tasks import get_task
 from dpbert.methods.interface import TrainContext
 from dpbert.methods.registry import get_method
 from dpbert.model.engine import count_layer_calls
 from dpbert.model.method_model import MethodModel, save_method_model
-from dpbert.model.sources import ModelSource, load_classifier, save_classifier
+from dpbert.model.sources import ModelSource, build_start, load_classifier, save_classifier
 from tests.conftest import tiny_classifier, toy_split
 
 FAST = {"finetune": {"epochs": 1, "batch_size": 16, "lr": 1e-3}}
@@ -42,9 +43,11 @@ def _states_equal(a, b):
 
 
 def test_registered():
-    for name in ["layerdrop", "distilbert", "bert_truncated"]:
+    for name in ["layerdrop", "distilbert", "bert_truncated", "bert_cut"]:
         assert get_method(name).name == name
-    assert LayerDrop.static and DistilBert.static and not BertTruncated.static
+    assert LayerDrop.static and DistilBert.static and BertTruncated.static and not BertCut.static
+    assert BertTruncated.trains and not BertTruncated.needs_finetuned and BertTruncated.display_name == "BERT-kL"
+    assert not BertCut.trains and BertCut.needs_finetuned and BertCut.display_name == "BERT cut (stage 1, first k)"
 
 
 # ---------------------------------------------------------------- LayerDrop
@@ -182,12 +185,120 @@ def test_distilbert_hub_offline_fails_fast(tmp_path, monkeypatch, tokenizer):
         DistilBert({"student": "tiny"}, ctx.task).kind(ctx.model_source)
 
 
-# ---------------------------------------------------------------- BERT-kL
+# ---------------------------------------------------------------- BERT-kL: k-layer models, fine-tuned
+
+def _small(tmp_path, tokenizer, regression=False):
+    source = ModelSource(source="small", small=TINY, max_length=32)
+    return _ctx(tmp_path, tokenizer, finetuned=False, source=source, task="STS-B" if regression else "SST-2",
+                regression=regression)
+
+
+def test_bert_kl_variants_knobs_and_names():
+    method = BertTruncated({"layers": [3, 2, 3]}, get_task("SST-2"))
+    assert method.variants() == ["3L", "2L"] and method.knobs() == [3.0, 2.0]  # each depth once
+    assert method.knobs_of("3L") == [3.0] and method.knobs_of("2L") == [2.0]  # each model at its own depth
+    assert method.display_of("3L") == "BERT-3L" and method.display_of("2L") == "BERT-2L"
+    assert BertTruncated(None, get_task("SST-2")).variants() == ["9L", "6L"]  # the window's bounds on 12 layers
+    with pytest.raises(ValueError, match="9L"):
+        method.knobs_of("main")
+    # every other method: one grid and one name for all its variants
+    layerdrop = LayerDrop(None, get_task("SST-2"))
+    assert layerdrop.knobs_of("main") == layerdrop.knobs() and layerdrop.display_of("main") == "LayerDrop"
+
+
+def test_bert_kl_training_epochs_count_k_of_n_layers():
+    method = BertTruncated({"layers": [3, 2]}, get_task("SST-2"))
+    method.backbone_depth = 4
+    assert method.training_epochs({"epochs": 2}) == pytest.approx(2 * 5 / 4)  # epochs * sum(k) / N
+    assert BertTruncated({"layers": [3, 2], "epochs": 4}, get_task("SST-2")).training_epochs({"epochs": 2}) == (
+        pytest.approx(4 * 5 / 12))  # N unknown: BERT-base's 12
+
+
+@pytest.mark.parametrize("regression", [False, True])
+def test_bert_kl_starts_from_the_pretrained_first_k_layers(tmp_path, tokenizer, monkeypatch, regression):
+    """Each k-layer model is BERT-base's start (embeddings, layers 0..k-1, pooler, head) before training,
+    trained with the fine-tuning settings, saved as its own variant with the backbone's depth N."""
+    import copy
+
+    import baselines.truncated as truncated
+
+    ctx = _small(tmp_path, tokenizer, regression)
+    start = build_start(ctx.model_source, ctx.task.num_labels, ctx.seed)[0]
+    before, settings = {}, []
+    real = truncated.train_loop
+
+    def recording(params, loss_fn, data, s, **kw):
+        model = kw["modules"][0]
+        before[model.n_layers] = copy.deepcopy(model.classifier).cpu()
+        settings.append(s)
+        return real(params, loss_fn, data, s, **kw)
+
+    monkeypatch.setattr(truncated, "train_loop", recording)
+    method = BertTruncated({"layers": [3, 2]}, ctx.task)
+    method.train(ctx)
+    assert sorted(before) == [2, 3]
+    for k, initial in before.items():
+        assert initial.config.num_hidden_layers == k
+        assert _states_equal(initial.bert.embeddings, start.bert.embeddings)
+        for j in range(k):
+            assert _states_equal(initial.bert.encoder.layer[j], start.bert.encoder.layer[j])
+        assert _states_equal(initial.bert.pooler, start.bert.pooler)
+        assert _states_equal(initial.classifier, start.classifier)
+    assert all(s.epochs == 1 and s.lr == 1e-3 and s.batch_size == 16 for s in settings)  # training.finetune
+    assert sorted(p.name for p in ctx.out_dir.iterdir()) == ["2L", "3L"]
+    for variant, k in [("3L", 3), ("2L", 2)]:
+        model = BertTruncated(None, ctx.task).load(ctx.out_dir / variant)
+        assert model.n_layers == k and method.reference_layers(model) == 4
+        assert not _states_equal(model.classifier.bert.encoder.layer[0], start.bert.encoder.layer[0])  # trained
+        counts, remove = count_layer_calls(model.engine)
+        pred = method.predict_one(model, ctx.dev.example(0), float(k))
+        remove()
+        assert pred.executed == list(range(k)) and counts == [1] * k
+        with pytest.raises(ValueError, match="its own depth"):
+            method.predict_one(model, ctx.dev.example(0), 4.0)
+
+
+def test_bert_kl_at_full_depth_is_bert_base(tmp_path, tokenizer):
+    """k = N: the same start, loss, settings and loop as BERT-base, so bit for bit its weights."""
+    from dpbert.methods.bert_base import BertBase
+
+    task = get_task("SST-2")
+    ctx_a, ctx_b = _small(tmp_path / "a", tokenizer), _small(tmp_path / "b", tokenizer)
+    BertBase(None, task).train(ctx_a)
+    BertTruncated({"layers": [4]}, task).train(ctx_b)
+    bert = BertBase(None, task).load(ctx_a.out_dir / "main")
+    kl = BertTruncated(None, task).load(ctx_b.out_dir / "4L")
+    assert _states_equal(bert.classifier, kl.classifier)
+
+
+@pytest.mark.usefixtures("one_thread")
+def test_bert_kl_sweep_scores_each_model_at_its_own_depth(tmp_path, tokenizer):
+    from dpbert.run.sweep import LatencySettings, evaluate_sweep
+
+    ctx = _small(tmp_path, tokenizer)
+    method = BertTruncated({"layers": [3, 2]}, ctx.task)
+    method.train(ctx)
+    base = tmp_path / "bert"
+    save_method_model(MethodModel(tiny_classifier(layers=4)), tokenizer, base / "main", {"method": "bert"})
+    rows, preds = evaluate_sweep(method, ctx.out_dir, base, {"dev": ctx.dev},
+                                 LatencySettings(examples=2, warmup=0, repeats=1), "cpu", seed=3,
+                                 selection={"window": [1.3, 1.96], "min_points_in_window": 3})
+    got = {r["variant"]: r for r in rows}
+    assert len(rows) == 2 and set(got) == {"3L", "2L"}  # one point per model: its own depth
+    assert (got["3L"]["knob"], got["3L"]["display_name"], got["3L"]["n_layers"]) == (3.0, "BERT-3L", 4)
+    assert (got["2L"]["knob"], got["2L"]["display_name"]) == (2.0, "BERT-2L")
+    assert got["3L"]["layer_speedup"] == pytest.approx(4 / 3) and got["2L"]["layer_speedup"] == 2.0
+    assert all(r["latency_ms"] > 0 and not r["refined"] for r in rows)
+    assert {p["n_executed"] for p in preds if p["variant"] == "3L"} == {3}
+
+
+# ---------------------------------------------------------------- bert_cut: the stage-1 model, cut (diagnostic)
 
 def test_truncation(tmp_path, tokenizer):
     ctx = _ctx(tmp_path, tokenizer)
-    method = BertTruncated({"layers": [4, 2]}, ctx.task)
+    method = BertCut({"layers": [4, 2]}, ctx.task)
     assert method.knobs() == [4.0, 2.0] and method.trains is False  # no job trains it: the stage-1 model runs
+    assert method.knobs_of("main") == [4.0, 2.0] and method.display_of("main") == "BERT cut (stage 1, first k)"
     stage1 = tmp_path / "stage1" / "main"  # a BERT-base run's folder, as the workflow gives it
     save_method_model(MethodModel(load_classifier(ctx.finetuned_dir)[0]), tokenizer, stage1, {"method": "bert"})
     model = method.load(stage1)

@@ -1,6 +1,6 @@
 """Scoring a sweep in one walk per example (Method.predict_knobs) must equal predict_one knob by knob.
 
-The early-exit methods and BERT-kL read every knob off one pass; any difference from the timed,
+The early-exit methods and the cut stage-1 model (bert_cut) read every knob off one pass; any difference from the timed,
 exiting ``predict_one`` (an output bit, an executed layer) would make the table's scores describe
 another model than the latencies. Heads are scaled up so that exits spread over the layers.
 """
@@ -13,7 +13,7 @@ from baselines.berxit import LTE, Berxit
 from baselines.dact_bert import DactBert, HaltingGate
 from baselines.deebert import DeeBert
 from baselines.pabee import Pabee
-from baselines.truncated import BertTruncated
+from baselines.truncated import BertCut
 from dpbert.data.tasks import get_task
 from dpbert.methods.dpbert import DPBert, DPBertSoft, Planners
 from dpbert.model.method_model import MethodModel
@@ -35,7 +35,7 @@ def _spread_model(name: str, regression: bool) -> MethodModel:
         "berxit": lambda: ExitModules(new_ramps(c), lte=LTE(32)),
         "pabee": lambda: ExitModules(new_ramps(c, own_poolers=False)),
         "dact_bert": lambda: ExitModules(new_ramps(c), halting=HaltingGate(32)),
-        "bert_truncated": lambda: None,
+        "bert_cut": lambda: None,
         "dpbert": lambda: Planners(N, c.config.hidden_size, 0.0, "cls"),
         "dpbert_soft": lambda: Planners(N, c.config.hidden_size, 0.0, "mean"),
     }[name]()
@@ -57,7 +57,7 @@ CASES = [
     (Pabee, True, [0, 1, 2, 3]),
     (DactBert, False, [0.0]),
     (DactBert, True, [0.9, 0.5, 0.3, 0.1, 0.01]),
-    (BertTruncated, False, [6, 5, 3, 1]),
+    (BertCut, False, [6, 5, 3, 1]),
     (DPBert, False, [0.0, 0.3, 0.45, 0.5, 0.55, 0.7, 1.0]),  # shared-prefix walk over thresholds
     (DPBert, True, [0.2, 0.5, 0.8]),
     (DPBertSoft, False, [0.35, 0.5, 0.65]),
@@ -87,8 +87,8 @@ def test_one_pass_scoring_equals_predict_one(cls, regression, knobs):
 
 
 def test_predict_split_groups_by_knob():
-    method = BertTruncated(None, CLS)
-    model = _spread_model("bert_truncated", False)
+    method = BertCut(None, CLS)
+    model = _spread_model("bert_cut", False)
     split = toy_split(5, seed=1)
     per_knob = predict_split(method, model, split, [6.0, 2.0], "cpu")
     assert [len(preds) for preds, _ in per_knob] == [5, 5]
@@ -133,7 +133,7 @@ def test_a_path_tree_runs_each_decision_prefix_once(cls):
     assert saved > 0  # the walked paths were reused
 
 
-BATCHED = [c for c in CASES if c[0] is not BertTruncated]
+BATCHED = [c for c in CASES if c[0] is not BertCut]
 
 
 @pytest.mark.parametrize("cls,regression,knobs", BATCHED, ids=[f"{c.name}-{'reg' if r else 'cls'}" for c, r, _ in BATCHED])

@@ -42,8 +42,13 @@ def test_pass_counts_follow_the_config():
     train, forwards = method_passes(dp, sizes, cfg)
     assert train == pytest.approx(64 * (1 * 2 / 3 + 1))
     assert forwards == 24 + 2 * per_point
-    # BERT-kL trains nothing
-    assert method_passes(build_method("bert_truncated", {"layers": [3, 2]}, get_task("SST-2")), sizes, cfg)[0] == 0
+    # BERT-kL: one fine-tuning per k, each k / N of a full one (micro: N = 4, 1 epoch); one point per model
+    train, forwards = method_passes(build_method("bert_truncated", {"layers": [3, 2]}, get_task("SST-2")), sizes, cfg)
+    assert train == pytest.approx(64 * 1 * (3 + 2) / 4)
+    assert forwards == 2 * 24 + (1 + 2) * per_point
+    # the cut stage-1 model trains nothing and reads both depths off one pass
+    train, forwards = method_passes(build_method("bert_cut", {"layers": [3, 2]}, get_task("SST-2")), sizes, cfg)
+    assert train == 0 and forwards == 24 + (1 + 2) * per_point
 
 
 def test_paper_plan_has_every_job_of_the_dag():

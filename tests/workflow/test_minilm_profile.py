@@ -56,7 +56,9 @@ def test_minilm_profile_runs_end_to_end_on_a_local_glue_folder(tmp_path):
                              str(tmp_path / "config.yaml")], capture_output=True, text=True, timeout=900)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-2000:]
     table = pd.read_csv(tmp_path / "results/minilm" / "table1.csv")
-    assert list(table["model"]) == ["BERT-base", "DPBERT"] and list(table.columns).count("SST-2") == 1
+    # DPBERT's row runs the rule it is trained for; its searched thresholds are a second, labelled row
+    assert list(table["model"])[:2] == ["BERT-base", "DPBERT"] and set(table["model"][2:]) <= {
+        "DPBERT, threshold searched"} and list(table.columns).count("SST-2") == 1
     assert table["backbone"].str.contains("MiniLM").all() and (table["profile"] == "minilm").all()
 
 
@@ -71,7 +73,7 @@ def test_minilm_profile_runs_every_method_with_six_layer_settings():
     assert set(minilm["methods"]) == set(demo["methods"])
     task = get_task("MRPC")
     methods = {name: build_method(name, params, task) for name, params in minilm["methods"].items()}
-    assert max(methods["bert_truncated"].params.layers) < 6 and methods["layerdrop"].params.kept_layers == [3]
+    assert methods["bert_truncated"].params.layers == [5, 3] and methods["layerdrop"].params.kept_layers == [3]
     assert max(methods["pabee"].params.patiences) < 6
     stated = {name for name, m in methods.items() if hasattr(m.params, "state")}
     assert stated == {"deebert", "berxit", "pabee", "dact_bert", "dpbert", "dpbert_soft"}
