@@ -51,6 +51,8 @@ rule all:
         f"{R}/reproduction.md",
         f"{R}/health.csv",
         f"{R}/health.md",
+        # the stamp: commit, config hash and sha256 of every file above
+        f"{R}/manifest.json",
         # GLUE test-server files, when the profile loads test splits (the paper profile does)
         [f"{R}/glue_test/{m}" for m in METHODS] if config["data"]["with_test"] else [],
 
@@ -68,3 +70,4 @@ localrules:
     figure3,
     figure4,
     reproduction,
+    manifest,

@@ -178,6 +178,7 @@ def check_saved_state(meta: dict, state: str, method: str, folder: Path) -> None
 
 class _DPBertBase(Method):
     knob_name = "threshold"
+    trained_knob = 0.5  # training targets the rate of "run layer i if p_i >= 0.5"; other thresholds are a second knob
     # Window search: each variant (target rate t) is swept over the threshold on the planner probability
     refinable = True
     knob_range = (0.0, 1.0)  # 0 runs every layer, 1 skips every layer (p_i < 1)

@@ -340,7 +340,9 @@ def write_figure3(
     from dpbert.reporting.records import SPEEDUP_COLUMNS
 
     sweeps = read_csv(sweeps_path)
-    selected = read_csv(selected_path) if selected_path else None
+    from dpbert.reporting.crossfit import main_points
+
+    selected = main_points(read_csv(selected_path)) if selected_path else None
     figure3(sweeps, tasks=tasks, window=tuple(window), speedup_col=SPEEDUP_COLUMNS[speedup],
             out_png=out_png, out_pdf=out_pdf, static_methods=static_methods, selected=selected)
     log.info("Figure 3 from %d sweep records", len(sweeps))
@@ -353,7 +355,9 @@ def write_figure4(
     """Count DPBERT's executed layers at its selected point per task (seeds pooled) and draw."""
     from dpbert.run.runtime import atomic_write_df
 
-    selected = read_csv(selected_path)
+    from dpbert.reporting.crossfit import main_points
+
+    selected = main_points(read_csv(selected_path))
     sweeps = read_csv(sweeps_path)
     profile = _profile_of(sweeps)
     frames, labels, notes = [], {}, []

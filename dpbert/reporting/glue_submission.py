@@ -36,6 +36,9 @@ def submission_frame(spec: TaskSpec, predictions: list[float | int]) -> pd.DataF
 
 def chosen_point(selected: pd.DataFrame, task: str, method: str) -> tuple[str, float] | None:
     """(variant, knob) of the Table 1 cell; None when the method has no point in the window there."""
+    from dpbert.reporting.crossfit import main_points
+
+    selected = main_points(selected)
     rows = selected[(selected["task"] == task) & (selected["method"] == method) & selected["score"].notna()]
     if rows.empty:
         return None

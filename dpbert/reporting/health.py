@@ -46,7 +46,7 @@ P_STD_MIN: float = 0.01
 PATH_MIN_SHARE: float = 0.05
 """A distinct executed path counts when at least this share of dev examples takes it."""
 
-ONE_PATH_SHARE: float = 0.95
+ONE_PATH_SHARE: float = 0.90
 """Planners are static in effect when one executed path takes at least this share of dev examples."""
 
 PLANNING_PATHS: int = 3
@@ -65,7 +65,7 @@ HEALTH_COLUMNS: list[str] = [
     "task", "method", "display_name", "kind", "state", "n_seeds", "n_layers", "metric",
     "bert_score", "majority_score", "selected_point", "selected_score", "beats_majority",
     "n_in_window", "exit_layer_scores", "mid_layer", "mid_exit_score", "mid_exit_beats_majority",
-    "p_point", "p_mean", "p_std", "p_std_max", "n_paths", "top_path_share", "n_window_planning", "skip_rates",
+    "p_point", "p_mean", "p_std", "p_std_max", "n_paths", "top_path_share", "zero_layer_share", "n_window_planning", "skip_rates",
     "skip_monotonic", "diag_examples", "verdict",
 ]
 
@@ -113,7 +113,8 @@ def health_reasons(row: Mapping[str, Any]) -> list[str]:
     2. every method: the selected point's score is not above the majority class by MAJORITY_MARGIN;
     3. early exit: the off-ramp at layer ceil(N/2) is not above the majority class by MAJORITY_MARGIN;
     4. planners: p_i's std over dev examples is below P_STD_MIN on every layer;
-    5. planners: one executed path takes >= ONE_PATH_SHARE of dev examples at the selected point;
+    5. planners: one executed path takes >= ONE_PATH_SHARE of dev examples at the selected point, or some
+       dev example runs no layer at all there;
     6. planners with >= 2 target rates: the realised skip rate does not rise with t (SKIP_TOL).
     A check whose inputs are missing (no diagnostics, no selected point) is not applied.
     """
@@ -135,6 +136,9 @@ def health_reasons(row: Mapping[str, Any]) -> list[str]:
         share = row.get("top_path_share")
         if share is not None and not pd.isna(share) and share >= ONE_PATH_SHARE - 1e-12:
             reasons.append(f"one executed path for {100 * share:.0f}% of dev examples")
+        zero = row.get("zero_layer_share")
+        if zero is not None and not pd.isna(zero) and zero > 0:
+            reasons.append(f"runs no layer at all for {100 * zero:.1f}% of dev examples")
         if row.get("skip_monotonic") is False:
             reasons.append(f"skip rate does not rise with the target rate ({row['skip_rates']})")
     return reasons
@@ -187,7 +191,7 @@ def health_row(
         "beats_majority": beats(score, majority), "n_in_window": n_in_window if kind != KIND_REFERENCE else None,
         "exit_layer_scores": "", "mid_layer": None, "mid_exit_score": np.nan, "mid_exit_beats_majority": None,
         "p_point": "", "p_mean": "", "p_std": "", "p_std_max": np.nan, "n_paths": None,
-        "top_path_share": np.nan, "n_window_planning": None, "skip_rates": "", "skip_monotonic": None, "diag_examples": diag_examples,
+        "top_path_share": np.nan, "zero_layer_share": np.nan, "n_window_planning": None, "skip_rates": "", "skip_monotonic": None, "diag_examples": diag_examples,
         "windowed": windowed, "p_std_values": [],
     }
     if kind == KIND_EXIT and exit_scores:
@@ -202,6 +206,7 @@ def health_row(
                         "p_std_max": float(max(p_std)), "p_std_values": list(p_std)})
         if paths is not None and len(paths):
             row["n_paths"], row["top_path_share"] = distinct_paths(paths)
+            row["zero_layer_share"] = float(np.mean([not " ".join(str(p).split()) for p in paths]))
         row["n_window_planning"] = window_planning
         if skip_rates:
             row["skip_rates"] = " ".join(f"t={t:g}:{r:.2f}" for t, r in sorted(skip_rates.items()))
@@ -454,7 +459,8 @@ def health_markdown(health: pd.DataFrame, meta: Mapping[str, Any]) -> str:
          "constant prediction, correlation 0);"),
         f"3. early exit: the off-ramp at layer ceil(N/2) does not beat the majority class by {MAJORITY_MARGIN:g} points;",
         f"4. planners: the std over dev examples of p_i is below {P_STD_MIN:g} on every layer (they ignore the input);",
-        f"5. planners: one executed path takes ≥ {100 * ONE_PATH_SHARE:.0f}% of dev examples at the selected point;",
+        f"5. planners: one executed path takes ≥ {100 * ONE_PATH_SHARE:.0f}% of dev examples at the selected point, or some "
+        "dev example runs no layer at all there;",
         f"6. planners with ≥ 2 target rates: the realised hard skip rate does not rise with t (slack {SKIP_TOL:g}).",
     ]
     lines += ["", "## Verdict rules", "",
@@ -474,7 +480,9 @@ def write_health(*, sweep_paths, prediction_paths, diagnostics_paths, jobs, meth
                  selection: Mapping[str, Any], meta: Mapping[str, Any], csv_out: str, markdown_out: str) -> pd.DataFrame:
     from dpbert.run.runtime import atomic_write_df, atomic_write_text
 
-    selected = read_csv(selected_path)
+    from dpbert.reporting.crossfit import main_points
+
+    selected = main_points(read_csv(selected_path))
     for col in ("variant", "knob_name"):
         selected[col] = selected[col].fillna("").astype(str)
     health = health_from_records(sweep_paths=sweep_paths, prediction_paths=prediction_paths,

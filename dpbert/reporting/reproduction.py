@@ -88,15 +88,70 @@ def _within_noise(diff: float, se: float) -> bool:
     return not pd.isna(se) and abs(diff) < NOISE_SE * se
 
 
+WITHIN_NOISE = "cannot tell (within noise)"
+
+
+def degenerate_tasks(ours: pd.DataFrame, model: str) -> set[str]:
+    """The tasks (MNLI once) of a Table 1 row that health marks degenerate (its ``degenerate`` column)."""
+    row = ours[ours["model"].astype(str) == model]
+    if row.empty or "degenerate" not in row.columns or pd.isna(row["degenerate"].iloc[0]):
+        return set()
+    cols = {c for c in str(row["degenerate"].iloc[0]).split(";") if c}
+    return {"MNLI" if c in ("MNLI-m", "MNLI-mm") else c for c in cols}
+
+
+def _healthy_average(ours: pd.DataFrame, a: str, b: str) -> tuple[float, float, list[str], list[str]]:
+    """Averages of rows ``a`` and ``b`` over the common tasks where neither is degenerate; those tasks, and the
+    common tasks left out for a degenerate cell."""
+    _, _, common = common_average(ours, a, b)
+    bad = degenerate_tasks(ours, a) | degenerate_tasks(ours, b)
+    keep = [t for t in common if t not in bad]
+    rows = {str(m): r for m, r in zip(ours["model"], (r for _, r in ours.iterrows()))}
+    if not keep:
+        return np.nan, np.nan, [], [t for t in common if t in bad]
+    sa, sb = _task_scores(rows[a]), _task_scores(rows[b])
+    return (float(np.mean([sa[t] for t in keep])), float(np.mean([sb[t] for t in keep])), keep,
+            [t for t in common if t in bad])
+
+
+def _per_task_tally(ours: pd.DataFrame, a: str, b: str, replicates: pd.DataFrame | None, b_weight: float = 1.0) -> str:
+    """How many common tasks support each answer to "a > b_weight * b": a task whose cell is degenerate in either
+    row, or whose difference is under NOISE_SE paired standard errors, supports neither."""
+    _, _, common = common_average(ours, a, b)
+    bad = degenerate_tasks(ours, a) | degenerate_tasks(ours, b)
+    rows = {str(m): r for m, r in zip(ours["model"], (r for _, r in ours.iterrows()))}
+    if not common:
+        return ""
+    sa, sb = _task_scores(rows[a]), _task_scores(rows[b])
+    yes, no, noise, degenerate = [], [], [], []
+    for t in common:
+        diff = sa[t] - b_weight * sb[t]
+        if t in bad:
+            degenerate.append(t)
+        elif _within_noise(diff, _difference_se(replicates, a, b, [t], b_weight)):
+            noise.append(t)
+        else:
+            (yes if diff > 0 else no).append(t)
+    parts = [f"{len(yes)} yes" + (f" ({', '.join(yes)})" if yes else ""),
+             f"{len(no)} no" + (f" ({', '.join(no)})" if no else ""),
+             f"{len(noise) + len(degenerate)} cannot tell"
+             + (f" (within noise: {', '.join(noise)})" if noise else "")
+             + (f" (degenerate: {', '.join(degenerate)})" if degenerate else "")]
+    return f" Per task: {'; '.join(parts)}."
+
+
 def _claim_keep(ours: pd.DataFrame, lo: float = CLAIM_SPEEDUP,
                 replicates: pd.DataFrame | None = None) -> tuple[str, str]:
-    dp, bert, common = common_average(ours, "DPBERT", "BERT-base")
+    dp, bert, common, left_out = _healthy_average(ours, "DPBERT", "BERT-base")
     sp = _speedup_of(ours, "DPBERT")
     row = ours[ours["model"].astype(str) == "DPBERT"]
     both = ""
     if len(row) and {"speedup_layer", "speedup_latency"} <= set(row.columns):
         both = (f" (layer {fmt(row['speedup_layer'].iloc[0], 2, 'x')}, "
                 f"latency {fmt(row['speedup_latency'].iloc[0], 2, 'x')})")
+    if left_out and not common:
+        return "cannot tell", (f"every common task is degenerate for DPBERT or BERT-base ({', '.join(left_out)}: "
+                               "results/health.md), so no task can answer.")
     if not common or pd.isna(sp):
         return "cannot tell", "DPBERT or BERT-base has no Table 1 scores (or no speed-up) in this run."
     ratio = dp / bert if bert else np.nan
@@ -105,12 +160,14 @@ def _claim_keep(ours: pd.DataFrame, lo: float = CLAIM_SPEEDUP,
     se = _difference_se(replicates, "DPBERT", "BERT-base", common, CLAIM_KEEP)
     detail = (f"DPBERT averages {dp:.1f} vs BERT-base {bert:.1f} over {len(common)} common tasks "
               f"= {100 * ratio:.1f}% of BERT-base, at {sp:.2f}x{both} (thresholds: 98%, {lo:.2f}x). "
-              f"Paper: 81.3 / 82.4 = 98.7% at 1.34x.")
+              f"Paper: 81.3 / 82.4 = 98.7% at 1.34x."
+              + (f" Left out, degenerate in either row: {', '.join(left_out)}." if left_out else "")
+              + _per_task_tally(ours, "DPBERT", "BERT-base", replicates, CLAIM_KEEP))
     if replicates is not None:
         detail += (f" DPBERT minus 98% of BERT-base: {margin:+.1f}"
                    + ("" if pd.isna(se) else f" ± {se:.1f} (paired bootstrap SE over the dev examples)") + ".")
     if sp >= lo - TOL and _within_noise(margin, se):
-        return "within noise", detail + (f" The score margin is under {NOISE_SE:g} standard errors: this dev set "
+        return WITHIN_NOISE, detail + (f" The score margin is under {NOISE_SE:g} standard errors: this dev set "
                                          "cannot tell whether DPBERT keeps 98%.")
     return ("yes" if ok else "no"), detail
 
@@ -122,19 +179,24 @@ COMPARABLE_SPEEDUP = 0.10
 def _claim_vs(ours: pd.DataFrame, other: str, replicates: pd.DataFrame | None = None) -> tuple[str, str]:
     """Yes/no when the speed-ups are comparable (or DPBERT dominates / is dominated); else cannot tell.
     With ``replicates``: "within noise" when the score difference is under NOISE_SE paired standard errors."""
-    dp, ot, common = common_average(ours, "DPBERT", other)
+    dp, ot, common, left_out = _healthy_average(ours, "DPBERT", other)
+    if left_out and not common:
+        return "cannot tell", (f"every common task is degenerate for DPBERT or {other} ({', '.join(left_out)}: "
+                               "results/health.md), so no task can answer.")
     if not common:
         return "cannot tell", f"DPBERT or {other} has no Table 1 scores in this run."
     sd, so = _speedup_of(ours, "DPBERT"), _speedup_of(ours, other)
     detail = (f"DPBERT {dp:.1f} vs {other} {ot:.1f} (avg over {len(common)} common tasks: {', '.join(common)}), "
-              f"speed-ups {fmt(sd, 2, 'x')} vs {fmt(so, 2, 'x')}.")
+              f"speed-ups {fmt(sd, 2, 'x')} vs {fmt(so, 2, 'x')}."
+              + (f" Left out, degenerate in either row: {', '.join(left_out)}." if left_out else "")
+              + _per_task_tally(ours, "DPBERT", other, replicates))
     if replicates is not None:
         se = _difference_se(replicates, "DPBERT", other, common)
         detail += _noise_note(dp - ot, se)
         if _within_noise(dp - ot, se):
             faster = "" if pd.isna(sd) or pd.isna(so) or abs(sd - so) <= COMPARABLE_SPEEDUP + TOL else (
                 " (and faster)" if sd > so else " (and slower)")
-            return "within noise" + faster, detail
+            return WITHIN_NOISE + faster, detail
     if abs(dp - ot) <= TOL:
         return "no (tie)", detail
     better = dp > ot
@@ -153,7 +215,8 @@ def _is_static(model: str, static: Iterable[str]) -> bool:
     return any(model == s or model.startswith(f"{s} (") for s in static)
 
 
-def _claim_soft(t2: pd.DataFrame | None, speedup_col: str = "layer_speedup") -> tuple[str, str]:
+def _claim_soft(t2: pd.DataFrame | None, speedup_col: str = "layer_speedup",
+                ours: pd.DataFrame | None = None) -> tuple[str, str]:
     if t2 is None or t2.empty:
         return "cannot tell", "no Table 2 in this run."
     o = t2[t2["source"] == "ours"].set_index("model")
@@ -161,6 +224,12 @@ def _claim_soft(t2: pd.DataFrame | None, speedup_col: str = "layer_speedup") -> 
         return "cannot tell", "DPBERT or DPBERT-soft missing from Table 2."
     tasks = [c for c in t2.columns if f"{c} layer_speedup" in t2.columns]
     both = [t for t in tasks if not pd.isna(o.at["DPBERT", t]) and not pd.isna(o.at["DPBERT-soft", t])]
+    bad = (degenerate_tasks(ours, "DPBERT") | degenerate_tasks(ours, "DPBERT-soft")) if ours is not None else set()
+    left_out = [t for t in both if t in bad]
+    both = [t for t in both if t not in bad]
+    if left_out and not both:
+        return "cannot tell", (f"every Table 2 task is degenerate for DPBERT or DPBERT-soft ({', '.join(left_out)}: "
+                               "results/health.md), so no task can answer.")
     if not both:
         return "cannot tell", "DPBERT and DPBERT-soft share no task with scores (not run, or no point in window)."
     a = float(np.mean([o.at["DPBERT", t] for t in both]))
@@ -174,7 +243,8 @@ def _claim_soft(t2: pd.DataFrame | None, speedup_col: str = "layer_speedup") -> 
         gaps.append(f"{max(g):.2f}x" if g else "n/a")
     detail = (f"avg over {len(both)} tasks ({', '.join(both)}): DPBERT {a:.1f} vs DPBERT-soft {b:.1f}; "
               f"DPBERT higher on {wins} of {len(both)}; largest speed-up gap of the matched points "
-              f"{gaps[0]} (layer) / {gaps[1]} (latency). Paper: 83.5 vs 76.0, higher on 4 of 4.")
+              f"{gaps[0]} (layer) / {gaps[1]} (latency). Paper: 83.5 vs 76.0, higher on 4 of 4."
+              + (f" Left out, degenerate in either row: {', '.join(left_out)}." if left_out else ""))
     gap = worst.get(speedup_col, np.nan)
     if not pd.isna(gap) and gap > COMPARABLE_SPEEDUP + TOL:
         return "cannot tell", detail + (f" DPBERT-soft has no point within {COMPARABLE_SPEEDUP:.2f}x of DPBERT's "
@@ -299,7 +369,7 @@ def reproduction_report(
     for other in others:
         ans, det = _claim_vs(ours_table1, other, replicates=replicates)
         out.append(f"   - vs {other}: {ans.upper()}. {det}")
-    ans, det = _claim_soft(table2, sp)
+    ans, det = _claim_soft(table2, sp, ours_table1)
     if replicates is not None:
         det += (" (No standard error: DPBERT-soft's matched points are not Table 1 points, so Table 1's replicates "
                 "do not cover them.)")
@@ -308,7 +378,7 @@ def reproduction_report(
     if profile != "paper":
         out += ["## Caveat", "",
                 (f"This is the **{profile}** profile, not the paper's setting (GLUE, pretrained BERT-base, "
-                "3 seeds, the paper's hyper-parameter grid). Its numbers check that the pipeline and the "
+                "3 seeds; one setting per method, not the paper's hyper-parameter grid). Its numbers check that the pipeline and the "
                 "methods run end to end and can be compared with each other; they are not expected to match "
                 "the paper's, and the yes/no answers above describe this run only, not the paper's claims. "
                 "Run the paper profile (workflow/config/paper.yaml) for a like-for-like comparison."), ""]

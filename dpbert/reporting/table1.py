@@ -52,11 +52,25 @@ def write_table1(
     With ``health_records``' predictions, every cell and every row's avg gets its bootstrap standard error
     over the dev examples (shown in the Markdown); ``bootstrap_out`` (a .csv.gz) keeps the paired
     replicates themselves, one column per "<model>|<column>", for the reproduction report's claims."""
+    from dpbert.data.tasks import get_task
+    from dpbert.reporting.crossfit import DEFAULT_MAX_CANDIDATES, main_points, select_rows
+
     sweep = read_sweeps(sweep_paths)
     lo, hi = selection["window"]
     speedup_col = SPEEDUP_COLUMNS[selection["speedup"]]
     atomic_write_df(mark_window(sweep, lo, hi, speedup_col), sweeps_out)
-    selected = select_all(sweep, lo, hi, speedup_col, static_methods=static_method_names(methods))
+    max_candidates = int(selection.get("max_candidates", DEFAULT_MAX_CANDIDATES))
+    mode = str(selection.get("choose_on", "crossfit"))
+    if health_records is not None and health_records.get("prediction_paths"):
+        predictions = read_job_predictions(health_records["prediction_paths"], health_records["jobs"])
+        selected, specs, pooled = select_rows(sweep, predictions, methods=methods, lo=lo, hi=hi,
+                                              speedup_col=speedup_col, metric_of=lambda t: get_task(t).metric,
+                                              max_candidates=max_candidates, mode=mode)
+    else:  # no per-example predictions: the same-set choice over the sweep's scores (labelled as such)
+        selected = select_all(sweep, lo, hi, speedup_col, static_methods=static_method_names(methods))
+        selected["row"] = selected["method"]
+        selected["chosen_on"] = selected["scored_on"] = "all"
+        specs, pooled, mode = None, {}, "same_set"
     atomic_write_df(selected, selected_out)
     full_meta = {
         **meta,
@@ -65,22 +79,25 @@ def write_table1(
         "window": (lo, hi),
         "speedup_col": speedup_col,
     }
-    table = table1(selected, methods, tasks, speedup_col, full_meta)
+    rows = [s.key for s in specs] if specs is not None else list(methods)
+    row_methods = [s.method for s in specs] if specs is not None else list(methods)
+    table = table1(selected, rows, tasks, speedup_col, full_meta)
     if health_records is not None:
         from dpbert.reporting.health import degenerate_cells, health_from_records
 
-        health = health_from_records(sweep_paths=sweep_paths, methods=methods, selected=selected,
+        health = health_from_records(sweep_paths=sweep_paths, methods=methods, selected=main_points(selected),
                                      selection=selection, **health_records)
-        table = mark_degenerate(table, methods, degenerate_cells(health))
+        table = mark_degenerate(table, row_methods, degenerate_cells(health))
     se = None
-    if health_records is not None and health_records.get("prediction_paths"):
-        replicates = read_table1_replicates(selected, health_records["prediction_paths"], health_records["jobs"])
+    if pooled:
+        replicates = pooled_replicates(pooled, {s.key: s.display_name for s in specs})
         se = table1_standard_errors(table, replicates)
         if bootstrap_out is not None:
             atomic_write_df(replicates.round(3), bootstrap_out)
     elif bootstrap_out is not None:
         atomic_write_df(pd.DataFrame(), bootstrap_out)
     notes = [meta.get("profile_note", "")] if meta.get("profile_note") else []
+    notes.append(choice_note(mode, max_candidates, full_meta))
     notes.append(
         "speedup is the mean over tasks of the speed-up that selects points "
         f"({selection['speedup']}); speedup_latency is the measured batch-1 latency ratio vs BERT-base "
@@ -92,16 +109,44 @@ def write_table1(
     return table
 
 
-def read_table1_replicates(selected: pd.DataFrame, prediction_paths: list[str], jobs: list) -> pd.DataFrame:
-    """:func:`dpbert.reporting.uncertainty.table1_replicates` from the jobs' predictions.csv.gz (``jobs``: each
-    path's (task, method, seed)); only the jobs of methods with a selected point are read."""
-    from dpbert.reporting.records import read_predictions
-    from dpbert.reporting.uncertainty import table1_replicates
+def choice_note(mode: str, max_candidates: int, meta: dict[str, Any]) -> str:
+    """How Table 1's points were chosen, for its notes (and Figure 3's, reproduction.md's)."""
+    lo, hi = meta.get("window", (1.30, 1.96))
+    if mode == "same_set":
+        return (f"Points chosen on the same dev examples they are scored on (selection.choose_on: same_set): each "
+                f"adaptive row is the best of up to {max_candidates} window points ({float(lo):.2f}–{float(hi):.2f}x), "
+                "an optimistic score.")
+    return (f"How points were chosen: every dev split is cut into two folds (seeded, stratified by label); each row's "
+            f"point in the {float(lo):.2f}–{float(hi):.2f}x window is chosen on one fold and scores the other, and the "
+            f"other way round (cross-fitting), from at most {max_candidates} window points per row, picked without "
+            "labels; the score is that of the pooled predictions, so no example is both chooser and judge. DPBERT and "
+            "DPBERT-soft run the rule they are trained for (p_i ≥ 0.5), the target rate t as the knob; their "
+            "'threshold searched' rows also search the threshold. results/selected_points.csv lists each fold's "
+            "choice. ± holds the chosen points fixed and resamples the dev examples: it does not include the "
+            "choice's own variance or the spread over training seeds.")
 
-    wanted = set(zip(selected["task"].astype(str), selected["method"].astype(str)))
-    predictions = {(str(t), str(m), int(sd)): read_predictions(p)
-                   for (t, m, sd), p in zip(jobs, prediction_paths) if (str(t), str(m)) in wanted}
-    return table1_replicates(selected, predictions)
+
+def read_job_predictions(prediction_paths: list[str], jobs: list) -> dict[tuple[str, str, int], pd.DataFrame]:
+    """{(task, method, seed): the job's predictions.csv.gz} (``jobs``: each path's (task, method, seed))."""
+    from dpbert.reporting.records import read_predictions
+
+    return {(str(t), str(m), int(sd)): read_predictions(p, ["variant", "knob", "split", "idx", "label", "pred"])
+            for (t, m, sd), p in zip(jobs, prediction_paths)}
+
+
+def pooled_replicates(pooled: dict[tuple[str, str, str], list[pd.DataFrame]], display_of: dict[str, str]) -> pd.DataFrame:
+    """Paired bootstrap replicates of every cell, from its cross-fitted predictions (one frame per seed): one
+    column per "<display name>|<column>", the same resampled examples in every column of a split."""
+    from dpbert.data.tasks import get_task
+    from dpbert.reporting.layout import column_of
+    from dpbert.reporting.uncertainty import REPLICATE_SEP, point_replicates
+
+    cols = {}
+    for (row, task, split), frames in sorted(pooled.items()):
+        if frames:
+            cols[f"{display_of[row]}{REPLICATE_SEP}{column_of(task, split)}"] = point_replicates(
+                get_task(task).metric, frames, task=task, split=split)
+    return pd.DataFrame(cols)
 
 
 def table1_standard_errors(table: pd.DataFrame, replicates: pd.DataFrame) -> dict[tuple[str, str], float]:
@@ -153,8 +198,9 @@ def table1(
     reasons: dict[str, str] = {}
     spreads: list[dict[str, Any]] = []
     rows: list[dict[str, Any]] = []
+    key = "row" if "row" in selected.columns else "method"
     for method in method_order:
-        sub = selected[selected["method"] == method]
+        sub = selected[selected[key] == method]
         display = str(sub["display_name"].iloc[0]) if len(sub) else method
         row: dict[str, Any] = {"model": display}
         task_scores: list[float] = []

@@ -89,8 +89,17 @@ def table2(
     tasks: Sequence[str] = TABLE2_TASKS,
     speedup_col: str = "layer_speedup",
     paper: pd.DataFrame | None = None,
+    predictions: Mapping[tuple[str, str, int], pd.DataFrame] | None = None,
+    window: tuple[float, float] | None = None,
+    mode: str = "crossfit",
 ) -> pd.DataFrame:
-    """DPBERT (its Table 1 point) vs DPBERT-soft (its point closest in ``speedup_col``), per task.
+    """DPBERT vs DPBERT-soft at equal speed-up, per task.
+
+    With ``predictions`` (the jobs' predictions.csv.gz by (task, method, seed)) and ``window``: both at the
+    rule they are trained for, every pair of their window points within ``crossfit.MATCH_TOL`` in speed-up
+    a candidate, the pair chosen on one fold and scored on the other (``crossfit.matched_pair_cells``): the
+    same rule and the same choice for both. Without: DPBERT at its Table 1 point, DPBERT-soft at its point
+    closest in ``speedup_col`` (the paper's way, which favours DPBERT).
 
     Rows: ("DPBERT", "ours"), ("DPBERT-soft", "ours") and, when ``paper`` is given (the paper's
     table2_ablation.csv), ("DPBERT", "paper"), ("DPBERT-soft", "paper").  Per task: score
@@ -121,6 +130,9 @@ def table2(
                 notes["DPBERT"].append(f"{t} not run")
             continue
         split = default_primary_split(tagg["split"])
+        if predictions is not None and window is not None:
+            _matched_row(ours, notes, tagg, t, split, predictions, window, speedup_col, has, mode)
+            continue
         sel = selected[(selected["task"] == t) & (selected["method"] == "dpbert") & (selected["split"] == split)]
         if sel.empty or pd.isna(sel["score"].iloc[0]):
             if has["dpbert"] and (tagg["method"] == "dpbert").any():
@@ -131,6 +143,8 @@ def table2(
         ours["DPBERT"].update({t: vals["score"], f"{t} layer_speedup": vals["layer_speedup"],
                                f"{t} latency_speedup": vals["latency_speedup"], f"{t} point": _point_name(dp)})
         soft = tagg[(tagg["method"] == "dpbert_soft") & (tagg["split"] == split)]
+        # the same inference rule as DPBERT's Table 1 point (the threshold both are trained for)
+        soft = soft[np.isclose(soft["knob"].astype(float), float(dp["knob"]), rtol=0, atol=1e-9)]
         if soft.empty:
             if has["dpbert_soft"]:
                 notes["DPBERT-soft"].append(f"{t} not run")
@@ -169,6 +183,41 @@ def table2(
     return out
 
 
+def _matched_row(ours, notes, tagg, task, primary, predictions, window, speedup_col, has, mode) -> None:
+    """Fill both variants' cells of one task from the cross-fitted matched pair (see ``table2``)."""
+    from dpbert.data.tasks import get_task
+    from dpbert.methods.registry import get_method
+    from dpbert.reporting.crossfit import MATCH_TOL, PointPredictions, matched_pair_cells
+
+    lo, hi = window
+    points = {}
+    for m in ("dpbert", "dpbert_soft"):
+        rule = get_method(m).trained_knob
+        pts = tagg[(tagg["method"] == m) & (tagg["split"] == primary)]
+        sp = pd.to_numeric(pts[speedup_col], errors="coerce")
+        points[m] = pts[np.isclose(pts["knob"].astype(float), float(rule), rtol=0, atol=TOL)
+                        & (sp >= lo - TOL) & (sp <= hi + TOL) & pts["score"].notna()]
+    if points["dpbert"].empty or points["dpbert_soft"].empty:
+        for m, name in (("dpbert", "DPBERT"), ("dpbert_soft", "DPBERT-soft")):
+            if has[m] and points[m].empty:
+                notes[name].append(f"{task}: no point in window")
+        return
+    jobs = {m: [PointPredictions(p) for (t, mm, _s), p in sorted(predictions.items(), key=lambda kv: str(kv[0]))
+                if t == task and mm == m] for m in points}
+    splits = [primary] + sorted(s for s in tagg["split"].unique() if s != primary)
+    cells = matched_pair_cells(points["dpbert"], points["dpbert_soft"], jobs["dpbert"], jobs["dpbert_soft"],
+                               metric=get_task(task).metric, task=task, splits=splits, speedup_col=speedup_col,
+                               mode=mode)
+    if cells is None:
+        notes["DPBERT-soft"].append(f"{task}: no pair of points within {MATCH_TOL:.2f}x in speed-up")
+        return
+    for side, name in (("a", "DPBERT"), ("b", "DPBERT-soft")):
+        c = cells[side]
+        ours[name].update({task: float(np.mean(list(c["scores"].values()))),
+                           f"{task} layer_speedup": c["layer_speedup"], f"{task} latency_speedup": c["latency_speedup"],
+                           f"{task} point": " / ".join(_point_name(p) for p in c["choices"])})
+
+
 def fmt(v: Any, nd: int = 1, suffix: str = "") -> str:
     return "—" if v is None or pd.isna(v) else f"{float(v):.{nd}f}{suffix}"
 
@@ -177,9 +226,16 @@ def table2_markdown(t2: pd.DataFrame, tasks: Sequence[str], meta: Mapping[str, A
     sp = meta.get("speedup_col", "layer_speedup")
     lines = [
         "# Table 2: DPBERT vs DPBERT-soft at equal speed-up (dev)", "",
-        (f"**Profile:** {meta.get('profile', '')} · DPBERT at its Table 1 point; DPBERT-soft at its point whose "
-         f"{SPEEDUP_NAMES.get(sp, sp)} is closest to DPBERT's on the same task (ties: higher score). "
-         "Cells: score [layer speed-up / latency speed-up] {point = target rate @ threshold}."), "",
+        (f"**Profile:** {meta.get('profile', '')} · " + (
+            f"both at the rule they are trained for (p_i ≥ 0.5); every pair of their window points whose "
+            f"speed-ups ({SPEEDUP_NAMES.get(sp, sp)}) differ by at most {meta['match_tol']:.2f}x is a candidate; the pair is "
+            "chosen on one fold of the dev examples (the best mean of the two scores) and scored on the other, "
+            "and the other way round, as Table 1's cells are. Cells: score [layer speed-up / latency speed-up, "
+            "mean of the two folds' points] {the points chosen on fold 1 / fold 2 = target rate @ threshold}."
+            if meta.get("match_tol") is not None else
+            f"DPBERT at its Table 1 point; DPBERT-soft at its point whose {SPEEDUP_NAMES.get(sp, sp)} is closest "
+            "to DPBERT's on the same task (ties: higher score). Cells: score [layer speed-up / latency speed-up] "
+            "{point = target rate @ threshold}.")), "",
         "| model | source | " + " | ".join(tasks) + " | avg |",
         "|---|---|" + "---|" * (len(tasks) + 1),
     ]
@@ -203,14 +259,29 @@ def table2_markdown(t2: pd.DataFrame, tasks: Sequence[str], meta: Mapping[str, A
 
 
 def write_table2(*, selected_path: str, sweeps_path: str, tasks: Sequence[str], speedup: str,
-                 meta: Mapping[str, Any], out_csv: str, out_md: str, paper_path: str | None = None) -> pd.DataFrame:
+                 meta: Mapping[str, Any], out_csv: str, out_md: str, paper_path: str | None = None,
+                 prediction_paths: Sequence[str] | None = None, jobs: Sequence | None = None,
+                 selection: Mapping[str, Any] | None = None) -> pd.DataFrame:
     from dpbert.reporting.records import SPEEDUP_COLUMNS
     from dpbert.run.runtime import atomic_write_df, atomic_write_text
 
     sp = SPEEDUP_COLUMNS[speedup]
     paper = pd.read_csv(paper_path or PAPER_DIR / "table2_ablation.csv")
-    t2 = table2(read_csv(selected_path), read_csv(sweeps_path), tasks=list(tasks), speedup_col=sp, paper=paper)
+    from dpbert.reporting.crossfit import main_points
+
+    from dpbert.reporting.crossfit import MATCH_TOL
+    from dpbert.reporting.records import read_predictions
+
+    predictions = None
+    if prediction_paths:
+        predictions = {(str(t), str(m), int(s)): read_predictions(p, ["variant", "knob", "split", "idx", "label", "pred"])
+                       for (t, m, s), p in zip(jobs, prediction_paths)}
+    window = tuple(selection["window"]) if selection else None
+    mode = str((selection or {}).get("choose_on", "crossfit"))
+    t2 = table2(main_points(read_csv(selected_path)), read_csv(sweeps_path), tasks=list(tasks), speedup_col=sp,
+                paper=paper, predictions=predictions, window=window, mode=mode)
     atomic_write_df(t2, out_csv)
-    atomic_write_text(out_md, table2_markdown(t2, list(tasks), {**meta, "speedup_col": sp}))
+    atomic_write_text(out_md, table2_markdown(t2, list(tasks), {**meta, "speedup_col": sp,
+                                                               "match_tol": MATCH_TOL if predictions else None}))
     log.info("Table 2 written (%d rows)", len(t2))
     return t2

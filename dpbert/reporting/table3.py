@@ -137,7 +137,9 @@ def write_table3(*, selected_path: str, pred_paths: Mapping[str, str], data_path
     from dpbert.run.prepare import load_prepared
     from dpbert.run.runtime import atomic_write_df, atomic_write_text
 
-    selected = read_csv(selected_path)
+    from dpbert.reporting.crossfit import main_points
+
+    selected = main_points(read_csv(selected_path))
     frames, notes = [], []
     if not pred_paths:
         notes.append("DPBERT is not in this config's methods: no computational paths to show.")

@@ -156,6 +156,7 @@ def test_method_kinds_and_states():
     assert method_kind(get_method("bert")) == KIND_REFERENCE
     assert method_kind(get_method("deebert")) == method_kind(get_method("pabee")) == KIND_EXIT
     assert method_kind(get_method("layerdrop")) == method_kind(get_method("bert_truncated")) == KIND_STATIC
+    assert method_kind(get_method("bert_cut")) == KIND_STATIC
     assert decision_state(get_method("bert_truncated")(None, SST2)) == "-"
     assert decision_state(DeeBert(None, SST2)) == "cls"
     dp = get_method("dpbert")

@@ -165,9 +165,9 @@ def test_claims_within_noise_when_the_difference_is_under_two_se():
     pabee = next(ln for ln in tight.splitlines() if "- vs PABEE:" in ln)
     assert "vs PABEE: YES." in pabee and "Difference +1.9 ± 0.1" in pabee
     noisy = reproduction_report(ours, paper_table1(), table2_frame(True), _meta(), replicates=_replicates(ours, 6.0))
-    assert "vs PABEE: WITHIN NOISE." in noisy
+    assert "vs PABEE: CANNOT TELL (WITHIN NOISE)." in noisy
     # keep >= 98%: DPBERT at 99% of BERT-base is 1 point above the line; noise of 6 points a cell hides it
-    assert "98% of BERT-base's average at ≥ 1.30x?** WITHIN NOISE" in noisy
+    assert "98% of BERT-base's average at ≥ 1.30x?** CANNOT TELL (WITHIN NOISE)" in noisy
     assert "98% of BERT-base's average at ≥ 1.30x?** YES" in tight
     # without replicates the answers are the plain yes/no ones (and say nothing of noise)
     plain = reproduction_report(ours, paper_table1(), table2_frame(True), _meta())
@@ -181,3 +181,22 @@ def test_claims_use_the_paired_standard_error():
     paired = reproduction_report(ours, paper_table1(), table2_frame(True), _meta(),
                                  replicates=_replicates(ours, 0.2, shared=6.0))
     assert "vs PABEE: YES." in paired
+
+
+def test_claims_never_say_yes_on_a_degenerate_cell():
+    """A task where health marks either row degenerate answers nothing: it leaves the average, and when every
+    common task is degenerate the claim cannot be told."""
+    ours = _ours_table1(0.99)
+    ours["degenerate"] = ""
+    clean = reproduction_report(ours, paper_table1(), table2_frame(True), _meta())
+    assert "vs PABEE: YES." in clean and "Per task: 7 yes" in clean
+    every = ";".join(c for c in ours.columns if c in ("CoLA", "MNLI-m", "MNLI-mm", "SST-2", "QNLI", "MRPC", "QQP",
+                                                       "RTE", "STS-B"))
+    ours.loc[ours["model"] == "PABEE", "degenerate"] = every
+    marked = reproduction_report(ours, paper_table1(), table2_frame(True), _meta())
+    line = next(ln for ln in marked.splitlines() if "- vs PABEE:" in ln)
+    assert "vs PABEE: CANNOT TELL." in line and "degenerate" in line
+    ours.loc[ours["model"] == "PABEE", "degenerate"] = "CoLA;MNLI-m"
+    some = next(ln for ln in reproduction_report(ours, paper_table1(), table2_frame(True), _meta()).splitlines()
+                if "- vs PABEE:" in ln)
+    assert "Left out, degenerate in either row: MNLI, CoLA." in some and "over 6 common tasks" in some

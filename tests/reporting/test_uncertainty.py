@@ -125,8 +125,11 @@ def test_table1_standard_errors_from_prediction_files(tmp_path) -> None:
     """What rule table1 does with the jobs' predictions.csv.gz: replicates, a ± on every cell and on avg
     (over the tasks every row covers), and the replicates file the reproduction report reads back."""
     from dpbert.reporting.records import read_replicates
+    from dpbert.data.tasks import get_task
+    from dpbert.reporting.crossfit import select_rows
     from dpbert.reporting.table1 import (
-        read_table1_replicates,
+        pooled_replicates,
+        read_job_predictions,
         table1,
         table1_markdown,
         table1_standard_errors,
@@ -135,7 +138,7 @@ def test_table1_standard_errors_from_prediction_files(tmp_path) -> None:
     rng = np.random.default_rng(0)
     labels = rng.integers(0, 2, 200)
     rows, paths, jobs = [], [], []
-    for method, display, acc in (("bert", "BERT-base", 0.9), ("dpbert", "DPBERT", 0.85)):
+    for method, display, acc in (("bert", "BERT-base", 0.9), ("deebert", "DeeBERT", 0.85)):
         for task in ("RTE", "MRPC"):
             preds = labels.copy()
             flip = rng.random(200) > acc
@@ -148,17 +151,22 @@ def test_table1_standard_errors_from_prediction_files(tmp_path) -> None:
                          "knob_name": "none", "knob": 0.0, "score": 100 * float(np.mean(preds == labels)),
                          "score_min": np.nan, "score_max": np.nan, "n_seeds": 1, "layer_speedup": 1.0,
                          "latency_speedup": 1.0, "in_window": True, "static": False, "note": ""})
-    selected = pd.DataFrame(rows)
-    reps = read_table1_replicates(selected, paths, jobs)
-    assert sorted(reps.columns) == ["BERT-base|MRPC", "BERT-base|RTE", "DPBERT|MRPC", "DPBERT|RTE"]
-    table = table1(selected, ["bert", "dpbert"], ["MRPC", "RTE"], "layer_speedup", {"profile": "unit"})
+    sweep = pd.DataFrame(rows).assign(seed=1)
+    selected, specs, pooled = select_rows(sweep, read_job_predictions(paths, jobs), methods=["bert", "deebert"],
+                                          lo=1.0, hi=2.0, speedup_col="layer_speedup",
+                                          metric_of=lambda t: get_task(t).metric)
+    reps = pooled_replicates(pooled, {s.key: s.display_name for s in specs})
+    assert sorted(reps.columns) == ["BERT-base|MRPC", "BERT-base|RTE", "DeeBERT|MRPC", "DeeBERT|RTE"]
+    # one point a row: the cross-fitted cell is the point's whole-dev score
+    assert selected.set_index(["row", "task"]).loc[("deebert", "RTE"), "score"].iloc[0] == pytest.approx(rows[2]["score"])
+    table = table1(selected, ["bert", "deebert"], ["MRPC", "RTE"], "layer_speedup", {"profile": "unit"})
     se = table1_standard_errors(table, reps)
     # RTE is accuracy: the bootstrap SE is close to the binomial one
-    acc = float(table.set_index("model").at["DPBERT", "RTE"]) / 100
-    assert se[("DPBERT", "RTE")] == pytest.approx(100 * math.sqrt(acc * (1 - acc) / 200), rel=0.15)
-    assert se[("DPBERT", "avg")] < max(se[("DPBERT", "RTE")], se[("DPBERT", "MRPC")])  # averaging two tasks
+    acc = float(table.set_index("model").at["DeeBERT", "RTE"]) / 100
+    assert se[("DeeBERT", "RTE")] == pytest.approx(100 * math.sqrt(acc * (1 - acc) / 200), rel=0.15)
+    assert se[("DeeBERT", "avg")] < max(se[("DeeBERT", "RTE")], se[("DeeBERT", "MRPC")])  # averaging two tasks
     md = table1_markdown(table, {"profile": "unit"}, [], se=se)
-    assert f"{table.iloc[1]['RTE']:.1f} ±{se[('DPBERT', 'RTE')]:.1f}" in md
+    assert f"{table.iloc[1]['RTE']:.1f} ±{se[('DeeBERT', 'RTE')]:.1f}" in md
     out = tmp_path / "table1_bootstrap.csv.gz"
     reps.to_csv(out, index=False)
     back = read_replicates(out)

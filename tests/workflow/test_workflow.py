@@ -6,6 +6,7 @@ import os
 import shutil
 import subprocess
 import sys
+import re
 from pathlib import Path
 
 import pandas as pd
@@ -46,8 +47,16 @@ def test_micro_run_writes_a_sane_table1(micro_run):
     cfg = yaml.safe_load(MICRO.read_text())
     from dpbert.methods.registry import get_method
 
-    # a row's name may say which variant it is, e.g. "DistilBERT (from teacher)"
-    assert [m.split(" (")[0] for m in table["model"]] == [get_method(m).display_name for m in cfg["methods"]]
+    def family(row: str) -> str:
+        """A row's method: its name may say which variant it is ("DistilBERT (from teacher)", BERT-kL's
+        "BERT-3L"), and DPBERT's searched thresholds are a second row."""
+        name = row.split(" (")[0].removesuffix(", threshold searched")
+        return "BERT-kL" if re.fullmatch(r"BERT-\d+L", name) else name
+
+    assert list(dict.fromkeys(family(m) for m in table["model"])) == [family(get_method(m).display_name) for m in cfg["methods"]]
+    kl = [k for k in yaml.safe_load(MICRO.read_text())["methods"]["bert_truncated"]["layers"]]
+    assert [m for m in table["model"] if family(m) == "BERT-kL"] == [f"BERT-{k}L" for k in kl]  # one row per model
+    assert "DPBERT" in set(table["model"])  # at the rule it is trained for
     assert {"SST-2", "STS-B", "avg", "speedup", "speedup_latency", "speedup_layer"} <= set(table.columns)
     assert (table["profile"] == "micro").all() and table["backbone"].str.contains("4 layers").all()
     bert = table[table["model"] == "BERT-base"].iloc[0]

@@ -1,3 +1,4 @@
+import os
 import sys
 from pathlib import Path
 
@@ -11,6 +12,7 @@ from dpbert.run.config_check import (
     ConfigError,
 )  # noqa: E402
 from dpbert.run import jobs as _jobs  # noqa: E402
+from dpbert.run import reproducible as _reproducible  # noqa: E402
 from dpbert.run.job_resources import job_resources  # noqa: E402
 from dpbert.run.profiles import figures_dir, results_dir  # noqa: E402
 
@@ -22,6 +24,21 @@ try:
     )
     validate(config, "../schemas/config.schema.yaml", set_default=True)
     METHODS = check_config(config)  # name -> method class, after semantic checks
+    # reproducible CPU arithmetic: put the pinning in this process's environment, which every job's
+    # process inherits (it must be there before a job imports torch); jobs check it (runtime.setup)
+    _pinned = _reproducible.enabled(config)
+    _strict = _reproducible.strict(config)
+    os.environ.update(
+        _reproducible.environment(
+            _pinned,
+            shim=(
+                _reproducible.mkl_vendor_shim(Path(config["workdir"]) / ".reproducible")
+                if _pinned and not _strict
+                else None
+            ),
+            strict=_strict,
+        )
+    )
 except ConfigError as exc:
     raise WorkflowError(str(exc)) from None
 
@@ -85,3 +102,16 @@ def all_job_records():
 def job_resource(name, key):
     """A resource of one job from JOB_RESOURCES: name(wildcards) gives the job's name there."""
     return lambda wc: JOB_RESOURCES[name(wc)][key]
+
+
+def static_row_names():
+    """Display names of the static rows of Table 1 (one per trained model of a static method: BERT-9L, ...)."""
+    from dpbert.data.tasks import get_task
+    from dpbert.methods.registry import build_method
+
+    names = ["BERT-base"]
+    for name, cls in METHODS.items():
+        if cls.static:
+            impl = build_method(name, config["methods"][name], get_task(TASKS[0]))
+            names += [cls.display_name] + [impl.display_of(v) for v in impl.variants()]
+    return sorted(set(names))

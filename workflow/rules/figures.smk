@@ -30,6 +30,13 @@ rule table2:
             "paper_numbers",
             "table2_ablation.csv",
         ),
+        # both variants' per-example predictions: the matched pair is chosen on one fold, scored on the other
+        predictions=[
+            f"{W}/runs/{t}/{m}/{s}/predictions.csv.gz"
+            for t, m, s in method_jobs()
+            if m in ("dpbert", "dpbert_soft")
+            and t in config["reporting"]["table2_tasks"]
+        ],
     output:
         table=report(
             f"{R}/table2.csv", caption="../report/table2.rst", category="Tables"
@@ -42,6 +49,13 @@ rule table2:
     params:
         tasks=config["reporting"]["table2_tasks"],
         speedup=config["selection"]["speedup"],
+        selection=config["selection"],
+        jobs=[
+            [t, m, s]
+            for t, m, s in method_jobs()
+            if m in ("dpbert", "dpbert_soft")
+            and t in config["reporting"]["table2_tasks"]
+        ],
         meta=_REPORT_META,
     script:
         "../scripts/table2.py"
@@ -145,10 +159,7 @@ rule reproduction:
         meta={
             **_REPORT_META,
             "selection": config["selection"],
-            "static_models": [
-                cls.display_name for cls in METHODS.values() if cls.static
-            ]
-            + ["BERT-base"],
+            "static_models": static_row_names(),
         },
     script:
         "../scripts/reproduction.py"

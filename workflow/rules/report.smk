@@ -70,3 +70,35 @@ rule rule_benchmarks:
         "../../environment.yml"
     script:
         "../scripts/rule_benchmarks.py"
+
+
+rule manifest:
+    """Stamp every reporting output of the profile: the commit, the config hash and each file's sha256."""
+    input:
+        f"{R}/table1.csv",
+        f"{R}/table1.md",
+        f"{R}/sweeps.csv",
+        f"{R}/selected_points.csv",
+        f"{R}/table1_bootstrap.csv.gz",
+        f"{R}/table2.csv",
+        f"{R}/table2.md",
+        f"{R}/table3.csv",
+        f"{R}/table3.md",
+        f"{F}/figure3.png",
+        f"{F}/figure3.pdf",
+        f"{F}/figure4.png",
+        f"{F}/figure4.pdf",
+        f"{F}/figure4_layer_freq.csv",
+        f"{R}/reproduction.md",
+        f"{R}/health.csv",
+        f"{R}/health.md",
+    output:
+        f"{R}/manifest.json",
+    log:
+        f"{R}/logs/manifest.log",
+    conda:
+        "../../environment.yml"
+    params:
+        profile=config["profile"],
+    script:
+        "../scripts/manifest.py"

@@ -19,4 +19,7 @@ write_table2(
     meta=dict(sm.params.meta),
     out_csv=sm.output.table,
     out_md=sm.output.markdown,
+    prediction_paths=list(sm.input.predictions),
+    jobs=list(sm.params.jobs),
+    selection=dict(sm.params.selection),
 )
