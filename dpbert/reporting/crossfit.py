@@ -173,15 +173,25 @@ class Cell:
     n_candidates: int
 
 
+def folds_of(jobs: Sequence[PointPredictions], point: pd.Series, task: str, split: str, metric: str) -> np.ndarray | None:
+    """The folds of a split, from the labels recorded with ``point``'s predictions (None: not recorded)."""
+    got = jobs[0].get(point["variant"], point["knob"], split) if jobs else None
+    return None if got is None else assign_folds(got[1], f"{task}|{split}", metric == "pearson_spearman")
+
+
+def choosing_masks(folds: np.ndarray, mode: str) -> list[np.ndarray]:
+    """The examples each choice reads: each fold (crossfit), or all of them (same_set)."""
+    if mode not in CHOICE_MODES:
+        raise ValueError(f"selection.choose_on must be one of {', '.join(CHOICE_MODES)}, not {mode!r}")
+    return [np.ones(len(folds), bool)] if mode == "same_set" else [folds == f for f in range(N_FOLDS)]
+
+
 def choose_cell_points(candidates: pd.DataFrame, jobs: Sequence[PointPredictions], metric: str, primary: str,
                        folds: np.ndarray, speedup_col: str, mode: str = "crossfit") -> list[pd.Series]:
     """The point chosen on each fold of the primary split, reading only that fold's labels (median of the
     fold score over seeds); ``same_set``: one point, chosen on every example (the optimistic old rule)."""
-    if mode not in CHOICE_MODES:
-        raise ValueError(f"selection.choose_on must be one of {', '.join(CHOICE_MODES)}, not {mode!r}")
-    choosers = [np.ones(len(folds), bool)] if mode == "same_set" else [folds == f for f in range(N_FOLDS)]
     out = []
-    for mask in choosers:
+    for mask in choosing_masks(folds, mode):
         scores = []
         for _, c in candidates.iterrows():
             per_seed = []
@@ -269,16 +279,13 @@ def select_rows(sweep: pd.DataFrame, predictions: Mapping[tuple[str, str, int], 
                              "layer_speedup": np.nan, "latency_speedup": np.nan, "in_window": False, "note": why})
             continue
         candidates = cap_candidates(inside, speedup_col, max_candidates)
-        labels = jobs[0].get(candidates["variant"].iloc[0], candidates["knob"].iloc[0], primary)[1]
         metric = metric_of(task)
-        regression = metric == "pearson_spearman"
-        prim_folds = assign_folds(labels, f"{task}|{primary}", regression)
+        prim_folds = folds_of(jobs, candidates.iloc[0], task, primary, metric)
         choices = choose_cell_points(candidates, jobs, metric, primary, prim_folds, speedup_col, mode)
         for split in splits:
-            got = jobs[0].get(choices[0]["variant"], choices[0]["knob"], split)
-            if got is None:
+            folds = folds_of(jobs, choices[0], task, split, metric)
+            if folds is None:
                 continue
-            folds = assign_folds(got[1], f"{task}|{split}", regression)
             pooled, scores, fold_scores = pool(choices, jobs, split, folds, metric)
             pooled_out[(row, task, split)] = pooled
             for f, c in enumerate(choices):
@@ -335,12 +342,9 @@ def matched_pair_cells(a_points: pd.DataFrame, b_points: pd.DataFrame, a_jobs: S
     if not pairs or not a_jobs or not b_jobs:
         return None
     primary = splits[0]
-    got = a_jobs[0].get(a_points["variant"].iloc[0], a_points["knob"].iloc[0], primary)
-    if got is None:
+    folds = folds_of(a_jobs, a_points.iloc[0], task, primary, metric)
+    if folds is None:
         return None
-    regression = metric == "pearson_spearman"
-    folds = assign_folds(got[1], f"{task}|{primary}", regression)
-    choosers = [np.ones(len(folds), bool)] if mode == "same_set" else [folds == f for f in range(N_FOLDS)]
 
     def fold_score(points, jobs, i, mask):
         per_seed = [_score(metric, g[0][mask], g[1][mask]) for job in jobs
@@ -348,7 +352,7 @@ def matched_pair_cells(a_points: pd.DataFrame, b_points: pd.DataFrame, a_jobs: S
         return float(np.median(per_seed)) if per_seed else np.nan
 
     chosen = []
-    for mask in choosers:
+    for mask in choosing_masks(folds, mode):
         value = [np.nanmean([fold_score(a_points, a_jobs, i, mask), fold_score(b_points, b_jobs, j, mask)])
                  for i, j in pairs]
         # ties: the faster pair, then the first listed
@@ -360,10 +364,9 @@ def matched_pair_cells(a_points: pd.DataFrame, b_points: pd.DataFrame, a_jobs: S
         choices = [points.iloc[pair[idx]] for pair in chosen]
         per_split = {}
         for split in splits:
-            first = jobs[0].get(choices[0]["variant"], choices[0]["knob"], split)
-            if first is None:
+            split_folds = folds_of(jobs, choices[0], task, split, metric)
+            if split_folds is None:
                 continue
-            split_folds = assign_folds(first[1], f"{task}|{split}", regression)
             _, scores, _ = pool(choices, jobs, split, split_folds, metric)
             per_split[split] = float(np.median(scores)) if scores else np.nan
         out[side] = {"scores": per_split, "choices": choices,

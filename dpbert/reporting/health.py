@@ -279,6 +279,8 @@ def build_health(
         majority = majority_score(spec.metric, labels, spec.is_regression) if labels else np.nan
         bert = _selected_row(sel, task, "bert")
         point = _selected_row(sel, task, method)
+        if getattr(cls, "trained_knob", None) is not None:  # Table 1's row: the rule the method is trained for
+            prim = prim[np.isclose(prim["knob"].astype(float), float(cls.trained_knob), rtol=0, atol=TOL)]
         s = pd.to_numeric(prim[speedup_col], errors="coerce")
         n_in = int(((s >= lo - TOL) & (s <= hi + TOL) & prim["score"].notna()).sum())
         jd = sorted(diags.get((task, method), []), key=lambda d: d.get("seed", 0))

@@ -144,3 +144,21 @@ def test_rows_dpbert_at_its_trained_rule_and_one_row_per_static_model():
                             speedup_col="layer_speedup", metric_of=lambda t: "acc")
     assert set(sel.loc[sel["row"] == "dpbert", "threshold"]) == {0.5}
     assert len(main_points(sel)) == 1 and main_points(sel)["row"].iloc[0] == "dpbert"
+
+
+def test_table2_pairs_are_matched_in_speedup_and_chosen_like_table1_cells():
+    from dpbert.reporting.crossfit import matched_pair_cells
+    from dpbert.reporting.selection import aggregate_seeds
+
+    labels = _labels(60)
+    a, pa = _job("dpbert", [("t0.25", 0.5, 1.35, .8), ("t0.45", 0.5, 1.8, .7)], labels, knob_name="threshold")
+    b, pb = _job("dpbert_soft", [("t0.25", 0.5, 1.4, .6), ("t0.45", 0.5, 2.2, .9)], labels, knob_name="threshold")
+    a_pts, b_pts = aggregate_seeds(a), aggregate_seeds(b)
+    cells = matched_pair_cells(a_pts, b_pts, [PointPredictions(pa)], [PointPredictions(pb)], metric="acc",
+                               task="SST-2", splits=["dev"], speedup_col="layer_speedup")
+    assert cells["n_pairs"] == 1  # 1.35 vs 1.4 only: 1.8 vs 2.2 is 0.4x apart
+    assert [c["variant"] for c in cells["a"]["choices"]] == ["t0.25", "t0.25"]
+    assert [c["variant"] for c in cells["b"]["choices"]] == ["t0.25", "t0.25"]
+    assert cells["a"]["scores"]["dev"] == pytest.approx(a_pts["score"].iloc[0])  # one pair: the whole-dev score
+    assert matched_pair_cells(a_pts.iloc[[1]], b_pts.iloc[[1]], [PointPredictions(pa)], [PointPredictions(pb)],
+                              metric="acc", task="SST-2", splits=["dev"], speedup_col="layer_speedup") is None

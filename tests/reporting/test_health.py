@@ -458,3 +458,16 @@ def test_health_counts_the_window_points_where_planners_plan():
     assert pd.isna(health.set_index("method").loc["deebert", "n_window_planning"])
     md = health_markdown(health, {"profile": "test", "seeds": "1", "window": (1.3, 1.96)})
     assert "| 1 of 3 |" in md and "window points, ≥3 paths" in md
+
+
+def test_planner_rules_one_path_for_90_percent_or_no_layer_at_all():
+    """A planner that sends >= 90% of the inputs down one path is static in effect, and one that runs no layer
+    for some input answers it from the embeddings: both are marked, each saying which."""
+    from dpbert.reporting.health import ONE_PATH_SHARE, health_reasons
+
+    base = {"kind": KIND_PLANNER, "windowed": True, "n_in_window": 3, "beats_majority": True}
+    assert ONE_PATH_SHARE == 0.90
+    assert health_reasons({**base, "top_path_share": 0.89, "zero_layer_share": 0.0}) == []
+    assert health_reasons({**base, "top_path_share": 0.90}) == ["one executed path for 90% of dev examples"]
+    assert health_reasons({**base, "top_path_share": 0.5, "zero_layer_share": 0.02}) == [
+        "runs no layer at all for 2.0% of dev examples"]
