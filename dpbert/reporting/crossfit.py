@@ -311,13 +311,22 @@ def select_rows(sweep: pd.DataFrame, predictions: Mapping[tuple[str, str, int], 
     return out.reset_index(drop=True), specs, pooled_out
 
 
-def main_points(selected: pd.DataFrame) -> pd.DataFrame:
-    """One line per (task, method, split): the method's own row (not "threshold searched"; for a method
-    with one row per model, its first), chosen on the first fold: what Table 3, Figures 3-4 and the
-    health checks read as the method's operating point."""
+def row_points(selected: pd.DataFrame) -> pd.DataFrame:
+    """One line per (task, row, split): each Table 1 row's own point (not the "threshold searched" rows),
+    chosen on the first fold: what the health checks judge, one verdict per row (BERT-9L and BERT-6L
+    are judged apart)."""
     if "row" not in selected.columns:
         return selected
     sel = selected[~selected["row"].astype(str).str.endswith(SEARCHED_SUFFIX)]
+    return sel.drop_duplicates(["task", "row", "split"], keep="first").reset_index(drop=True)
+
+
+def main_points(selected: pd.DataFrame) -> pd.DataFrame:
+    """One line per (task, method, split): the method's own row (:func:`row_points`; for a method with
+    one row per model, its first): what Table 3 and Figures 3-4 read as the method's operating point."""
+    if "row" not in selected.columns:
+        return selected
+    sel = row_points(selected)
     first_row = sel.groupby("method", sort=False)["row"].transform("first")
     sel = sel[sel["row"] == first_row]
     return sel.drop_duplicates(["task", "method", "split"], keep="first").reset_index(drop=True)

@@ -62,7 +62,7 @@ NO_WINDOW = "no point in window"
 
 
 HEALTH_COLUMNS: list[str] = [
-    "task", "method", "display_name", "kind", "state", "n_seeds", "n_layers", "metric",
+    "task", "method", "row", "display_name", "kind", "state", "n_seeds", "n_layers", "metric",
     "bert_score", "majority_score", "selected_point", "selected_score", "beats_majority",
     "n_in_window", "exit_layer_scores", "mid_layer", "mid_exit_score", "mid_exit_beats_majority",
     "p_point", "p_mean", "p_std", "p_std_max", "n_paths", "top_path_share", "zero_layer_share", "n_window_planning", "skip_rates",
@@ -166,7 +166,7 @@ def _median_lists(lists: Sequence[Sequence[float]]) -> list[float]:
 
 
 def health_row(
-    *, task: str, method: str, display_name: str, kind: str, windowed: bool, state: str, metric: str,
+    *, task: str, method: str, display_name: str, row_key: str | None = None, kind: str, windowed: bool, state: str, metric: str,
     n_layers: int | None, n_seeds: int, majority: float, bert_score: float, selected: Mapping[str, Any] | None,
     n_in_window: int | None, exit_scores: Sequence[float] | None = None, diag_majority: float | None = None,
     p_point: str = "", p_mean: Sequence[float] | None = None, p_std: Sequence[float] | None = None,
@@ -185,7 +185,7 @@ def health_row(
         knob = selected.get("knob")
         point = f"{selected.get('variant', '')}@{float(knob):g}" if not pd.isna(knob) else str(selected.get("variant", ""))
     row: dict[str, Any] = {
-        "task": task, "method": method, "display_name": display_name, "kind": kind, "state": state,
+        "task": task, "method": method, "row": row_key or method, "display_name": display_name, "kind": kind, "state": state,
         "n_seeds": int(n_seeds), "n_layers": n_layers, "metric": metric, "bert_score": bert_score,
         "majority_score": majority, "selected_point": point, "selected_score": score,
         "beats_majority": beats(score, majority), "n_in_window": n_in_window if kind != KIND_REFERENCE else None,
@@ -216,13 +216,15 @@ def health_row(
 
 
 def degenerate_cells(health: pd.DataFrame) -> dict[tuple[str, str], list[str]]:
-    """(task, method) -> the reasons Table 1 marks: a degenerate verdict, less the no-window reason
-    (an empty cell that Table 1 already footnotes)."""
+    """(task, Table 1 row key) -> the reasons Table 1 marks: a degenerate verdict, less the no-window
+    reason (an empty cell that Table 1 already footnotes). The key is the health row's ``row`` (its
+    method, for a health frame without one)."""
     out: dict[tuple[str, str], list[str]] = {}
     for _, r in health.iterrows():
         reasons = [x for x in verdict_reasons(r["verdict"]) if x != NO_WINDOW]
+        row = r.get("row") if "row" in health.columns else None
         if reasons:
-            out[(str(r["task"]), str(r["method"]))] = reasons
+            out[(str(r["task"]), str(row if isinstance(row, str) and row else r["method"]))] = reasons
     return out
 
 
@@ -239,8 +241,10 @@ def _same_knob(values: pd.Series, knob: float) -> pd.Series:
     return pd.Series(np.isclose(values.astype(float), float(knob), rtol=0, atol=1e-9), index=values.index)
 
 
-def _selected_row(selected: pd.DataFrame, task: str, method: str) -> dict | None:
+def _selected_row(selected: pd.DataFrame, task: str, method: str, row: str | None = None) -> dict | None:
     sub = selected[(selected["task"] == task) & (selected["method"] == method) & (selected["split"] == _primary(task))]
+    if row is not None and "row" in sub.columns:
+        sub = sub[sub["row"].astype(str) == row]
     if sub.empty or pd.isna(sub["score"].iloc[0]):
         return None
     return sub.iloc[0].to_dict()
@@ -251,14 +255,16 @@ def build_health(
     diagnostics: Iterable[Mapping[str, Any]], *, methods: Mapping[str, type], window: Sequence[float],
     speedup_col: str,
 ) -> pd.DataFrame:
-    """One health row per (task, method) of the sweep records (columns :data:`HEALTH_COLUMNS`).
+    """One health row per (task, Table 1 row) of the sweep records (columns :data:`HEALTH_COLUMNS`):
+    per (task, method), and per model of a method with one Table 1 row per model (``selected``'s
+    ``row`` column, as :func:`dpbert.reporting.crossfit.row_points` gives it).
 
     ``predictions`` maps (task, method, seed) to that job's predictions (only BERT-base's, for the
     labels, and the planner methods', for their paths, are read); ``methods`` maps a method name to
     its registered class; ``window`` and ``speedup_col`` are the selection's. Numbers over seeds:
     medians (per layer), paths pooled."""
     from dpbert.data.tasks import get_task
-    from dpbert.reporting.selection import TOL, aggregate_seeds
+    from dpbert.reporting.selection import aggregate_seeds
 
     lo, hi = (float(x) for x in window)
     sel = selected.copy()
@@ -278,31 +284,14 @@ def build_health(
         labels = _labels(predictions, task, spec.dev_splits[0], seeds)
         majority = majority_score(spec.metric, labels, spec.is_regression) if labels else np.nan
         bert = _selected_row(sel, task, "bert")
-        point = _selected_row(sel, task, method)
-        if getattr(cls, "trained_knob", None) is not None:  # Table 1's row: the rule the method is trained for
-            prim = prim[np.isclose(prim["knob"].astype(float), float(cls.trained_knob), rtol=0, atol=TOL)]
-        s = pd.to_numeric(prim[speedup_col], errors="coerce")
-        n_in = int(((s >= lo - TOL) & (s <= hi + TOL) & prim["score"].notna()).sum())
-        jd = sorted(diags.get((task, method), []), key=lambda d: d.get("seed", 0))
-        state = str(jd[0]["state"]) if jd else "-"
-        n_layers = int(raw["n_layers"].max()) if "n_layers" in raw and len(raw) else None
-        extra: dict[str, Any] = {}
-        if jd:
-            extra["diag_examples"] = int(min(d["n_examples"] for d in jd))
-        if kind == KIND_EXIT and jd:
-            variant = point["variant"] if point else jd[0]["variants"][0]["variant"]
-            extra["exit_scores"] = _median_lists([v["exit_scores"] for d in jd for v in d["variants"]
-                                                  if v["variant"] == variant and v.get("exit_scores")])
-            extra["diag_majority"] = float(np.median([d["majority_score"] for d in jd]))
-        if kind == KIND_PLANNER:
-            inside = prim[(s >= lo - TOL) & (s <= hi + TOL) & prim["score"].notna()]
-            extra.update(_planner_extra(jd, point, prim, predictions, task, method, seeds, spec.dev_splits[0],
-                                         n_layers, list(zip(inside["variant"], inside["knob"].astype(float)))))
-        rows.append(health_row(
-            task=task, method=method, display_name=str(grp["display_name"].iloc[0]), kind=kind,
-            windowed=not (cls.static or cls.is_reference), state=state, metric=spec.metric, n_layers=n_layers,
-            n_seeds=len(seeds), majority=majority, bert_score=float(bert["score"]) if bert else np.nan,
-            selected=point, n_in_window=n_in, **extra))
+        own_rows = [None]
+        if "row" in sel.columns:
+            keys = sel[(sel["task"] == task) & (sel["method"] == method)]["row"].astype(str).unique().tolist()
+            own_rows = keys if len(keys) > 1 else [None]
+        for row_key in own_rows:
+            rows.append(_health_of(task, method, cls, grp, prim, sweep, predictions, diags, sel, bert, row_key,
+                                   spec=spec, kind=kind, labels=labels, majority=majority, lo=lo, hi=hi,
+                                   speedup_col=speedup_col))
     out = pd.DataFrame(rows)
     out = out.reindex(columns=HEALTH_COLUMNS)
     for col in ("beats_majority", "mid_exit_beats_majority", "skip_monotonic"):
@@ -310,6 +299,43 @@ def build_health(
     for col in ("n_in_window", "mid_layer", "n_paths", "n_window_planning", "diag_examples", "n_layers"):
         out[col] = pd.to_numeric(out[col]).astype("Int64")
     return out
+
+
+def _health_of(task, method, cls, grp, prim, sweep, predictions, diags, sel, bert, row_key, *, spec, kind, labels,
+               majority, lo, hi, speedup_col) -> dict[str, Any]:
+    """:func:`build_health`'s row for one (task, method) and, for a method with one Table 1 row per
+    model, one of its rows (``row_key``; None: the method's one row)."""
+    from dpbert.reporting.selection import TOL
+
+    point = _selected_row(sel, task, method, row_key)
+    raw = sweep[(sweep["task"] == task) & (sweep["method"] == method)]
+    seeds = sorted(raw["seed"].unique())
+    if getattr(cls, "trained_knob", None) is not None:  # Table 1's row: the rule the method is trained for
+        prim = prim[np.isclose(prim["knob"].astype(float), float(cls.trained_knob), rtol=0, atol=TOL)]
+    s = pd.to_numeric(prim[speedup_col], errors="coerce")
+    n_in = int(((s >= lo - TOL) & (s <= hi + TOL) & prim["score"].notna()).sum())
+    jd = sorted(diags.get((task, method), []), key=lambda d: d.get("seed", 0))
+    state = str(jd[0]["state"]) if jd else "-"
+    n_layers = int(raw["n_layers"].max()) if "n_layers" in raw and len(raw) else None
+    extra: dict[str, Any] = {}
+    if jd:
+        extra["diag_examples"] = int(min(d["n_examples"] for d in jd))
+    if kind == KIND_EXIT and jd:
+        variant = point["variant"] if point else jd[0]["variants"][0]["variant"]
+        extra["exit_scores"] = _median_lists([v["exit_scores"] for d in jd for v in d["variants"]
+                                              if v["variant"] == variant and v.get("exit_scores")])
+        extra["diag_majority"] = float(np.median([d["majority_score"] for d in jd]))
+    if kind == KIND_PLANNER:
+        inside = prim[(s >= lo - TOL) & (s <= hi + TOL) & prim["score"].notna()]
+        extra.update(_planner_extra(jd, point, prim, predictions, task, method, seeds, spec.dev_splits[0],
+                                     n_layers, list(zip(inside["variant"], inside["knob"].astype(float)))))
+    return health_row(
+        task=task, method=method, row_key=row_key,
+        display_name=str(point["display_name"]) if row_key and point and "display_name" in point
+        else str(grp["display_name"].iloc[0]), kind=kind,
+        windowed=not (cls.static or cls.is_reference), state=state, metric=spec.metric, n_layers=n_layers,
+        n_seeds=len(seeds), majority=majority, bert_score=float(bert["score"]) if bert else np.nan,
+        selected=point, n_in_window=n_in, **extra)
 
 
 def _labels(predictions, task: str, split: str, seeds: Sequence) -> list:
@@ -482,9 +508,9 @@ def write_health(*, sweep_paths, prediction_paths, diagnostics_paths, jobs, meth
                  selection: Mapping[str, Any], meta: Mapping[str, Any], csv_out: str, markdown_out: str) -> pd.DataFrame:
     from dpbert.run.runtime import atomic_write_df, atomic_write_text
 
-    from dpbert.reporting.crossfit import main_points
+    from dpbert.reporting.crossfit import row_points
 
-    selected = main_points(read_csv(selected_path))
+    selected = row_points(read_csv(selected_path))
     for col in ("variant", "knob_name"):
         selected[col] = selected[col].fillna("").astype(str)
     health = health_from_records(sweep_paths=sweep_paths, prediction_paths=prediction_paths,

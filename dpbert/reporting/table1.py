@@ -53,7 +53,7 @@ def write_table1(
     over the dev examples (shown in the Markdown); ``bootstrap_out`` (a .csv.gz) keeps the paired
     replicates themselves, one column per "<model>|<column>", for the reproduction report's claims."""
     from dpbert.data.tasks import get_task
-    from dpbert.reporting.crossfit import DEFAULT_MAX_CANDIDATES, main_points, select_rows
+    from dpbert.reporting.crossfit import DEFAULT_MAX_CANDIDATES, row_points, select_rows
 
     sweep = read_sweeps(sweep_paths)
     lo, hi = selection["window"]
@@ -85,9 +85,9 @@ def write_table1(
     if health_records is not None:
         from dpbert.reporting.health import degenerate_cells, health_from_records
 
-        health = health_from_records(sweep_paths=sweep_paths, methods=methods, selected=main_points(selected),
+        health = health_from_records(sweep_paths=sweep_paths, methods=methods, selected=row_points(selected),
                                      selection=selection, **health_records)
-        table = mark_degenerate(table, row_methods, degenerate_cells(health))
+        table = mark_degenerate(table, rows, degenerate_cells(health), row_methods)
     se = None
     if pooled:
         replicates = pooled_replicates(pooled, {s.key: s.display_name for s in specs})
@@ -262,17 +262,21 @@ def table1(
     return out
 
 
-def mark_degenerate(table: pd.DataFrame, methods: list[str], cells: dict[tuple[str, str], Any]) -> pd.DataFrame:
-    """Copy of a :func:`table1` table (rows in ``methods`` order) with :data:`DEGENERATE_COLUMN`: for
-    each row, its task columns (MNLI: both) whose (task, method) is a key of ``cells``."""
+def mark_degenerate(table: pd.DataFrame, rows: list[str], cells: dict[tuple[str, str], Any],
+                    row_methods: list[str] | None = None) -> pd.DataFrame:
+    """Copy of a :func:`table1` table (rows in ``rows`` order: Table 1 row keys) with
+    :data:`DEGENERATE_COLUMN`: for each row, its task columns (MNLI: both) whose (task, key) is a key of
+    ``cells``, the key being the row's own or its method's (``row_methods``: a "threshold searched" row
+    carries its method's verdicts, judged at the method's own point)."""
     out = table.copy()
     out.attrs = dict(table.attrs)
     present = set(out.columns)
     marks = []
-    for method in methods[: len(out)]:
+    for i, key in enumerate(rows[: len(out)]):
+        own = {key, row_methods[i]} if row_methods is not None else {key}
         cols: list[str] = []
         for task, m in cells:
-            if m == method:
+            if m in own:
                 cols += [c for c in (["MNLI-m", "MNLI-mm"] if task == "MNLI" else [task]) if c in present]
         marks.append(";".join(c for c in out.columns if c in cols))
     out[DEGENERATE_COLUMN] = marks + [""] * (len(out) - len(marks))

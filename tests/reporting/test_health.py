@@ -471,3 +471,38 @@ def test_planner_rules_one_path_for_90_percent_or_no_layer_at_all():
     assert health_reasons({**base, "top_path_share": 0.90}) == ["one executed path for 90% of dev examples"]
     assert health_reasons({**base, "top_path_share": 0.5, "zero_layer_share": 0.02}) == [
         "runs no layer at all for 2.0% of dev examples"]
+
+
+def test_each_model_of_a_one_row_per_model_method_is_judged_apart():
+    """BERT-kL has one Table 1 row per model: a 2-layer model at the majority class must not mark the
+    3-layer model's cell (it did when health kept one row per method); a "threshold searched" row takes
+    its method's verdicts."""
+    sweep, preds, diags = _records()
+    sweep = pd.concat([sweep, pd.DataFrame([
+        {"task": "SST-2", "method": "bert_truncated", "display_name": f"BERT-{k}L", "seed": 1, "variant": f"{k}L",
+         "knob_name": "layers", "knob": float(k), "split": "dev", "score": score, "mean_layers": float(k),
+         "n_layers": 4, "layer_speedup": 4 / k, "latency_speedup": 4 / k}
+        for k, score in ((3, 88.0), (2, 60.0))])], ignore_index=True)
+    selected = pd.DataFrame([
+        {"task": "SST-2", "row": row, "method": method, "display_name": name, "split": "dev", "variant": variant,
+         "knob": knob, "score": score}
+        for row, method, name, variant, knob, score in (
+            ("bert", "bert", "BERT-base", "main", 0.0, 90.0),
+            ("bert_truncated:3L", "bert_truncated", "BERT-3L", "3L", 3.0, 88.0),
+            ("bert_truncated:2L", "bert_truncated", "BERT-2L", "2L", 2.0, 60.0),
+            ("dpbert", "dpbert", "DPBERT", "t0.25", 0.5, 80.0))])
+    methods = {"bert": get_method("bert"), "bert_truncated": get_method("bert_truncated"), "dpbert": _PlannerClass,
+               "deebert": get_method("deebert")}
+    health = build_health(sweep, selected, preds, diags, methods=methods, window=(1.3, 1.96),
+                          speedup_col="layer_speedup")
+    kl = health[health["method"] == "bert_truncated"].set_index("row")
+    assert list(kl.index) == ["bert_truncated:3L", "bert_truncated:2L"]
+    assert list(kl["display_name"]) == ["BERT-3L", "BERT-2L"] and list(kl["selected_score"]) == [88.0, 60.0]
+    assert kl.loc["bert_truncated:3L", "verdict"] == "ok" and kl.loc["bert_truncated:2L", "verdict"] != "ok"
+    cells = degenerate_cells(health)
+    assert ("SST-2", "bert_truncated:2L") in cells and ("SST-2", "bert_truncated:3L") not in cells
+    rows = ["bert", "bert_truncated:3L", "bert_truncated:2L", "dpbert", "dpbert:searched"]
+    row_methods = ["bert", "bert_truncated", "bert_truncated", "dpbert", "dpbert"]
+    table = pd.DataFrame({"model": rows, "SST-2": [90.0, 88.0, 60.0, 80.0, 82.0]})
+    marked = mark_degenerate(table, rows, cells, row_methods)
+    assert list(marked[DEGENERATE_COLUMN]) == ["", "", "SST-2", "SST-2", "SST-2"]

@@ -100,7 +100,7 @@ def test_report_holds_tables_figures_and_reproduction(micro_run):
     result = snakemake(micro_run, "--report", str(report))
     assert result.returncode == 0, (result.stdout + result.stderr)[-2000:]
     html = report.read_text()
-    items = {"results/micro/table1.csv": "Table 1: every method", "results/micro/table2.csv": "Table 2: DPBERT vs",
+    items = {"results/micro/table1.csv": "Table 1: every row's dev score", "results/micro/table2.csv": "Table 2: DPBERT vs",
              "results/micro/table3.csv": "Table 3: DPBERT's shortest", "figures/micro/figure3.png": "Figure 3: dev score",
              "figures/micro/figure4.png": "Figure 4: how often", "results/micro/reproduction.md": "Reproduction report:"}
     for path, caption in items.items():
