@@ -56,6 +56,17 @@ PLANNING_PATHS: int = 3
 SKIP_TOL: float = 0.01
 """Slack (in skip-rate units) when asking whether the realised skip rate rises with the target rate t."""
 
+FAR_BELOW_SHARE: float = 0.25
+"""A score is far below BERT-base's when it is lower by more than this share of BERT-base's score ..."""
+
+FAR_BELOW_SE: float = 3.0
+"""... and by more than this many paired bootstrap standard errors of the difference (where the
+per-example predictions give one). Beating the majority class is not enough: on a regression task
+the "majority class" is a correlation of 0, which any model that learned a little passes."""
+
+GAP_BOOT: int = 200
+"""Bootstrap resamples for the paired standard error of (a method's score - BERT-base's)."""
+
 
 NO_WINDOW = "no point in window"
 """The reason Table 1 already marks with its own footnote (an empty cell), so not marked again."""
@@ -66,7 +77,7 @@ HEALTH_COLUMNS: list[str] = [
     "bert_score", "majority_score", "selected_point", "selected_score", "beats_majority",
     "n_in_window", "exit_layer_scores", "mid_layer", "mid_exit_score", "mid_exit_beats_majority",
     "p_point", "p_mean", "p_std", "p_std_max", "n_paths", "top_path_share", "zero_layer_share", "n_window_planning", "skip_rates",
-    "skip_monotonic", "diag_examples", "verdict",
+    "skip_monotonic", "diag_examples", "gap_se", "far_below_bert", "final_exit_score", "final_far_below_bert", "verdict",
 ]
 
 
@@ -106,6 +117,18 @@ def beats(score: float, majority: float, margin: float = MAJORITY_MARGIN) -> boo
     return bool(float(score) > float(majority) + margin)
 
 
+def far_below(score: float, bert: float, gap_se: float = float("nan")) -> bool | None:
+    """Whether ``score`` is far below BERT-base's ``bert``: lower by more than FAR_BELOW_SHARE of |bert|
+    and, when the paired standard error ``gap_se`` of the difference is known, by more than FAR_BELOW_SE
+    of it. None when either score is missing."""
+    if pd.isna(score) or pd.isna(bert):
+        return None
+    margin = FAR_BELOW_SHARE * abs(float(bert))
+    if gap_se is not None and not pd.isna(gap_se):
+        margin = max(margin, FAR_BELOW_SE * float(gap_se))
+    return bool(float(bert) - float(score) > margin)
+
+
 def health_reasons(row: Mapping[str, Any]) -> list[str]:
     """Why a health row is degenerate (empty: ok). Rules, in order:
 
@@ -115,7 +138,10 @@ def health_reasons(row: Mapping[str, Any]) -> list[str]:
     4. planners: p_i's std over dev examples is below P_STD_MIN on every layer;
     5. planners: one executed path takes >= ONE_PATH_SHARE of dev examples at the selected point, or some
        dev example runs no layer at all there;
-    6. planners with >= 2 target rates: the realised skip rate does not rise with t (SKIP_TOL).
+    6. planners with >= 2 target rates: the realised skip rate does not rise with t (SKIP_TOL);
+    7. every method but BERT-base: the selected point is far below BERT-base (:func:`far_below`);
+    8. early exit: the last layer's off-ramp (BERT's head) is far below BERT-base (the selected point's
+       paired standard error stands in for its own: the same examples).
     A check whose inputs are missing (no diagnostics, no selected point) is not applied.
     """
     reasons: list[str] = []
@@ -141,6 +167,11 @@ def health_reasons(row: Mapping[str, Any]) -> list[str]:
             reasons.append(f"runs no layer at all for {100 * zero:.1f}% of dev examples")
         if row.get("skip_monotonic") is False:
             reasons.append(f"skip rate does not rise with the target rate ({row['skip_rates']})")
+    if kind != KIND_REFERENCE and row.get("far_below_bert") is True:
+        reasons.append(f"selected point far below BERT-base ({row['selected_score']:.1f} vs {row['bert_score']:.1f})")
+    if kind == KIND_EXIT and row.get("final_far_below_bert") is True:
+        reasons.append(f"last layer's off-ramp far below BERT-base ({row['final_exit_score']:.1f} vs "
+                       f"{row['bert_score']:.1f})")
     return reasons
 
 
@@ -171,14 +202,15 @@ def health_row(
     n_in_window: int | None, exit_scores: Sequence[float] | None = None, diag_majority: float | None = None,
     p_point: str = "", p_mean: Sequence[float] | None = None, p_std: Sequence[float] | None = None,
     paths: Sequence[str] | None = None, skip_rates: Mapping[float, float] | None = None,
-    diag_examples: int | None = None, window_planning: int | None = None,
+    diag_examples: int | None = None, window_planning: int | None = None, gap_se: float = float("nan"),
 ) -> dict[str, Any]:
     """One health row from already gathered numbers (pure). ``selected`` is the selected point on
     the primary split (keys variant, knob, score) or None; ``exit_scores`` / ``p_std`` are per layer
     (medians over seeds); ``paths`` the executed paths of the selected point's dev examples;
     ``skip_rates`` t -> realised skip rate at one threshold for every t (:func:`shared_threshold`);
     ``window_planning`` how many of the ``n_in_window`` points have ``PLANNING_PATHS`` paths (shown, not
-    a verdict rule: the selected point is the one Table 1 reports)."""
+    a verdict rule: the selected point is the one Table 1 reports); ``gap_se`` the paired bootstrap
+    standard error of (selected score - BERT-base's), NaN when unknown."""
     score = float(selected["score"]) if selected is not None and not pd.isna(selected.get("score")) else np.nan
     point = ""
     if selected is not None and not pd.isna(selected.get("score")):
@@ -192,14 +224,18 @@ def health_row(
         "exit_layer_scores": "", "mid_layer": None, "mid_exit_score": np.nan, "mid_exit_beats_majority": None,
         "p_point": "", "p_mean": "", "p_std": "", "p_std_max": np.nan, "n_paths": None,
         "top_path_share": np.nan, "zero_layer_share": np.nan, "n_window_planning": None, "skip_rates": "", "skip_monotonic": None, "diag_examples": diag_examples,
-        "windowed": windowed, "p_std_values": [],
+        "windowed": windowed, "p_std_values": [], "gap_se": gap_se,
+        "far_below_bert": far_below(score, bert_score, gap_se) if kind != KIND_REFERENCE else None,
+        "final_exit_score": np.nan, "final_far_below_bert": None,
     }
     if kind == KIND_EXIT and exit_scores:
         mid = mid_layer(len(exit_scores))
         ref = majority if diag_majority is None or pd.isna(diag_majority) else diag_majority
         row.update({"exit_layer_scores": _fmt_list(exit_scores, 1), "mid_layer": mid,
                     "mid_exit_score": float(exit_scores[mid - 1]),
-                    "mid_exit_beats_majority": beats(exit_scores[mid - 1], ref), "diag_majority": ref})
+                    "mid_exit_beats_majority": beats(exit_scores[mid - 1], ref), "diag_majority": ref,
+                    "final_exit_score": float(exit_scores[-1]),
+                    "final_far_below_bert": far_below(exit_scores[-1], bert_score, gap_se)})
     if kind == KIND_PLANNER:
         if p_std:
             row.update({"p_point": p_point, "p_mean": _fmt_list(p_mean, 3), "p_std": _fmt_list(p_std, 3),
@@ -294,7 +330,7 @@ def build_health(
                                    speedup_col=speedup_col))
     out = pd.DataFrame(rows)
     out = out.reindex(columns=HEALTH_COLUMNS)
-    for col in ("beats_majority", "mid_exit_beats_majority", "skip_monotonic"):
+    for col in ("beats_majority", "mid_exit_beats_majority", "skip_monotonic", "far_below_bert", "final_far_below_bert"):
         out[col] = out[col].astype("boolean")
     for col in ("n_in_window", "mid_layer", "n_paths", "n_window_planning", "diag_examples", "n_layers"):
         out[col] = pd.to_numeric(out[col]).astype("Int64")
@@ -329,6 +365,8 @@ def _health_of(task, method, cls, grp, prim, sweep, predictions, diags, sel, ber
         inside = prim[(s >= lo - TOL) & (s <= hi + TOL) & prim["score"].notna()]
         extra.update(_planner_extra(jd, point, prim, predictions, task, method, seeds, spec.dev_splits[0],
                                      n_layers, list(zip(inside["variant"], inside["knob"].astype(float)))))
+    if kind != KIND_REFERENCE and point is not None and bert is not None:
+        extra["gap_se"] = _gap_se(predictions, task, method, seeds, spec, point, bert)
     return health_row(
         task=task, method=method, row_key=row_key,
         display_name=str(point["display_name"]) if row_key and point and "display_name" in point
@@ -336,6 +374,43 @@ def _health_of(task, method, cls, grp, prim, sweep, predictions, diags, sel, ber
         windowed=not (cls.static or cls.is_reference), state=state, metric=spec.metric, n_layers=n_layers,
         n_seeds=len(seeds), majority=majority, bert_score=float(bert["score"]) if bert else np.nan,
         selected=point, n_in_window=n_in, **extra)
+
+
+def _point_frames(predictions, task: str, method: str, seeds, split: str, point: Mapping[str, Any]) -> list:
+    """Per seed, the predictions (idx, label, pred) of ``point`` (its variant and knob) on ``split``."""
+    out = []
+    for seed in seeds:
+        df = predictions.get((task, method, int(seed)))
+        if df is None:
+            continue
+        at = df[(df["split"] == split) & (df["variant"].astype(str) == str(point.get("variant", "")))
+                & _same_knob(df["knob"], float(point["knob"]))]
+        if len(at):
+            out.append(at)
+    return out
+
+
+def _gap_se(predictions, task: str, method: str, seeds, spec, point: Mapping[str, Any],
+            bert: Mapping[str, Any]) -> float:
+    """Paired bootstrap standard error of (the point's score - BERT-base's) on the primary dev split:
+    both scored on the same resamples (:func:`dpbert.reporting.uncertainty.point_replicates`). NaN
+    without both methods' predictions or with rows that do not pair (other examples)."""
+    from dpbert.reporting.uncertainty import point_replicates
+
+    split = spec.dev_splits[0]
+    if pd.isna(point.get("knob")) or pd.isna(bert.get("knob")):
+        return float("nan")
+    ours = _point_frames(predictions, task, method, seeds, split, point)
+    base = _point_frames(predictions, task, "bert", sorted({k[2] for k in predictions if k[:2] == (task, "bert")}),
+                         split, bert)
+    if not ours or not base or any("pred" not in f.columns for f in ours + base) \
+            or {len(f) for f in ours} != {len(f) for f in base}:
+        return float("nan")
+    if set(ours[0]["idx"]) != set(base[0]["idx"]):
+        return float("nan")
+    kw = {"task": task, "split": split, "n_boot": GAP_BOOT}
+    diff = point_replicates(spec.metric, ours, **kw) - point_replicates(spec.metric, base, **kw)
+    return float(np.std(diff, ddof=1))
 
 
 def _labels(predictions, task: str, split: str, seeds: Sequence) -> list:
@@ -489,7 +564,13 @@ def health_markdown(health: pd.DataFrame, meta: Mapping[str, Any]) -> str:
         f"4. planners: the std over dev examples of p_i is below {P_STD_MIN:g} on every layer (they ignore the input);",
         f"5. planners: one executed path takes ≥ {100 * ONE_PATH_SHARE:.0f}% of dev examples at the selected point, or some "
         "dev example runs no layer at all there;",
-        f"6. planners with ≥ 2 target rates: the realised hard skip rate does not rise with t (slack {SKIP_TOL:g}).",
+        f"6. planners with ≥ 2 target rates: the realised hard skip rate does not rise with t (slack {SKIP_TOL:g});",
+        (f"7. every method but BERT-base: the selected point's score is below BERT-base's by more than "
+         f"{100 * FAR_BELOW_SHARE:.0f}% of BERT-base's score and by more than {FAR_BELOW_SE:g} paired bootstrap standard "
+         "errors of the difference (the same dev examples; on a regression task a correlation far above 0 "
+         "can still be far below BERT-base);"),
+        (f"8. early exit: the last layer's off-ramp (BERT's head after every layer ran) is below BERT-base by as "
+         "much (the selected point's paired standard error standing in for its own): the model did not learn the task."),
     ]
     lines += ["", "## Verdict rules", "",
               "A method counts as working on a task only when it is shown to learn. `degenerate: <why>` when:", "",

@@ -14,12 +14,11 @@ from pathlib import Path
 
 import pandas as pd
 
-from dpbert.run.diagnostics import KIND_PLANNER, method_kind
 
 SPEEDUP_COLUMNS = {"layer": "layer_speedup", "latency": "latency_speedup"}
 """``selection.speedup`` -> the sweep column it selects on."""
 
-PREDICTION_COLUMNS: list[str] = ["variant", "knob", "split", "idx", "label", "executed"]
+PREDICTION_COLUMNS: list[str] = ["variant", "knob", "split", "idx", "label", "pred", "executed"]
 """What the health table reads of the predictions (``read_predictions(path, PREDICTION_COLUMNS)``)."""
 
 
@@ -54,17 +53,15 @@ def read_predictions(path: str | Path, columns: Sequence[str] | None = None) -> 
 def load_records(*, sweep_paths: Sequence[str], prediction_paths: Sequence[str], diagnostics_paths: Sequence[str],
                  jobs: Sequence[Sequence], methods: Iterable[str]):
     """(sweep, predictions by (task, method, seed), diagnostics) of every job; ``jobs`` lists each job's
-    (task, method, seed) in the order of ``prediction_paths``. Reads predictions only where
-    :func:`build_health` uses them (BERT-base's, the planner methods')."""
-    from dpbert.methods.registry import get_method
+    (task, method, seed) in the order of ``prediction_paths``: every job's (:func:`build_health`
+    pairs each method's selected point with BERT-base's, and reads the planners' paths)."""
     from dpbert.reporting.records import read_sweeps
 
     names = set(methods)
-    planners = {m for m in names if method_kind(get_method(m)) == KIND_PLANNER}
     sweep = read_sweeps(list(sweep_paths))
     predictions = {}
     for (task, method, seed), path in zip(jobs, prediction_paths):
-        if method == "bert" or method in planners:
+        if str(method) in names:
             predictions[(str(task), str(method), int(seed))] = read_predictions(path, PREDICTION_COLUMNS)
     diagnostics = [json.loads(Path(p).read_text()) for p in diagnostics_paths]
     return sweep, predictions, diagnostics

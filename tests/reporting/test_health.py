@@ -123,7 +123,8 @@ def test_verdict_skip_rate_that_does_not_follow_t():
 def test_verdict_no_point_in_window_and_majority():
     r = _row(selected=None, n_in_window=0)
     assert verdict_reasons(r["verdict"]) == [NO_WINDOW] and r["beats_majority"] is None
-    r = _row(selected={"variant": "t0.3", "knob": 0.5, "score": 50.0 + MAJORITY_MARGIN})  # not *above* the margin
+    r = _row(selected={"variant": "t0.3", "knob": 0.5, "score": 50.0 + MAJORITY_MARGIN},  # not *above* the margin
+             bert_score=60.0)
     assert verdict_reasons(r["verdict"]) == [f"selected point not above majority class (55.0 vs 50.0 + {MAJORITY_MARGIN:g})"]
     # a static method is not windowed: no point inside is not a reason
     r = _row(kind=KIND_STATIC, windowed=False, method="layerdrop", n_in_window=0,
@@ -506,3 +507,56 @@ def test_each_model_of_a_one_row_per_model_method_is_judged_apart():
     table = pd.DataFrame({"model": rows, "SST-2": [90.0, 88.0, 60.0, 80.0, 82.0]})
     marked = mark_degenerate(table, rows, cells, row_methods)
     assert list(marked[DEGENERATE_COLUMN]) == ["", "", "SST-2", "SST-2", "SST-2"]
+
+
+def test_far_below_bert_base_needs_a_quarter_and_three_paired_se():
+    from dpbert.reporting.health import far_below
+
+    assert far_below(21.1, 83.0) is True and far_below(79.5, 83.0) is False
+    assert far_below(16.4, 22.7) is True  # 6.3 below, a quarter is 5.7
+    assert far_below(16.4, 22.7, gap_se=4.0) is False  # ... but within 3 paired SE (12.0)
+    assert far_below(60.0, 83.0, gap_se=10.0) is False and far_below(float("nan"), 83.0) is None
+
+
+def test_health_marks_a_regression_method_that_never_learned_the_task():
+    """The failure recorded on real-text regression (STS-B-shaped, minilm): BERT-base 83, PABEE's off-ramps
+    17-22 at every layer, its selected point 21 at 1.36x, LayerDrop 26. A correlation far above 0 passed the
+    majority-class rule; measured against BERT-base on the same examples it is marked, with the reason."""
+    rng = np.random.default_rng(0)
+    n = 120
+    labels = rng.uniform(0, 5, n)
+    sweep, preds = [], {}
+
+    def job(method, variant, knob, preds_of_example, mean_layers):
+        pred = np.asarray(preds_of_example)
+        from dpbert.run.metrics import glue_metrics
+
+        score = glue_metrics("pearson_spearman", pred, labels)["score"]
+        sweep.append({"task": "STS-B", "method": method, "display_name": method, "seed": 1, "variant": variant,
+                      "knob_name": "k", "knob": knob, "split": "dev", "score": score, "mean_layers": mean_layers,
+                      "n_layers": 6, "layer_speedup": 6 / mean_layers, "latency_speedup": 6 / mean_layers})
+        preds[("STS-B", method, 1)] = pd.DataFrame({"variant": variant, "knob": knob, "split": "dev", "idx": range(n),
+                                                    "label": labels, "pred": pred, "executed": "1 2 3"})
+        return score
+
+    bert = job("bert", "main", 0.0, labels + rng.normal(0, 0.8, n), 6.0)
+    weak = 0.2 * labels + rng.normal(0, 1.5, n)  # learned a little: a correlation well above 0
+    pabee = job("pabee", "main", 2.0, weak, 4.4)
+    layerdrop = job("layerdrop", "main", 3.0, weak + rng.normal(0, 0.3, n), 3.0)
+    assert bert > 80 and 10 < pabee < 40 and 10 < layerdrop < 40
+    sweep = pd.DataFrame(sweep)
+    diags = [{"task": "STS-B", "method": "pabee", "seed": 1, "state": "mean", "n_examples": n, "majority_score": 0.0,
+              "variants": [{"variant": "main", "exit_scores": [16.9, 19.2, 21.2, 21.7, 21.7, 19.5]}]}]
+    selected = pd.DataFrame([{"task": "STS-B", "method": m, "display_name": m, "split": "dev", "variant": "main",
+                              "knob": k, "score": s} for m, k, s in (("bert", 0.0, bert), ("pabee", 2.0, pabee),
+                                                                     ("layerdrop", 3.0, layerdrop))])
+    methods = {m: get_method(m) for m in ("bert", "pabee", "layerdrop")}
+    health = build_health(sweep, selected, preds, diags, methods=methods, window=(1.3, 1.96),
+                          speedup_col="layer_speedup").set_index("method")
+    assert health.loc["bert", "verdict"] == "ok"
+    for m in ("pabee", "layerdrop"):
+        assert bool(health.loc[m, "beats_majority"])  # what let them pass before
+        assert 0 < health.loc[m, "gap_se"] < 10 and bool(health.loc[m, "far_below_bert"])
+        assert "selected point far below BERT-base" in health.loc[m, "verdict"]
+    assert "last layer's off-ramp far below BERT-base (19.5 vs" in health.loc["pabee", "verdict"]
+    assert ("STS-B", "pabee") in degenerate_cells(health.reset_index())
