@@ -400,3 +400,41 @@ def test_berxit_lte_grad_says_what_the_lte_loss_trains(lte_grad, reaches_backbon
 def test_berxit_unknown_lte_grad_is_refused():
     with pytest.raises(Exception, match="lte_grad"):
         Berxit({"lte_grad": "everything"}, CLS)
+
+
+def test_pabee_regression_trains_on_standardised_targets_and_answers_in_label_units(tmp_path, tokenizer, monkeypatch):
+    """PABEE's exits share one pooler; on raw regression targets (0-5) they collapsed to predicting the mean.
+    Training sees (y - mean) / std; the saved model answers y: its heads are the trained ones, folded."""
+    import baselines.pabee as pabee_module
+    from baselines.pabee import fold_standardisation, target_standardisation
+
+    assert target_standardisation(torch.tensor([1.0, 3.0])) == (2.0, 1.0)
+    assert target_standardisation(torch.tensor([2.5, 2.5])) == (2.5, 1.0)  # no spread: scale 1
+    lin = torch.nn.Linear(3, 1)
+    x = torch.randn(5, 3)
+    z = lin(x).detach()
+    fold_standardisation([lin], 2.6, 1.2)
+    torch.testing.assert_close(lin(x).detach(), z * 1.2 + 2.6)
+
+    seen = []
+    real_loss = pabee_module.weighted_loss
+
+    def spy(logits, labels, is_regression):
+        seen.append(labels.detach().clone())
+        return real_loss(logits, labels, is_regression)
+
+    monkeypatch.setattr(pabee_module, "weighted_loss", spy)
+    ctx = _ctx(tmp_path, tokenizer, regression=True)
+    ctx.out_dir.mkdir()
+    method = Pabee(None, ctx.task)
+    method.train(ctx)
+    labels = torch.cat(seen)
+    mean, std = target_standardisation(ctx.train.label_tensor())
+    assert abs(mean - 2.5) < 1.0 and std > 1.0  # toy targets are 0 or 5
+    assert abs(float(labels.mean())) < 0.5 and abs(float(labels.std()) - 1.0) < 0.3  # not 0..5
+    meta = json.loads((ctx.out_dir / "main" / "method.json").read_text())
+    assert meta["target_mean"] == pytest.approx(mean) and meta["target_std"] == pytest.approx(std)
+    # the saved model answers in label units: its answers spread like the targets, around their mean
+    model = method.load(ctx.out_dir / "main")
+    final = torch.stack([method.predict_one(model, ctx.train.example(i), 0).output[0] for i in range(32)])
+    assert abs(float(final.mean()) - mean) < 1.5
