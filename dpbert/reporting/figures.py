@@ -14,6 +14,7 @@ import hashlib
 import logging
 from collections.abc import Iterable, Mapping
 from pathlib import Path
+from typing import Any
 
 import matplotlib
 
@@ -67,6 +68,19 @@ SPEEDUP_AXIS_LABEL: dict[str, str] = {
     "layer_speedup": "speed-up (x, N / mean executed layers)",
     "latency_speedup": "speed-up (x, measured batch-1 latency ratio)",
 }
+
+
+def point_label(variant: Any, knob: Any) -> str:
+    """A DPBERT point for a reader: "t 0.45, p ≥ 0.50" for variant "t0.45" at threshold 0.5; another
+    variant as "variant@knob" (knob rounded to 3 significant digits)."""
+    v = str(variant)
+    try:
+        rate = float(v[1:]) if v.startswith("t") else None
+    except ValueError:
+        rate = None
+    if rate is None:
+        return f"{v}@{float(knob):.3g}"
+    return f"t {rate:g}, p ≥ {float(knob):.2f}"
 
 
 def method_colour(method: str) -> str:
@@ -372,12 +386,12 @@ def write_figure4(
         freq = layer_frequencies(preds.assign(task=task), n_layers)
         frames.append(freq)
         sp = point.get("layer_speedup", np.nan)
-        labels[task] = f"{task}\n{point['variant']}@{float(point['knob']):g}, {float(sp):.2f}x"
+        labels[task] = f"{task}\n{point_label(point['variant'], point['knob'])}, {float(sp):.2f}x"
     freq = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=["task", "layer", "freq", "n"])
     if not pred_paths:
         notes.append("DPBERT is not in this config's methods: nothing to count")
     seeds = max((len(p) for p in pred_paths.values()), default=0)
-    how = (f"rows: task, target rate@threshold, layer speed-up; pooled over {seeds} seed(s) "
+    how = (f"rows: task, target rate t and threshold p, layer speed-up; pooled over {seeds} seed(s) "
            "and all dev splits; cells: % of dev examples")
     note = "; ".join(notes + ([how] if frames else []))
     figure4(freq, out_png, out_pdf, row_labels=labels, profile=profile, note=note)

@@ -89,3 +89,11 @@ def test_dpbert_curve_is_the_front_of_all_its_points():
                                                                  (1.70, 86.0), (2.30, 80.0)]
     assert (front["score"].diff().dropna() <= 0).all()
     assert len(curve_points(agg, "deebert", "layer_speedup")) == len(rows)
+
+
+def test_figure4_rows_name_the_point_as_a_reader_would():
+    from dpbert.reporting.figures import point_label
+
+    assert point_label("t0.25", 0.657035) == "t 0.25, p ≥ 0.66"
+    assert point_label("t0.45", 0.5) == "t 0.45, p ≥ 0.50"
+    assert point_label("tau0.09", 0.0) == "tau0.09@0" and point_label("main", 0.174006) == "main@0.174"
