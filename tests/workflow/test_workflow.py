@@ -101,7 +101,8 @@ def test_report_holds_tables_figures_and_reproduction(micro_run):
     assert result.returncode == 0, (result.stdout + result.stderr)[-2000:]
     html = report.read_text()
     items = {"results/micro/table1.csv": "Table 1: every row's dev score", "results/micro/table2.csv": "Table 2: DPBERT vs",
-             "results/micro/table3.csv": "Table 3: DPBERT's shortest", "figures/micro/figure3.png": "Figure 3: dev score",
+             "results/micro/table3.csv": "executed layer paths on SST-2/STS-B dev",
+             "figures/micro/figure3.png": "1.0 to 4.0x shaded",
              "figures/micro/figure4.png": "Figure 4: how often", "results/micro/reproduction.md": "Reproduction report:"}
     for path, caption in items.items():
         start = html.index(f'"{path}": {{')
