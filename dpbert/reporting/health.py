@@ -325,9 +325,8 @@ def build_health(
             keys = sel[(sel["task"] == task) & (sel["method"] == method)]["row"].astype(str).unique().tolist()
             own_rows = keys if len(keys) > 1 else [None]
         for row_key in own_rows:
-            rows.append(_health_of(task, method, cls, grp, prim, sweep, predictions, diags, sel, bert, row_key,
-                                   spec=spec, kind=kind, labels=labels, majority=majority, lo=lo, hi=hi,
-                                   speedup_col=speedup_col))
+            rows.append(_health_of(task, method, cls, grp, prim, raw, seeds, predictions, diags, sel, bert, row_key,
+                                   spec=spec, kind=kind, majority=majority, lo=lo, hi=hi, speedup_col=speedup_col))
     out = pd.DataFrame(rows)
     out = out.reindex(columns=HEALTH_COLUMNS)
     for col in ("beats_majority", "mid_exit_beats_majority", "skip_monotonic", "far_below_bert", "final_far_below_bert"):
@@ -337,15 +336,13 @@ def build_health(
     return out
 
 
-def _health_of(task, method, cls, grp, prim, sweep, predictions, diags, sel, bert, row_key, *, spec, kind, labels,
+def _health_of(task, method, cls, grp, prim, raw, seeds, predictions, diags, sel, bert, row_key, *, spec, kind,
                majority, lo, hi, speedup_col) -> dict[str, Any]:
     """:func:`build_health`'s row for one (task, method) and, for a method with one Table 1 row per
     model, one of its rows (``row_key``; None: the method's one row)."""
     from dpbert.reporting.selection import TOL
 
     point = _selected_row(sel, task, method, row_key)
-    raw = sweep[(sweep["task"] == task) & (sweep["method"] == method)]
-    seeds = sorted(raw["seed"].unique())
     if getattr(cls, "trained_knob", None) is not None:  # Table 1's row: the rule the method is trained for
         prim = prim[np.isclose(prim["knob"].astype(float), float(cls.trained_knob), rtol=0, atol=TOL)]
     s = pd.to_numeric(prim[speedup_col], errors="coerce")
@@ -377,16 +374,16 @@ def _health_of(task, method, cls, grp, prim, sweep, predictions, diags, sel, ber
 
 
 def _point_frames(predictions, task: str, method: str, seeds, split: str, point: Mapping[str, Any]) -> list:
-    """Per seed, the predictions (idx, label, pred) of ``point`` (its variant and knob) on ``split``."""
+    """Per seed, the prediction rows of ``point`` (its variant and knob) on ``split``."""
+    from dpbert.reporting.selection import at_point
+
     out = []
     for seed in seeds:
         df = predictions.get((task, method, int(seed)))
-        if df is None:
-            continue
-        at = df[(df["split"] == split) & (df["variant"].astype(str) == str(point.get("variant", "")))
-                & _same_knob(df["knob"], float(point["knob"]))]
-        if len(at):
-            out.append(at)
+        if df is not None:
+            at = at_point(df[df["split"] == split], point)
+            if len(at):
+                out.append(at)
     return out
 
 
@@ -440,14 +437,8 @@ def shared_threshold(points: pd.DataFrame, knob: float) -> float:
 
 def _pooled_paths(predictions, task: str, method: str, seeds, split: str, variant: str, knob: float) -> list[str]:
     """The executed paths of one sweep point's dev examples, seeds pooled."""
-    paths: list[str] = []
-    for seed in seeds:
-        df = predictions.get((task, method, int(seed)))
-        if df is None:
-            continue
-        at = df[(df["split"] == split) & (df["variant"] == variant) & _same_knob(df["knob"], knob)]
-        paths += at["executed"].astype(str).tolist()
-    return paths
+    frames = _point_frames(predictions, task, method, seeds, split, {"variant": variant, "knob": knob})
+    return [p for f in frames for p in f["executed"].astype(str)]
 
 
 def _planner_extra(jd, point, prim: pd.DataFrame, predictions, task: str, method: str, seeds, split: str,
@@ -569,7 +560,7 @@ def health_markdown(health: pd.DataFrame, meta: Mapping[str, Any]) -> str:
          f"{100 * FAR_BELOW_SHARE:.0f}% of BERT-base's score and by more than {FAR_BELOW_SE:g} paired bootstrap standard "
          "errors of the difference (the same dev examples; on a regression task a correlation far above 0 "
          "can still be far below BERT-base);"),
-        (f"8. early exit: the last layer's off-ramp (BERT's head after every layer ran) is below BERT-base by as "
+        ("8. early exit: the last layer's off-ramp (BERT's head after every layer ran) is below BERT-base by as "
          "much (the selected point's paired standard error standing in for its own): the model did not learn the task."),
     ]
     lines += ["", "## Verdict rules", "",

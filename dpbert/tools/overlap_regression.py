@@ -1,6 +1,6 @@
 """A regression task in STS-B's shape built from real sentence pairs: the target is their word overlap.
 
-    python -m dpbert.tools.overlap_regression --mrpc /path/to/glue_data/MRPC --out /tmp/overlap
+    python -m dpbert.tools.overlap_regression --glue /path/to/glue_data --out /tmp/overlap
     snakemake --cores 2 --configfile workflow/config/minilm.yaml \
         --config data='{"source": "glue_tsv", "data_dir": "/tmp/overlap"}' tasks='[STS-B]'
 
@@ -16,7 +16,6 @@ folder holds ``STS-B/train.tsv`` and ``STS-B/dev.tsv`` in the GLUE download's ST
 from __future__ import annotations
 
 import argparse
-import csv
 import re
 from pathlib import Path
 
@@ -38,17 +37,6 @@ def overlap_score(a: str, b: str) -> float:
     return 5.0 * min(1.0, max(0.0, (jaccard - LOW) / (HIGH - LOW)))
 
 
-def read_mrpc(path: Path) -> list[tuple[str, str]]:
-    """The sentence pairs of a GLUE MRPC file (header: Quality, #1 ID, #2 ID, #1 String, #2 String)."""
-    with path.open(encoding="utf-8-sig", newline="") as fh:
-        rows = list(csv.reader(fh, delimiter="\t", quoting=csv.QUOTE_NONE))
-    if not rows or "#1 String" not in rows[0] or "#2 String" not in rows[0]:
-        raise SystemExit(f"{path} is not a GLUE MRPC file (its header lacks '#1 String' and '#2 String'). "
-                         "Fix: pass the MRPC folder of the standard GLUE download with --mrpc.")
-    ia, ib = rows[0].index("#1 String"), rows[0].index("#2 String")
-    return [(r[ia], r[ib]) for r in rows[1:] if len(r) == len(rows[0])]
-
-
 def write_stsb(pairs: list[tuple[str, str]], path: Path) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     with path.open("w", encoding="utf-8", newline="") as fh:
@@ -58,14 +46,15 @@ def write_stsb(pairs: list[tuple[str, str]], path: Path) -> None:
                                 f"{overlap_score(a, b):.3f}"]) + "\n")
 
 
-def build(mrpc: Path, out: Path) -> dict[str, int]:
-    """Write ``out/STS-B/{train,dev}.tsv`` from ``mrpc/{train,dev}.tsv``; returns the row counts."""
+def build(glue: Path, out: Path) -> dict[str, int]:
+    """Write ``out/STS-B/{train,dev}.tsv`` from the GLUE folder's ``MRPC/{train,dev}.tsv`` (read by the
+    project's GLUE reader, with its errors); returns the row counts."""
+    from dpbert.data.sources import load_glue_tsv
+
+    splits = load_glue_tsv("MRPC", glue)
     counts = {}
     for split in ("train", "dev"):
-        src = mrpc / f"{split}.tsv"
-        if not src.is_file():
-            raise SystemExit(f"{src} not found. Fix: --mrpc must be a GLUE MRPC folder holding train.tsv and dev.tsv.")
-        pairs = read_mrpc(src)
+        pairs = [(e.text_a, e.text_b) for e in splits[split]]
         write_stsb(pairs, out / "STS-B" / f"{split}.tsv")
         counts[split] = len(pairs)
     return counts
@@ -73,10 +62,10 @@ def build(mrpc: Path, out: Path) -> dict[str, int]:
 
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--mrpc", type=Path, required=True, help="a GLUE MRPC folder (train.tsv, dev.tsv)")
+    ap.add_argument("--glue", type=Path, required=True, help="a GLUE folder holding MRPC/train.tsv and MRPC/dev.tsv")
     ap.add_argument("--out", type=Path, required=True, help="folder to write STS-B/train.tsv and STS-B/dev.tsv into")
     args = ap.parse_args(argv)
-    counts = build(args.mrpc, args.out)
+    counts = build(args.glue, args.out)
     print(f"wrote {args.out / 'STS-B'}: {counts['train']} train, {counts['dev']} dev pairs")
 
 

@@ -2,6 +2,7 @@
 
 import pytest
 
+from dpbert.data.sources import DataError
 from dpbert.tools.overlap_regression import build, overlap_score
 
 MRPC_HEADER = "\ufeffQuality\t#1 ID\t#2 ID\t#1 String\t#2 String\n"
@@ -26,7 +27,7 @@ def test_build_writes_a_stsb_folder_the_glue_reader_loads(tmp_path):
     from dpbert.data.sources import load_glue_tsv
 
     _mrpc(tmp_path / "MRPC", [("He sat on the mat .", "He sat on a mat ."), ("One thing .", "Other words here .")])
-    assert build(tmp_path / "MRPC", tmp_path / "out") == {"train": 2, "dev": 2}
+    assert build(tmp_path, tmp_path / "out") == {"train": 2, "dev": 2}
     text = (tmp_path / "out" / "STS-B" / "dev.tsv").read_text()
     assert text.splitlines()[0].endswith("sentence1\tsentence2\tscore")
     loaded = load_glue_tsv("STS-B", tmp_path / "out")
@@ -40,5 +41,5 @@ def test_build_refuses_a_folder_that_is_not_mrpc(tmp_path):
     (tmp_path / "MRPC").mkdir()
     (tmp_path / "MRPC" / "train.tsv").write_text("sentence\tlabel\nx\t1\n")
     (tmp_path / "MRPC" / "dev.tsv").write_text("sentence\tlabel\nx\t1\n")
-    with pytest.raises(SystemExit, match="not a GLUE MRPC file"):
-        build(tmp_path / "MRPC", tmp_path / "out")
+    with pytest.raises(DataError, match="has no column"):
+        build(tmp_path, tmp_path / "out")
