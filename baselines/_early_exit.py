@@ -35,7 +35,7 @@ from dpbert.methods.interface import (
 )
 from dpbert.model.engine import check_state_kind, cls_state, token_state
 from dpbert.model.method_model import MethodModel, load_method_model
-from dpbert.model.sources import build_start, load_classifier
+from dpbert.model.sources import build_start, load_classifier, start_at_targets
 
 # (layer i, hidden state after it) -> (the answer if the example exits at i: what ``final_output`` turns
 # into the prediction, the exit's (1, k) logits or DACT's accumulated answer on host floats; the exit
@@ -129,12 +129,15 @@ class ExitModules(nn.Module):
             self.add_module(name, module)
 
 
-def new_ramps(classifier: nn.Module, own_poolers: bool = True, state: str = "cls") -> OffRamps:
-    """Off-ramps shaped for a ``BertForSequenceClassification``, poolers copied from its pooler."""
+def new_ramps(classifier: nn.Module, own_poolers: bool = True, state: str = "cls",
+              targets: Tensor | None = None) -> OffRamps:
+    """Off-ramps shaped for a ``BertForSequenceClassification``, poolers copied from its pooler;
+    ``targets``: a regression task's training targets, where the ramps' heads start (``start_at_targets``)."""
     cfg = classifier.config
     ramps = OffRamps(cfg.num_hidden_layers, cfg.hidden_size, cfg.num_labels, _dropout(cfg), own_poolers,
                      cfg.initializer_range, state)
     ramps.init_poolers_from(classifier.bert.pooler)
+    start_at_targets(list(ramps.classifiers), targets)
     return ramps
 
 
@@ -277,10 +280,11 @@ class ExitCriterion(Method):
         the pretrained backbone with a new task head (as BERT-base starts)."""
         if self.needs_finetuned:
             return load_classifier(ctx.finetuned_dir)
-        return build_start(ctx.model_source, self.task.num_labels, ctx.seed)
+        return build_start(ctx.model_source, self.task.num_labels, ctx.seed, ctx.regression_targets())
 
-    def new_ramps(self, classifier: nn.Module, own_poolers: bool = True) -> OffRamps:
-        return new_ramps(classifier, own_poolers, self.params.state)
+    def new_ramps(self, classifier: nn.Module, ctx: TrainContext, own_poolers: bool = True) -> OffRamps:
+        """New off-ramps for training; on a regression task their heads start at the targets' mean and scale."""
+        return new_ramps(classifier, own_poolers, self.params.state, ctx.regression_targets())
 
     def load_exit(self, folder: Path, build: Callable[[OffRamps, object], ExitModules],
                   own_poolers: bool = True) -> MethodModel:

@@ -109,7 +109,7 @@ class Berxit(ExitCriterion):
     def train(self, ctx: TrainContext) -> None:
         p = self.params
         classifier, tokenizer = self.starting_model(ctx)
-        extra = ExitModules(self.new_ramps(classifier), lte=LTE(classifier.config.hidden_size))
+        extra = ExitModules(self.new_ramps(classifier, ctx), lte=LTE(classifier.config.hidden_size))
         model = MethodModel(classifier, extra).to(ctx.device)
         settings = p.settings(ctx)
         losses = train_loop(

@@ -197,7 +197,7 @@ class DactBert(ExitCriterion):
         """Train and save the model of one tau; its layer speed-up on the primary dev split (nan: regression)."""
         p = self.params
         classifier, tokenizer = self.starting_model(ctx)
-        extra = ExitModules(self.new_ramps(classifier),
+        extra = ExitModules(self.new_ramps(classifier, ctx),
                             halting=HaltingGate(classifier.config.hidden_size, p.gate_init_bias, p.state))
         model = MethodModel(classifier, extra).to(ctx.device)
         settings = p.settings(ctx)

@@ -86,7 +86,7 @@ class DeeBert(ExitCriterion):
     def train(self, ctx: TrainContext) -> None:
         check_classification(self.display_name, self.task)
         classifier, tokenizer = load_classifier(ctx.finetuned_dir)
-        model = MethodModel(classifier, ExitModules(self.new_ramps(classifier))).to(ctx.device)
+        model = MethodModel(classifier, ExitModules(self.new_ramps(classifier, ctx))).to(ctx.device)
         if model.extra.ramps.n_ramps == 0:
             raise ValueError("DeeBERT needs a backbone with at least 2 layers (off-ramps after layers 1..N-1)")
         losses = self.stage2(model, ctx)

@@ -71,7 +71,8 @@ class LayerDrop(Method):
         if not 0.0 <= p.p < 1.0:
             raise ValueError(f"methods.{self.name}.p must be in [0, 1), got {p.p}")
         tokenizer = load_tokenizer(ctx.model_source)
-        classifier = build_classifier(ctx.model_source, self.task.num_labels, len(tokenizer), ctx.seed)
+        classifier = build_classifier(ctx.model_source, self.task.num_labels, len(tokenizer), ctx.seed,
+                                      ctx.regression_targets())
         model = MethodModel(classifier).to(ctx.device)
         settings = p.settings(ctx)
         drops = torch.Generator().manual_seed(ctx.seed + 7919)  # separate stream: global RNG untouched

@@ -3,12 +3,11 @@
 A linear classifier after every layer over one shared pooler (the backbone's, as in the official
 code); the last layer's is BERT's own head. One training stage from the pretrained backbone (as the
 official code, for the same epochs as BERT-base), all parameters trained, loss sum_i i * L_i / sum_i i
-(deeper layers weigh more). On a regression task the exits are trained on standardised targets
-((y - mean) / std of the training labels) and the affine map is folded back into every exit's linear
-layer before saving, so the saved model answers in label units (see :func:`target_standardisation`).
-Inference counts
-consecutive layers whose prediction did not change (argmax; regression: |change| < tolerance)
-and exits when the count reaches the patience, answering with the current layer's output.
+(deeper layers weigh more). On a regression task every exit's head starts at the training targets'
+mean and scale, as every method's new regression head does (``dpbert.model.sources.start_at_targets``):
+with heads starting at 0 all six exits, reading one shared pooler, learned a pooled vector that ignores
+the input. Inference counts consecutive layers whose prediction did not change (argmax; regression:
+|change| < tolerance) and exits when the count reaches the patience, answering with the current layer's output.
 """
 
 from __future__ import annotations
@@ -33,30 +32,6 @@ from baselines._early_exit import (
 from dpbert.methods.interface import Pinned, TrainContext, register
 from dpbert.model.method_model import MethodModel, save_method_model
 from dpbert.model.training import task_loss, train_loop
-
-
-def target_standardisation(labels: Tensor) -> tuple[float, float]:
-    """(mean, std) of the training targets a regression model is trained to predict standardised.
-
-    Why: with raw targets (STS-B: 0-5, mean about 2.6) the six exits, all reading one shared pooler,
-    each start about 2.6 below every target; the cheapest way for all of them to close that common gap
-    at once is a pooled vector that no longer depends on the input. Measured on a regression task built
-    from real text (MiniLM, 64 dev examples): the pooled units' spread over inputs at the last exit fell
-    to 0.02 (0.00 with every head at the backbone's lr) against 0.12 when trained on standardised targets,
-    and every exit predicted the mean (last exit's prediction std 0.18 against the targets' 1.17), scoring
-    42 against BERT-base's 61. Standardised, the last exit scores 85. A std of 0 (one repeated target)
-    keeps the scale 1."""
-    y = labels.float().view(-1)
-    std = float(y.std(unbiased=False)) if y.numel() > 1 else 0.0
-    return float(y.mean()), (std if std > 0 else 1.0)
-
-
-def fold_standardisation(linears: list[torch.nn.Linear], mean: float, std: float) -> None:
-    """Make linear heads trained on (y - mean) / std answer y: W <- std W, b <- std b + mean (in place)."""
-    with torch.no_grad():
-        for lin in linears:
-            lin.weight.mul_(std)
-            lin.bias.mul_(std).add_(mean)
 
 
 def weighted_loss(logits: list[Tensor], labels: Tensor, is_regression: bool) -> Tensor:
@@ -91,25 +66,18 @@ class Pabee(ExitCriterion):
     def train(self, ctx: TrainContext) -> None:
         p = self.params
         classifier, tokenizer = self.starting_model(ctx)
-        model = MethodModel(classifier, ExitModules(self.new_ramps(classifier, own_poolers=False))).to(ctx.device)
+        model = MethodModel(classifier, ExitModules(self.new_ramps(classifier, ctx, own_poolers=False))).to(ctx.device)
         settings = p.settings(ctx)
-        regression = self.task.is_regression
-        mean, std = target_standardisation(ctx.train.label_tensor()) if regression else (0.0, 1.0)
 
         def loss_fn(batch: dict[str, Tensor], _step: int) -> Tensor:
-            labels = (batch["labels"].float() - mean) / std if regression else batch["labels"]
-            return weighted_loss(all_exits(model, batch).logits, labels, regression)
+            return weighted_loss(all_exits(model, batch).logits, batch["labels"], self.task.is_regression)
 
         losses = train_loop(
             self.param_groups(model, settings.lr), loss_fn, ctx.train, settings, seed=ctx.seed,
             desc=f"PABEE weighted training on {self.task.name}", device=ctx.device, modules=[model],
         )
-        model = model.cpu()
-        if regression:
-            fold_standardisation([*model.extra.ramps.classifiers, model.classifier.classifier], mean, std)
-        save_method_model(model, tokenizer, ctx.out_dir / "main",
-                          self.meta(settings=settings.as_dict(), head_lr=p.head_lr, final_loss=losses[-1],
-                                    target_mean=mean, target_std=std))
+        save_method_model(model.cpu(), tokenizer, ctx.out_dir / "main",
+                          self.meta(settings=settings.as_dict(), head_lr=p.head_lr, final_loss=losses[-1]))
 
     def load(self, folder: Path) -> MethodModel:
         return self.load_exit(folder, lambda ramps, _cfg: ExitModules(ramps), own_poolers=False)

@@ -106,7 +106,7 @@ class BertTruncated(Method):
         return super().training_epochs(finetune) * sum(self.depths()) / n
 
     def train(self, ctx: TrainContext) -> None:
-        start, tokenizer = build_start(ctx.model_source, self.task.num_labels, ctx.seed)  # BERT-base's start
+        start, tokenizer = build_start(ctx.model_source, self.task.num_labels, ctx.seed, ctx.regression_targets())  # BERT-base's start
         n = int(start.config.num_hidden_layers)
         settings = self.params.settings(ctx)
         for k in self.depths():

@@ -39,7 +39,7 @@ class BertBase(Method):
         return [0.0]
 
     def train(self, ctx: TrainContext) -> None:
-        classifier, tokenizer = build_start(ctx.model_source, self.task.num_labels, ctx.seed)
+        classifier, tokenizer = build_start(ctx.model_source, self.task.num_labels, ctx.seed, ctx.regression_targets())
         model = MethodModel(classifier).to(ctx.device)
         settings = self.params.settings(ctx)
 

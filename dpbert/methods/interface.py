@@ -54,6 +54,11 @@ class TrainContext:
     log: logging.Logger
     selection: dict[str, Any] | None = None  # the config's `selection:` (window, min_points_in_window); None: no search
 
+    def regression_targets(self) -> Tensor | None:
+        """The training targets a new regression head starts from (``sources.start_at_targets``); None
+        on a classification task."""
+        return self.train.label_tensor() if self.task.is_regression else None
+
 
 @dataclass
 class Prediction:

@@ -223,7 +223,7 @@ def test_bert_kl_starts_from_the_pretrained_first_k_layers(tmp_path, tokenizer, 
     import baselines.truncated as truncated
 
     ctx = _small(tmp_path, tokenizer, regression)
-    start = build_start(ctx.model_source, ctx.task.num_labels, ctx.seed)[0]
+    start = build_start(ctx.model_source, ctx.task.num_labels, ctx.seed, ctx.regression_targets())[0]
     before, settings = {}, []
     real = truncated.train_loop
 
