@@ -88,6 +88,33 @@ def depth_field(lowest: int, highest_offset: int, what: str, **kwargs: Any):
     return field(metadata=metadata, **kwargs)
 
 
+def not_a_depth(**kwargs: Any):
+    """A dataclass field whose name looks like a depth (``depth_spec``) but holds no layer count or
+    index (e.g. a learning rate ``lr_per_layer``): the config check leaves it alone."""
+    return field(metadata={DEPTH_METADATA: None}, **kwargs)
+
+
+# Names read as depths without a declaration: the last word (split at "_") is one of DEPTH_WORDS
+# (depth, exit_layer, kept_layers, num_layers), or an index word after a layer word (layer_index).
+DEPTH_WORDS = ("depth", "depths", "layer", "layers")
+INDEX_WORDS = ("index", "indices", "idx")
+
+
+def depth_spec(f) -> tuple[int, int, str] | None:
+    """(lowest, highest_offset, what) of a Params field that names layers of the backbone, whatever its
+    type (int, float, list[int]); None for any other field. ``depth_field`` / ``not_a_depth`` declare it;
+    else its name decides: a count or a 1-based layer (1..N) for a name ending in a depth word, a
+    0-based index (0..N-1) for a layer word followed by an index word."""
+    if DEPTH_METADATA in f.metadata:
+        return f.metadata[DEPTH_METADATA]
+    words = f.name.lower().split("_")
+    if words[-1] in DEPTH_WORDS:
+        return 1, 0, "numbers of layers (a depth by its name)"
+    if words[-1] in INDEX_WORDS and any(w in ("layer", "layers") for w in words[:-1]):
+        return 0, -1, "0-based layer indices (a layer index by its name)"
+    return None
+
+
 @dataclass
 class FinetuneParams(MethodParams):
     """Base of the parameters of a method that fine-tunes a backbone: each None takes the profile's

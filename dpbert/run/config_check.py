@@ -12,7 +12,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from dpbert.methods.interface import DEPTH_METADATA, MethodConfigError, make_params
+from dpbert.methods.interface import DEPTH_METADATA, MethodConfigError, depth_spec, make_params
 from dpbert.methods.registry import UnknownMethodError, get_method
 
 
@@ -244,24 +244,33 @@ def backbone_depth(model: dict[str, Any]) -> tuple[int | None, str]:
 
 
 def check_depths(params: dict[str, Any], given: dict[str, dict], depth: int, source: str) -> None:
-    """Refuse a layer count or index a backbone of ``depth`` layers does not have (PABEE's patience
-    may exceed it: that only means it never exits). The fields are those a method's ``Params`` declares
-    with ``depth_field``."""
+    """Refuse a layer count or index a backbone of ``depth`` layers does not have, whatever the field's
+    type (PABEE's patience may exceed it: that only means it never exits). The fields are those
+    ``depth_spec`` finds: declared with ``depth_field``, or named like a depth (``depth``, ``exit_layer``,
+    ``kept_layers``)."""
     for name, obj in params.items():
-        for f in dataclasses.fields(obj):  # the method's own declaration (depth_field)
-            if DEPTH_METADATA not in f.metadata:
+        for f in dataclasses.fields(obj):
+            spec = depth_spec(f)
+            if spec is None:
                 continue
-            key, (lo, offset, what) = f.name, f.metadata[DEPTH_METADATA]
+            key, (lo, offset, what) = f.name, spec
             value = getattr(obj, key, None)
             if value is None:
                 continue
             hi = depth + offset
-            for v in value if isinstance(value, (list, tuple)) else [value]:
-                if isinstance(v, numbers.Integral) and not isinstance(v, bool) and not lo <= v <= hi:
+            many = isinstance(value, (list, tuple))
+            for v in value if many else [value]:
+                if isinstance(v, numbers.Real) and not isinstance(v, bool) and not lo <= v <= hi:
                     default = "" if key in (given.get(name) or {}) else " (its default; set it for this backbone)"
+                    by_name = "" if DEPTH_METADATA in f.metadata else (
+                        f" If {key} is no depth, or counts layers another way, declare it in the method's "
+                        f"Params with not_a_depth() or depth_field(lowest, highest_offset, what) "
+                        "(dpbert/methods/interface.py).")
+                    deeper = f", or a backbone of at least {v - offset:g} layers" if v > hi else ""
                     raise ConfigError(
-                        f"methods.{name}.{key} has {v}{default}, but the backbone has {depth} layers ({source}); "
-                        f"{key} holds {what}: use values in {lo}..{hi}."
+                        f"methods.{name}.{key} {'has' if many else 'is'} {v:g}{default}, but the backbone has "
+                        f"{depth} layers ({source}); {key} holds {what}: use values in {lo}..{hi}{deeper}."
+                        f"{by_name}"
                     )
 
 
