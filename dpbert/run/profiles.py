@@ -1,11 +1,14 @@
 """Which config a run uses, and where a profile's outputs go.
 
 A ``--configfile`` is either a complete profile (every key of ``COMPLETE_KEYS``: used as it is), or
-a partial file that names the profile it changes with ``base: demo|minilm|paper`` (any
-workflow/config/<name>.yaml; demo is config.yaml) and its own ``profile:`` name: it is merged deeply
-over that profile (mappings key by key, lists and values replaced, a key set to null removed). A
+a partial file that names the profile it changes with ``base:`` and its own ``profile:`` name: it is
+merged deeply over that profile (mappings key by key, lists and values replaced, a key set to null
+removed). A base is any profile file: a name of workflow/config/ (demo is config.yaml, minilm,
+paper) or of the test profiles in tests/config/ (micro), or the path of a YAML file (relative to the
+partial file's folder, else to the current one), itself complete or layered over its own base. A
 partial file without ``base:`` is refused, never mixed with the demo. ``--config`` overrides go on
-top of either. The Snakefile and ``python -m dpbert.tools.plan`` both resolve a config here.
+top of either, their strings read as numbers, booleans or null where the config schema asks for one
+(``coerce_overrides``). The Snakefile and ``python -m dpbert.tools.plan`` both resolve a config here.
 
 Outputs: the default profile (demo) writes ``results/`` and ``figures/``; every other profile
 ``results/<profile>/`` and ``figures/<profile>/``, so no profile overwrites another's tables.
@@ -46,11 +49,54 @@ def workflow_root(start: str | Path | None = None) -> Path:
                       "profiles (workflow/config/) and the config schema live.")
 
 
+def tests_config_dir(cdir: Path) -> Path:
+    """tests/config/ of the checkout whose workflow/config/ is ``cdir``: the test profiles (micro)."""
+    return Path(cdir).parent.parent / "tests" / "config"
+
+
 def profile_files(cdir: Path) -> dict[str, Path]:
-    """{profile name: file} of the profiles shipped in workflow/config/."""
+    """{profile name: file} of the profiles shipped in workflow/config/, then the test profiles of
+    tests/config/ (micro) under names workflow/config/ does not take."""
+    cdir = Path(cdir)
     files = {p.stem: p for p in sorted(cdir.glob("*.yaml")) if p.name not in PROFILE_FILES.values()}
     files.update({name: cdir / f for name, f in PROFILE_FILES.items()})
-    return dict(sorted(files.items()))
+    tests = tests_config_dir(cdir)
+    for p in sorted(tests.glob("*.yaml")) if tests.is_dir() else []:
+        files.setdefault(p.stem, p)
+    return dict(sorted(files.items(), key=lambda kv: (kv[1].parent != cdir, kv[0])))
+
+
+def _base_file(base: Any, shown: str, origin: Path, known: dict[str, Path]) -> Path:
+    """The file a ``base:`` names: a profile name (``known``), or a YAML path relative to ``origin``
+    (the partial file's folder), else to the current folder."""
+    if isinstance(base, str) and base in known:
+        return known[base]
+    if isinstance(base, str) and base.endswith((".yaml", ".yml")):
+        for path in (origin / base, Path(base)):
+            if path.is_file():
+                return path
+    shipped = [n for n, f in known.items() if f.parent == known[DEFAULT_PROFILE].parent]
+    tests = [n for n in known if n not in shipped]
+    raise ConfigError(
+        f"Config key 'base' in --configfile {shown} is {base!r}, which is neither a profile nor a YAML file. "
+        f"Set it to one of {', '.join(shipped)} (workflow/config/)" + (f" or {', '.join(tests)} (tests/config/)"
+                                                                       if tests else "")
+        + ", or to the path of a profile file (relative to the file that names it), the profile this file "
+        "changes; or remove it and give a complete profile.")
+
+
+def _layered(given: dict[str, Any], shown: str, origin: Path, known: dict[str, Path],
+             seen: tuple[Path, ...] = ()) -> dict[str, Any]:
+    """``given`` merged over the profile its ``base:`` names (itself resolved the same way)."""
+    path = _base_file(given["base"], shown, origin, known).resolve()
+    if path in seen:
+        raise ConfigError(f"--configfile {shown}: the bases form a loop ({' -> '.join(map(str, (*seen, path)))}); "
+                          "a base must end in a complete profile.")
+    base = _load(path)
+    if base.get("base") is not None:
+        base = _layered(base, str(path), path.parent, known, (*seen, path))
+    base.pop("base", None)
+    return layer(base, {k: v for k, v in given.items() if k != "base"})
 
 
 def _load(path: Path) -> dict[str, Any]:
@@ -121,19 +167,15 @@ def resolve_config(configfiles: Iterable[str | Path], cdir: str | Path,
         shown = " ".join(str(f) for f in files)
         base = given.get("base")
         if base is not None:
-            if not isinstance(base, str) or base not in known:
-                raise ConfigError(
-                    f"Config key 'base' in --configfile {shown} is {base!r}, not a profile of workflow/config/. "
-                    f"Set it to one of {', '.join(known)} (the profile this file changes), or remove it and "
-                    "give a complete profile.")
+            config = _layered(given, shown, files[0].parent, known)
             if "profile" not in given:
+                was = config.get("profile", DEFAULT_PROFILE)
                 raise ConfigError(
-                    f"--configfile {shown} changes profile '{base}' (base: {base}) but names no profile of its own, "
-                    f"so its results would replace {base}'s records ({results_dir(base)}/table1.csv, "
-                    f"work/{base}/). Add `profile: <a new name>` (its outputs then go to results/<name>/, "
-                    f"figures/<name>/ and work/<name>/), or `profile: {base}` to change {base}'s own records "
+                    f"--configfile {shown} changes profile '{was}' (base: {base}) but names no profile of its own, "
+                    f"so its results would replace {was}'s records ({results_dir(was)}/table1.csv, "
+                    f"work/{was}/). Add `profile: <a new name>` (its outputs then go to results/<name>/, "
+                    f"figures/<name>/ and work/<name>/), or `profile: {was}` to change {was}'s own records "
                     "on purpose.")
-            config = layer(_load(known[base]), {k: v for k, v in given.items() if k != "base"})
         else:
             _refuse_unknown_keys(given, cdir)  # a misspelt key first: it is why a key is "missing"
             missing = [k for k in COMPLETE_KEYS if k not in given]

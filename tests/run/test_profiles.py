@@ -93,6 +93,34 @@ def test_layered_file_must_name_its_profile_and_a_known_base(tmp_path):
         resolve_config([_write(tmp_path, "c.yaml", "base: demo\nprofile: logs\n")], CDIR)
 
 
+def test_any_profile_file_can_be_a_base(tmp_path):
+    """The micro test profile by name, a profile by path (relative to the file naming it), and a
+    layered file as the base of another."""
+    micro = yaml.safe_load((ROOT / "tests" / "config" / "micro.yaml").read_text())
+    f = _write(tmp_path, "micro2.yaml", "base: micro\nprofile: micro2\nseeds: [2]\nmethods: {pabee: null}\n"
+               "model: {small: {num_hidden_layers: 2}}\n")
+    cfg = resolve_config([f], CDIR)
+    assert cfg["profile"] == "micro2" and cfg["seeds"] == [2] and cfg["tasks"] == micro["tasks"]
+    assert list(cfg["methods"]) == [m for m in micro["methods"] if m != "pabee"]
+    assert cfg["model"]["small"] == {**micro["model"]["small"], "num_hidden_layers": 2}  # merged key by key
+    assert cfg["training"] == micro["training"] and "base" not in cfg
+    check_schema(cfg, SCHEMA)
+
+    (tmp_path / "sub").mkdir()
+    by_path = _write(tmp_path / "sub", "c.yaml", "base: ../micro2.yaml\nprofile: micro3\ntasks: [SST-2]\n")
+    chained = resolve_config([by_path], CDIR)
+    assert chained == {**cfg, "profile": "micro3", "tasks": ["SST-2"]}
+    assert resolve_config([_write(tmp_path, "d.yaml", f"base: {ROOT / 'tests/config/micro.yaml'}\nprofile: m\n")],
+                          CDIR) == {**micro, "profile": "m"}
+    loop = _write(tmp_path, "loop.yaml", "base: loop.yaml\nprofile: x\n")
+    with pytest.raises(ConfigError, match="the bases form a loop"):
+        resolve_config([loop], CDIR)
+    with pytest.raises(ConfigError, match=r"changes profile 'micro' \(base: micro\).*results/micro/table1\.csv"):
+        resolve_config([_write(tmp_path, "e.yaml", "base: micro\nseeds: [2]\n")], CDIR)
+    with pytest.raises(ConfigError, match=r"'micr'.*demo, minilm, paper \(workflow/config/\) or micro \(tests/config/\)"):
+        resolve_config([_write(tmp_path, "g.yaml", "base: micr\nprofile: x\n")], CDIR)
+
+
 def test_output_folders_per_profile():
     assert (results_dir("demo"), figures_dir("demo")) == ("results", "figures")
     assert (results_dir("minilm"), figures_dir("minilm")) == ("results/minilm", "figures/minilm")
