@@ -439,6 +439,48 @@ def _number_hint(value: Any) -> str:
     return ""
 
 
+NOT_SCALAR = object()
+_INT_TEXT = re.compile(r"^\s*[-+]?\d+\s*$")
+_FLOAT_TEXT = re.compile(r"^\s*[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?\s*$")
+
+
+def parse_scalar(text: str) -> Any:
+    """What YAML would read ``text`` as, for a number, a boolean or null: ``--config`` hands nested
+    values over as text (Snakemake reads them with YAML's BaseLoader). Anything else: ``NOT_SCALAR``."""
+    if _INT_TEXT.match(text):
+        return int(text)
+    if _FLOAT_TEXT.match(text):
+        return float(text)
+    word = text.strip().lower()
+    if word in ("true", "false"):
+        return word == "true"
+    if word in ("null", "~"):
+        return None
+    return NOT_SCALAR
+
+
+def coerce_param_strings(cls: type[MethodParams], values: dict[str, Any]) -> dict[str, Any]:
+    """``values`` with each string (or string in a list) that the field's annotation refuses but whose
+    number / boolean / null reading it accepts replaced by that reading: for ``--config methods=...``,
+    never for a config file (there a quoted number stays an error, ``check_params``)."""
+    try:
+        hints = get_type_hints(cls)
+    except (NameError, TypeError, AttributeError):
+        return dict(values)
+
+    def coerce(value: Any, tp: Any) -> Any:
+        if _conforms(value, tp):
+            return value
+        if isinstance(value, str):
+            parsed = parse_scalar(value)
+            return parsed if parsed is not NOT_SCALAR and _conforms(parsed, tp) else value
+        if isinstance(value, list) and (elem := _element_type(tp)) is not None:
+            return [coerce(v, elem) for v in value]
+        return value
+
+    return {k: coerce(v, hints[k]) if k in hints else v for k, v in values.items()}
+
+
 def _field_default(f) -> Any:
     if f.default is not MISSING:
         return f.default

@@ -152,6 +152,29 @@ def _refuse_unknown_keys(given: Mapping[str, Any], cdir: Path) -> None:
                           + f" The keys at the top level are: {', '.join(known)}.")
 
 
+def coerce_overrides(overrides: Mapping[str, Any], cdir: str | Path) -> dict[str, Any]:
+    """``--config`` values with the text Snakemake makes of nested numbers, booleans and null read back
+    where the config schema asks for one (``config_check.coerce_strings``), where BertConfig does under
+    ``model.small`` and where a method's Params annotation does under ``methods:`` (``coerce_param_strings``)."""
+    from dpbert.run.config_check import coerce_small_strings, coerce_strings
+
+    schema_path = Path(cdir).parent / "schemas" / "config.schema.yaml"
+    schema = yaml.safe_load(schema_path.read_text()) if schema_path.is_file() else {}
+    out = coerce_strings(dict(overrides), schema)
+    small = (out.get("model") or {}).get("small") if isinstance(out.get("model"), dict) else None
+    if isinstance(small, dict) and any(isinstance(v, str) for v in small.values()):
+        out["model"] = {**out["model"], "small": coerce_small_strings(small)}
+    methods = out.get("methods")
+    if isinstance(methods, dict) and any(isinstance(v, dict) for v in methods.values()):
+        from dpbert.methods.interface import coerce_param_strings
+        from dpbert.methods.registry import registered
+
+        known = registered()
+        out["methods"] = {name: coerce_param_strings(known[name].Params, given)
+                          if name in known and isinstance(given, dict) else given for name, given in methods.items()}
+    return out
+
+
 def resolve_config(configfiles: Iterable[str | Path], cdir: str | Path,
                    overrides: Mapping[str, Any] | None = None) -> dict[str, Any]:
     """The config of a run: the demo without configfiles, a complete file as it is, a partial one over its base."""
@@ -188,7 +211,7 @@ def resolve_config(configfiles: Iterable[str | Path], cdir: str | Path,
                     "method), or give every one of those keys (workflow/config/config.yaml shows them all).")
             config = given
     if overrides:
-        _update(config, overrides)
+        _update(config, coerce_overrides(overrides, cdir))
     config.pop("base", None)
     name = config.get("profile", DEFAULT_PROFILE)
     if name in RESERVED_NAMES:
