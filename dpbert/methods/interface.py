@@ -291,6 +291,7 @@ def make_params(cls: type[MethodParams], values: dict[str, Any], method: str) ->
     return cls(**values)
 
 
+# Hand-written, not the JSON schema: jobs run these checks too (make_params), from the annotations that are their only declaration, with messages naming the list index, default and reason; a generated schema would move this code (annotation walk, formatter), not remove it.
 # Value rules of method parameters, by field name: a rule holds for every method whose Params has a
 # field of that name (for a list field, for each of its values). A rule is an interval written
 # "[lo, hi]", "(lo, hi)", "[lo, hi)" ... (inf allowed) or a tuple of the allowed strings, with the
