@@ -22,6 +22,8 @@ from __future__ import annotations
 
 import copy
 import logging
+import sys
+import types
 from pathlib import Path
 
 import pandas as pd
@@ -82,6 +84,10 @@ def stage1(tmp_path_factory):
 
 @pytest.mark.parametrize("name,params", CASES, ids=[c[0] for c in CASES])
 def test_method_passes_the_config_check_trains_and_sweeps_on_micro(name, params, stage1):
+    check_method(name, params, stage1)
+
+
+def check_method(name: str, params: dict, stage1: Path) -> None:
     cfg = micro_config(name, params)
     assert list(check_config(cfg)) == ["bert", name]  # 1. refused here, not inside a job
     out = job(cfg, name, stage1.parent.parent / name, stage1)  # 2. train, then sweep
@@ -90,7 +96,7 @@ def test_method_passes_the_config_check_trains_and_sweeps_on_micro(name, params,
     n_layers = cfg["model"]["small"]["num_hidden_layers"]
     model_dir = out / "model" if method.trains else stage1
     for variant in method.trained_variants(model_dir):
-        rows = sweep[(sweep["variant"] == variant) & (sweep["refined"] == False)]  # noqa: E712  (the grid)
+        rows = sweep[(sweep["variant"] == variant) & ~sweep["refined"].astype(bool)]  # the grid, not the search
         assert sorted(rows["knob"].unique()) == sorted(float(k) for k in method.knobs_of(variant)), variant
     assert sweep["mean_layers"].between(1, n_layers).all() and (sweep["n_layers"] == n_layers).all()
     assert ((sweep["layer_speedup"] - n_layers / sweep["mean_layers"]).abs() < 1e-9).all()
@@ -111,3 +117,24 @@ def test_method_passes_the_config_check_trains_and_sweeps_on_micro(name, params,
                                  method.predict_knobs(model, example, knobs)):
                 assert torch.equal(one.output, many.output) and one.executed == many.executed
     assert get_method(name) is type(method)
+
+
+def test_the_guides_fixed_depth_example_runs(stage1, monkeypatch):
+    """docs/architecture.md's whole fixed-depth method (not a file of the project) passes this template,
+    and its depth is refused before any job where the backbone is shallower."""
+    from dpbert.methods.interface import _REGISTRY
+    from dpbert.run.config_check import ConfigError
+
+    guide = (ROOT / "docs" / "architecture.md").read_text()
+    section = guide[guide.index("## Adding a method"):]
+    code = section[section.index("```python\n") + len("```python\n"):]
+    code = code[:code.index("```\n")]
+    assert len([ln for ln in code.splitlines() if ln.strip()]) <= 30
+    module = types.ModuleType("guide_first_k")
+    monkeypatch.setitem(sys.modules, module.__name__, module)  # dataclasses look their module up there
+    exec(compile(code, "docs/architecture.md", "exec"), module.__dict__)  # noqa: S102  (the project's own docs)
+    cls = _REGISTRY.pop("first_k")  # registered by the example: undone after the test
+    monkeypatch.setitem(_REGISTRY, "first_k", cls)
+    check_method("first_k", {"depth": 2}, stage1)
+    with pytest.raises(ConfigError, match=r"methods\.first_k\.depth is 8, but the backbone has 4 layers"):
+        check_config(micro_config("first_k", {"depth": 8}))

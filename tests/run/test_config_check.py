@@ -234,8 +234,8 @@ class _FixedDepth(Method):
     ({"exit_layer": 8.0}, "methods.toy_fixed_depth.exit_layer is 8, but the backbone has 4 layers"),
     ({"kept_layers": [2, 5]}, "methods.toy_fixed_depth.kept_layers has 5, but the backbone has 4 layers"),
     ({"depth": 0}, "methods.toy_fixed_depth.depth is 0, but"),
-    ({"layer_index": 4}, "0-based layer indices (a layer index by its name): use values in 0..3, or a backbone "
-                         "of at least 5 layers"),
+    ({"layer_index": 4}, ("0-based layer indices (a layer index by its name): use values in 0..3, or a "
+                          "backbone of at least 5 layers")),
 ])
 def test_a_new_methods_depth_named_parameter_is_checked_whatever_its_type(monkeypatch, given, expect):
     """A plain ``depth: int`` (no depth_field) of 8 on the 4-layer micro model is refused before any job,
