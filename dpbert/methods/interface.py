@@ -93,6 +93,33 @@ def depth_field(lowest: int, highest_offset: int, what: str, **kwargs: Any):
     return field(metadata=metadata, **kwargs)
 
 
+def not_a_depth(**kwargs: Any):
+    """A dataclass field whose name looks like a depth (``depth_spec``) but holds no layer count or
+    index (e.g. a learning rate ``lr_per_layer``): the config check leaves it alone."""
+    return field(metadata={DEPTH_METADATA: None}, **kwargs)
+
+
+# Names read as depths without a declaration: the last word (split at "_") is one of DEPTH_WORDS
+# (depth, exit_layer, kept_layers, num_layers), or an index word after a layer word (layer_index).
+DEPTH_WORDS = ("depth", "depths", "layer", "layers")
+INDEX_WORDS = ("index", "indices", "idx")
+
+
+def depth_spec(f) -> tuple[int, int, str] | None:
+    """(lowest, highest_offset, what) of a Params field that names layers of the backbone, whatever its
+    type (int, float, list[int]); None for any other field. ``depth_field`` / ``not_a_depth`` declare it;
+    else its name decides: a count or a 1-based layer (1..N) for a name ending in a depth word, a
+    0-based index (0..N-1) for a layer word followed by an index word."""
+    if DEPTH_METADATA in f.metadata:
+        return f.metadata[DEPTH_METADATA]
+    words = f.name.lower().split("_")
+    if words[-1] in DEPTH_WORDS:
+        return 1, 0, "numbers of layers (a depth by its name)"
+    if words[-1] in INDEX_WORDS and any(w in ("layer", "layers") for w in words[:-1]):
+        return 0, -1, "0-based layer indices (a layer index by its name)"
+    return None
+
+
 @dataclass
 class FinetuneParams(MethodParams):
     """Base of the parameters of a method that fine-tunes a backbone: each None takes the profile's
@@ -269,6 +296,7 @@ def make_params(cls: type[MethodParams], values: dict[str, Any], method: str) ->
     return cls(**values)
 
 
+# Hand-written, not the JSON schema: jobs run these checks too (make_params), from the annotations that are their only declaration, with messages naming the list index, default and reason; a generated schema would move this code (annotation walk, formatter), not remove it.
 # Value rules of method parameters, by field name: a rule holds for every method whose Params has a
 # field of that name (for a list field, for each of its values). A rule is an interval written
 # "[lo, hi]", "(lo, hi)", "[lo, hi)" ... (inf allowed) or a tuple of the allowed strings, with the
@@ -415,6 +443,48 @@ def _number_hint(value: Any) -> str:
             return (f" (YAML reads an exponent without a decimal point as text: write {mant}.0e{exp})")
         return f" (drop the quotes: {value.strip()})"
     return ""
+
+
+NOT_SCALAR = object()
+_INT_TEXT = re.compile(r"^\s*[-+]?\d+\s*$")
+_FLOAT_TEXT = re.compile(r"^\s*[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?\s*$")
+
+
+def parse_scalar(text: str) -> Any:
+    """What YAML would read ``text`` as, for a number, a boolean or null: ``--config`` hands nested
+    values over as text (Snakemake reads them with YAML's BaseLoader). Anything else: ``NOT_SCALAR``."""
+    if _INT_TEXT.match(text):
+        return int(text)
+    if _FLOAT_TEXT.match(text):
+        return float(text)
+    word = text.strip().lower()
+    if word in ("true", "false"):
+        return word == "true"
+    if word in ("null", "~"):
+        return None
+    return NOT_SCALAR
+
+
+def coerce_param_strings(cls: type[MethodParams], values: dict[str, Any]) -> dict[str, Any]:
+    """``values`` with each string (or string in a list) that the field's annotation refuses but whose
+    number / boolean / null reading it accepts replaced by that reading: for ``--config methods=...``,
+    never for a config file (there a quoted number stays an error, ``check_params``)."""
+    try:
+        hints = get_type_hints(cls)
+    except (NameError, TypeError, AttributeError):
+        return dict(values)
+
+    def coerce(value: Any, tp: Any) -> Any:
+        if _conforms(value, tp):
+            return value
+        if isinstance(value, str):
+            parsed = parse_scalar(value)
+            return parsed if parsed is not NOT_SCALAR and _conforms(parsed, tp) else value
+        if isinstance(value, list) and (elem := _element_type(tp)) is not None:
+            return [coerce(v, elem) for v in value]
+        return value
+
+    return {k: coerce(v, hints[k]) if k in hints else v for k, v in values.items()}
 
 
 def _field_default(f) -> Any:

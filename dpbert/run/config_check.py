@@ -12,7 +12,14 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from dpbert.methods.interface import DEPTH_METADATA, MethodConfigError, make_params
+from dpbert.methods.interface import (
+    DEPTH_METADATA,
+    NOT_SCALAR,
+    MethodConfigError,
+    depth_spec,
+    make_params,
+    parse_scalar,
+)
 from dpbert.methods.registry import UnknownMethodError, get_method
 
 
@@ -86,6 +93,66 @@ def schema_message(error) -> str:
         lines.append(f"({key}: {description if len(description) <= 200 else description[:197] + '...'})")
     lines.append("Fix the config file (or the --config override); workflow/schemas/config.schema.yaml lists every key.")
     return "\n".join(lines)
+
+
+def _branches(schema: Any) -> list[dict]:
+    if not isinstance(schema, dict):
+        return []
+    alts = schema.get("anyOf") or schema.get("oneOf")
+    return [b for alt in alts for b in _branches(alt)] if alts else [schema]
+
+
+def _types(branch: dict) -> set[str]:
+    kind = branch.get("type")
+    return {kind} if isinstance(kind, str) else set(kind or ())
+
+
+def _takes(branch: dict, value: Any) -> bool:
+    """Whether one schema branch takes ``value`` by its type (and enum); not its bounds."""
+    if "enum" in branch:
+        return any(value == e and isinstance(value, bool) == isinstance(e, bool) for e in branch["enum"])
+    types = _types(branch)
+    if not types:
+        return True  # no type: anything (the schema check decides)
+    if isinstance(value, bool):
+        return "boolean" in types
+    if value is None:
+        return "null" in types
+    if isinstance(value, int):
+        return bool(types & {"integer", "number"})
+    if isinstance(value, float):
+        return "number" in types or ("integer" in types and value.is_integer())
+    return isinstance(value, str) and "string" in types
+
+
+def coerce_strings(value: Any, schema: Any) -> Any:
+    """``value`` (``--config`` overrides) with every string that the schema refuses where it stands, but
+    whose number / boolean / null reading it takes, replaced by that reading: Snakemake hands nested
+    ``--config`` values over as text (``model='{"max_length": 128}'`` gives "128"). A string the schema
+    takes as one (an enum's "off") or that reads as nothing of the sort ("abc") is left for the schema
+    check and its message."""
+    if not isinstance(schema, dict):
+        return value
+    if isinstance(value, dict):
+        out = {}
+        for key, v in value.items():
+            sub = next((b["properties"][key] for b in _branches(schema) if key in b.get("properties", {})), None)
+            if sub is None:
+                sub = next((b["additionalProperties"] for b in _branches(schema)
+                            if isinstance(b.get("additionalProperties"), dict)), None)
+            out[key] = coerce_strings(v, sub)
+        return out
+    if isinstance(value, list):
+        items = next((b["items"] for b in _branches(schema) if isinstance(b.get("items"), dict)), None)
+        return [coerce_strings(v, items) for v in value]
+    if isinstance(value, str):
+        branches = _branches(schema)
+        if not branches or any(_takes(b, value) for b in branches):
+            return value
+        parsed = parse_scalar(value)
+        if parsed is not NOT_SCALAR and any(_takes(b, parsed) for b in branches):
+            return parsed
+    return value
 
 
 def check_schema(config: dict[str, Any], schema_path: str | Path) -> None:
@@ -195,6 +262,25 @@ def check_small(small: dict[str, Any]) -> int:
     return int(merged["num_hidden_layers"])
 
 
+def coerce_small_strings(small: dict[str, Any]) -> dict[str, Any]:
+    """model.small from ``--config`` with each text whose BertConfig default is a number or a boolean
+    read as one ("6" -> 6), as ``coerce_strings`` does where the schema states the type."""
+    from transformers import BertConfig
+
+    defaults = BertConfig().to_dict()
+    out = {}
+    for key, value in small.items():
+        default, parsed = defaults.get(key), parse_scalar(value) if isinstance(value, str) else NOT_SCALAR
+        kind = bool if isinstance(default, bool) else int if isinstance(default, int) else (
+            float if isinstance(default, float) else None)
+        fits = parsed is not NOT_SCALAR and kind is not None and (
+            isinstance(parsed, bool) if kind is bool else
+            (isinstance(parsed, int) and not isinstance(parsed, bool)) if kind is int else
+            isinstance(parsed, (int, float)) and not isinstance(parsed, bool))
+        out[key] = parsed if fits else value
+    return out
+
+
 def _config_depth(path: Path | str | None) -> int | None:
     try:
         return int(json.loads(Path(path).read_text())["num_hidden_layers"])
@@ -244,24 +330,33 @@ def backbone_depth(model: dict[str, Any]) -> tuple[int | None, str]:
 
 
 def check_depths(params: dict[str, Any], given: dict[str, dict], depth: int, source: str) -> None:
-    """Refuse a layer count or index a backbone of ``depth`` layers does not have (PABEE's patience
-    may exceed it: that only means it never exits). The fields are those a method's ``Params`` declares
-    with ``depth_field``."""
+    """Refuse a layer count or index a backbone of ``depth`` layers does not have, whatever the field's
+    type (PABEE's patience may exceed it: that only means it never exits). The fields are those
+    ``depth_spec`` finds: declared with ``depth_field``, or named like a depth (``depth``, ``exit_layer``,
+    ``kept_layers``)."""
     for name, obj in params.items():
-        for f in dataclasses.fields(obj):  # the method's own declaration (depth_field)
-            if DEPTH_METADATA not in f.metadata:
+        for f in dataclasses.fields(obj):
+            spec = depth_spec(f)
+            if spec is None:
                 continue
-            key, (lo, offset, what) = f.name, f.metadata[DEPTH_METADATA]
+            key, (lo, offset, what) = f.name, spec
             value = getattr(obj, key, None)
             if value is None:
                 continue
             hi = depth + offset
-            for v in value if isinstance(value, (list, tuple)) else [value]:
-                if isinstance(v, numbers.Integral) and not isinstance(v, bool) and not lo <= v <= hi:
+            many = isinstance(value, (list, tuple))
+            for v in value if many else [value]:
+                if isinstance(v, numbers.Real) and not isinstance(v, bool) and not lo <= v <= hi:
                     default = "" if key in (given.get(name) or {}) else " (its default; set it for this backbone)"
+                    by_name = "" if DEPTH_METADATA in f.metadata else (
+                        f" If {key} is no depth, or counts layers another way, declare it in the method's "
+                        f"Params with not_a_depth() or depth_field(lowest, highest_offset, what) "
+                        "(dpbert/methods/interface.py).")
+                    deeper = f", or a backbone of at least {v - offset:g} layers" if v > hi else ""
                     raise ConfigError(
-                        f"methods.{name}.{key} has {v}{default}, but the backbone has {depth} layers ({source}); "
-                        f"{key} holds {what}: use values in {lo}..{hi}."
+                        f"methods.{name}.{key} {'has' if many else 'is'} {v:g}{default}, but the backbone has "
+                        f"{depth} layers ({source}); {key} holds {what}: use values in {lo}..{hi}{deeper}."
+                        f"{by_name}"
                     )
 
 

@@ -1,11 +1,14 @@
 """Which config a run uses, and where a profile's outputs go.
 
 A ``--configfile`` is either a complete profile (every key of ``COMPLETE_KEYS``: used as it is), or
-a partial file that names the profile it changes with ``base: demo|minilm|paper`` (any
-workflow/config/<name>.yaml; demo is config.yaml) and its own ``profile:`` name: it is merged deeply
-over that profile (mappings key by key, lists and values replaced, a key set to null removed). A
+a partial file that names the profile it changes with ``base:`` and its own ``profile:`` name: it is
+merged deeply over that profile (mappings key by key, lists and values replaced, a key set to null
+removed). A base is any profile file: a name of workflow/config/ (demo is config.yaml, minilm,
+paper) or of the test profiles in tests/config/ (micro), or the path of a YAML file (relative to the
+partial file's folder, else to the current one), itself complete or layered over its own base. A
 partial file without ``base:`` is refused, never mixed with the demo. ``--config`` overrides go on
-top of either. The Snakefile and ``python -m dpbert.tools.plan`` both resolve a config here.
+top of either, their strings read as numbers, booleans or null where the config schema asks for one
+(``coerce_overrides``). The Snakefile and ``python -m dpbert.tools.plan`` both resolve a config here.
 
 Outputs: the default profile (demo) writes ``results/`` and ``figures/``; every other profile
 ``results/<profile>/`` and ``figures/<profile>/``, so no profile overwrites another's tables.
@@ -46,11 +49,54 @@ def workflow_root(start: str | Path | None = None) -> Path:
                       "profiles (workflow/config/) and the config schema live.")
 
 
+def tests_config_dir(cdir: Path) -> Path:
+    """tests/config/ of the checkout whose workflow/config/ is ``cdir``: the test profiles (micro)."""
+    return Path(cdir).parent.parent / "tests" / "config"
+
+
 def profile_files(cdir: Path) -> dict[str, Path]:
-    """{profile name: file} of the profiles shipped in workflow/config/."""
+    """{profile name: file} of the profiles shipped in workflow/config/, then the test profiles of
+    tests/config/ (micro) under names workflow/config/ does not take."""
+    cdir = Path(cdir)
     files = {p.stem: p for p in sorted(cdir.glob("*.yaml")) if p.name not in PROFILE_FILES.values()}
     files.update({name: cdir / f for name, f in PROFILE_FILES.items()})
-    return dict(sorted(files.items()))
+    tests = tests_config_dir(cdir)
+    for p in sorted(tests.glob("*.yaml")) if tests.is_dir() else []:
+        files.setdefault(p.stem, p)
+    return dict(sorted(files.items(), key=lambda kv: (kv[1].parent != cdir, kv[0])))
+
+
+def _base_file(base: Any, shown: str, origin: Path, known: dict[str, Path]) -> Path:
+    """The file a ``base:`` names: a profile name (``known``), or a YAML path relative to ``origin``
+    (the partial file's folder), else to the current folder."""
+    if isinstance(base, str) and base in known:
+        return known[base]
+    if isinstance(base, str) and base.endswith((".yaml", ".yml")):
+        for path in (origin / base, Path(base)):
+            if path.is_file():
+                return path
+    shipped = [n for n, f in known.items() if f.parent == known[DEFAULT_PROFILE].parent]
+    tests = [n for n in known if n not in shipped]
+    raise ConfigError(
+        f"Config key 'base' in --configfile {shown} is {base!r}, which is neither a profile nor a YAML file. "
+        f"Set it to one of {', '.join(shipped)} (workflow/config/)" + (f" or {', '.join(tests)} (tests/config/)"
+                                                                       if tests else "")
+        + ", or to the path of a profile file (relative to the file that names it), the profile this file "
+        "changes; or remove it and give a complete profile.")
+
+
+def _layered(given: dict[str, Any], shown: str, origin: Path, known: dict[str, Path],
+             seen: tuple[Path, ...] = ()) -> dict[str, Any]:
+    """``given`` merged over the profile its ``base:`` names (itself resolved the same way)."""
+    path = _base_file(given["base"], shown, origin, known).resolve()
+    if path in seen:
+        raise ConfigError(f"--configfile {shown}: the bases form a loop ({' -> '.join(map(str, (*seen, path)))}); "
+                          "a base must end in a complete profile.")
+    base = _load(path)
+    if base.get("base") is not None:
+        base = _layered(base, str(path), path.parent, known, (*seen, path))
+    base.pop("base", None)
+    return layer(base, {k: v for k, v in given.items() if k != "base"})
 
 
 def _load(path: Path) -> dict[str, Any]:
@@ -106,6 +152,29 @@ def _refuse_unknown_keys(given: Mapping[str, Any], cdir: Path) -> None:
                           + f" The keys at the top level are: {', '.join(known)}.")
 
 
+def coerce_overrides(overrides: Mapping[str, Any], cdir: str | Path) -> dict[str, Any]:
+    """``--config`` values with the text Snakemake makes of nested numbers, booleans and null read back
+    where the config schema asks for one (``config_check.coerce_strings``), where BertConfig does under
+    ``model.small`` and where a method's Params annotation does under ``methods:`` (``coerce_param_strings``)."""
+    from dpbert.run.config_check import coerce_small_strings, coerce_strings
+
+    schema_path = Path(cdir).parent / "schemas" / "config.schema.yaml"
+    schema = yaml.safe_load(schema_path.read_text()) if schema_path.is_file() else {}
+    out = coerce_strings(dict(overrides), schema)
+    small = (out.get("model") or {}).get("small") if isinstance(out.get("model"), dict) else None
+    if isinstance(small, dict) and any(isinstance(v, str) for v in small.values()):
+        out["model"] = {**out["model"], "small": coerce_small_strings(small)}
+    methods = out.get("methods")
+    if isinstance(methods, dict) and any(isinstance(v, dict) for v in methods.values()):
+        from dpbert.methods.interface import coerce_param_strings
+        from dpbert.methods.registry import registered
+
+        known = registered()
+        out["methods"] = {name: coerce_param_strings(known[name].Params, given)
+                          if name in known and isinstance(given, dict) else given for name, given in methods.items()}
+    return out
+
+
 def resolve_config(configfiles: Iterable[str | Path], cdir: str | Path,
                    overrides: Mapping[str, Any] | None = None) -> dict[str, Any]:
     """The config of a run: the demo without configfiles, a complete file as it is, a partial one over its base."""
@@ -121,19 +190,15 @@ def resolve_config(configfiles: Iterable[str | Path], cdir: str | Path,
         shown = " ".join(str(f) for f in files)
         base = given.get("base")
         if base is not None:
-            if not isinstance(base, str) or base not in known:
-                raise ConfigError(
-                    f"Config key 'base' in --configfile {shown} is {base!r}, not a profile of workflow/config/. "
-                    f"Set it to one of {', '.join(known)} (the profile this file changes), or remove it and "
-                    "give a complete profile.")
+            config = _layered(given, shown, files[0].parent, known)
             if "profile" not in given:
+                was = config.get("profile", DEFAULT_PROFILE)
                 raise ConfigError(
-                    f"--configfile {shown} changes profile '{base}' (base: {base}) but names no profile of its own, "
-                    f"so its results would replace {base}'s records ({results_dir(base)}/table1.csv, "
-                    f"work/{base}/). Add `profile: <a new name>` (its outputs then go to results/<name>/, "
-                    f"figures/<name>/ and work/<name>/), or `profile: {base}` to change {base}'s own records "
+                    f"--configfile {shown} changes profile '{was}' (base: {base}) but names no profile of its own, "
+                    f"so its results would replace {was}'s records ({results_dir(was)}/table1.csv, "
+                    f"work/{was}/). Add `profile: <a new name>` (its outputs then go to results/<name>/, "
+                    f"figures/<name>/ and work/<name>/), or `profile: {was}` to change {was}'s own records "
                     "on purpose.")
-            config = layer(_load(known[base]), {k: v for k, v in given.items() if k != "base"})
         else:
             _refuse_unknown_keys(given, cdir)  # a misspelt key first: it is why a key is "missing"
             missing = [k for k in COMPLETE_KEYS if k not in given]
@@ -146,7 +211,7 @@ def resolve_config(configfiles: Iterable[str | Path], cdir: str | Path,
                     "method), or give every one of those keys (workflow/config/config.yaml shows them all).")
             config = given
     if overrides:
-        _update(config, overrides)
+        _update(config, coerce_overrides(overrides, cdir))
     config.pop("base", None)
     name = config.get("profile", DEFAULT_PROFILE)
     if name in RESERVED_NAMES:

@@ -17,11 +17,15 @@ from snakemake.utils import validate
 
 from dpbert.data.tasks import get_task
 from dpbert.methods.interface import (
+    _REGISTRY,
     PARAM_RULES,
+    Method,
     MethodConfigError,
     MethodParams,
     check_params,
+    depth_spec,
     make_params,
+    not_a_depth,
 )
 from dpbert.methods.registry import build_method, get_method, registered
 from dpbert.run.config_check import (
@@ -209,6 +213,65 @@ def test_depths_deeper_than_the_model_are_refused():
     assert "(its default; set it for this backbone)" in refused(load(methods={"bert": {}, "bert_truncated": {}}))
     # a patience above the depth only never fires: fine
     check_config(load(methods={"bert": {}, "pabee": {"patiences": [2, 10]}}))
+
+
+@dataclass
+class _DepthParams(MethodParams):
+    """A new fixed-depth method's parameters, none declared with depth_field: their names say depth."""
+    depth: int = 2
+    exit_layer: float = 1.0
+    kept_layers: list[int] = field(default_factory=lambda: [1])
+    layer_index: int = 0
+    lr_per_layer: float = not_a_depth(default=1e-3)  # named like a depth, declared as none
+
+
+class _FixedDepth(Method):
+    name, display_name, knob_name, static, Params = "toy_fixed_depth", "Toy", "depth", True, _DepthParams
+
+
+@pytest.mark.parametrize("given,expect", [
+    ({"depth": 8}, "methods.toy_fixed_depth.depth is 8, but the backbone has 4 layers"),
+    ({"exit_layer": 8.0}, "methods.toy_fixed_depth.exit_layer is 8, but the backbone has 4 layers"),
+    ({"kept_layers": [2, 5]}, "methods.toy_fixed_depth.kept_layers has 5, but the backbone has 4 layers"),
+    ({"depth": 0}, "methods.toy_fixed_depth.depth is 0, but"),
+    ({"layer_index": 4}, ("0-based layer indices (a layer index by its name): use values in 0..3, or a "
+                          "backbone of at least 5 layers")),
+])
+def test_a_new_methods_depth_named_parameter_is_checked_whatever_its_type(monkeypatch, given, expect):
+    """A plain ``depth: int`` (no depth_field) of 8 on the 4-layer micro model is refused before any job,
+    not inside it with torch's IndexError."""
+    monkeypatch.setitem(_REGISTRY, _FixedDepth.name, _FixedDepth)
+    msg = refused(load(methods={"bert": {}, "toy_fixed_depth": given}))
+    assert expect in msg and "(model.small.num_hidden_layers)" in msg, msg
+    assert "not_a_depth()" in msg and len(msg.splitlines()) == 1  # one paragraph, with the fix
+    check_config(load(methods={"bert": {}, "toy_fixed_depth": {"depth": 4, "kept_layers": [4, 1],
+                                                               "layer_index": 3, "lr_per_layer": 50.0}}))
+
+
+def test_a_depth_default_too_deep_for_the_backbone_is_named_as_the_default(monkeypatch):
+    @dataclass
+    class P(MethodParams):
+        depth: int = 8
+
+    class M(_FixedDepth):
+        name, Params = "toy_deep_default", P
+
+    monkeypatch.setitem(_REGISTRY, M.name, M)
+    msg = refused(load(methods={"bert": {}, "toy_deep_default": {}}))
+    assert msg.startswith("methods.toy_deep_default.depth is 8 (its default; set it for this backbone)"), msg
+
+
+def test_depth_spec_reads_declarations_then_names():
+    specs = {f.name: depth_spec(f) for f in fields(_DepthParams)}
+    assert specs == {"depth": (1, 0, "numbers of layers (a depth by its name)"),
+                     "exit_layer": (1, 0, "numbers of layers (a depth by its name)"),
+                     "kept_layers": (1, 0, "numbers of layers (a depth by its name)"),
+                     "layer_index": (0, -1, "0-based layer indices (a layer index by its name)"),
+                     "lr_per_layer": None}
+    declared = {f.name: depth_spec(f) for f in fields(get_method("distilbert").Params)}
+    assert declared["teacher_layers"] == (0, -1, "0-based indices of teacher layers")
+    assert declared["reference_depth"] == (1, 0, "numbers of layers (a depth by its name)")
+    assert declared["temperature"] is None and declared["hub_name"] is None
 
 
 def test_backbone_depth_per_source(tmp_path, monkeypatch):

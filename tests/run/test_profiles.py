@@ -93,6 +93,85 @@ def test_layered_file_must_name_its_profile_and_a_known_base(tmp_path):
         resolve_config([_write(tmp_path, "c.yaml", "base: demo\nprofile: logs\n")], CDIR)
 
 
+def test_any_profile_file_can_be_a_base(tmp_path):
+    """The micro test profile by name, a profile by path (relative to the file naming it), and a
+    layered file as the base of another."""
+    micro = yaml.safe_load((ROOT / "tests" / "config" / "micro.yaml").read_text())
+    f = _write(tmp_path, "micro2.yaml", "base: micro\nprofile: micro2\nseeds: [2]\nmethods: {pabee: null}\n"
+               "model: {small: {num_hidden_layers: 2}}\n")
+    cfg = resolve_config([f], CDIR)
+    assert cfg["profile"] == "micro2" and cfg["seeds"] == [2] and cfg["tasks"] == micro["tasks"]
+    assert list(cfg["methods"]) == [m for m in micro["methods"] if m != "pabee"]
+    assert cfg["model"]["small"] == {**micro["model"]["small"], "num_hidden_layers": 2}  # merged key by key
+    assert cfg["training"] == micro["training"] and "base" not in cfg
+    check_schema(cfg, SCHEMA)
+
+    (tmp_path / "sub").mkdir()
+    by_path = _write(tmp_path / "sub", "c.yaml", "base: ../micro2.yaml\nprofile: micro3\ntasks: [SST-2]\n")
+    chained = resolve_config([by_path], CDIR)
+    assert chained == {**cfg, "profile": "micro3", "tasks": ["SST-2"]}
+    assert resolve_config([_write(tmp_path, "d.yaml", f"base: {ROOT / 'tests/config/micro.yaml'}\nprofile: m\n")],
+                          CDIR) == {**micro, "profile": "m"}
+    loop = _write(tmp_path, "loop.yaml", "base: loop.yaml\nprofile: x\n")
+    with pytest.raises(ConfigError, match="the bases form a loop"):
+        resolve_config([loop], CDIR)
+    with pytest.raises(ConfigError, match=r"changes profile 'micro' \(base: micro\).*results/micro/table1\.csv"):
+        resolve_config([_write(tmp_path, "e.yaml", "base: micro\nseeds: [2]\n")], CDIR)
+    with pytest.raises(ConfigError, match=r"'micr'.*demo, minilm, paper \(workflow/config/\) or micro \(tests/config/\)"):
+        resolve_config([_write(tmp_path, "g.yaml", "base: micr\nprofile: x\n")], CDIR)
+
+
+MICRO_FILE = ROOT / "tests" / "config" / "micro.yaml"
+
+
+def _overrides(*entries: str) -> dict:
+    """``--config`` entries as Snakemake parses them: nested values come as text."""
+    from snakemake.cli import parse_config
+
+    return parse_config(list(entries))
+
+
+def test_config_overrides_read_numbers_where_the_schema_asks_for_them():
+    given = _overrides('model={"max_length": 128, "small": {"num_hidden_layers": 2}}', "seeds=[1, 2]",
+                       'training={"checkpoint": "5", "finetune": {"lr": "1e-3", "group_by_length": true}}',
+                       'data={"max_dev": null, "data_dir": "123"}', 'selection={"window": [1, 2.5]}',
+                       'execution={"reproducible": false}',
+                       'methods={"pabee": {"patiences": [1, 2], "state": "mean"}, "dpbert": {"beta": 2}}')
+    assert given["model"]["max_length"] == "128" and given["seeds"] == ["1", "2"]  # what snakemake hands over
+    cfg = resolve_config([MICRO_FILE], CDIR, given)
+    assert cfg["model"]["max_length"] == 128 and cfg["model"]["small"]["num_hidden_layers"] == 2
+    assert cfg["seeds"] == [1, 2] and cfg["selection"]["window"] == [1, 2.5]
+    assert cfg["training"]["checkpoint"] == 5 and cfg["training"]["finetune"]["lr"] == 0.001
+    assert cfg["training"]["finetune"]["group_by_length"] is True and cfg["execution"]["reproducible"] is False
+    assert cfg["data"]["max_dev"] is None
+    assert cfg["data"]["data_dir"] == "123"  # the schema asks for a string there: left as it is
+    assert cfg["methods"]["pabee"] == {"patiences": [1, 2], "state": "mean"} and cfg["methods"]["dpbert"]["beta"] == 2
+    check_schema(cfg, SCHEMA)
+    # a string the schema takes as one stays one
+    assert resolve_config([MICRO_FILE], CDIR, _overrides('training={"checkpoint": "off"}'))["training"]["checkpoint"] == "off"
+
+
+def test_a_non_numeric_override_still_gets_the_schema_message():
+    cfg = resolve_config([MICRO_FILE], CDIR, _overrides('model={"max_length": "12x"}'))
+    with pytest.raises(ConfigError, match=r"config key model\.max_length is '12x', but it must be an integer"):
+        check_schema(cfg, SCHEMA)
+
+
+def test_a_quoted_number_in_a_config_file_is_still_refused(tmp_path):
+    """Only --config text is read as numbers: in a YAML file quotes are the writer's choice, and an error."""
+    f = _write(tmp_path, "q.yaml", 'base: micro\nprofile: q\nmodel: {max_length: "128"}\n')
+    with pytest.raises(ConfigError, match=r"model\.max_length is '128', but it must be an integer"):
+        check_schema(resolve_config([f], CDIR), SCHEMA)
+
+
+def test_snakemake_accepts_a_nested_numeric_config_override(tmp_path):
+    cmd = [sys.executable, "-m", "snakemake", "-s", str(ROOT / "Snakefile"), "--directory", str(tmp_path), "-n",
+           "--configfile", str(MICRO_FILE), "--config", 'model={"max_length": 32}', "--quiet", "rules"]
+    result = subprocess.run(cmd, check=False, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, (result.stdout + result.stderr)[-2000:]
+    assert "must be an integer" not in result.stdout + result.stderr
+
+
 def test_output_folders_per_profile():
     assert (results_dir("demo"), figures_dir("demo")) == ("results", "figures")
     assert (results_dir("minilm"), figures_dir("minilm")) == ("results/minilm", "figures/minilm")
