@@ -7,11 +7,11 @@ import pytest
 
 datasets = pytest.importorskip("datasets")
 
-from dpbert.data import sources  # noqa: E402
-from dpbert.data.sources import load_glue_hub, load_glue_tsv  # noqa: E402
-from dpbert.data.tasks import TASKS, get_task  # noqa: E402
-from dpbert.tools import export_glue  # noqa: E402
-from dpbert.tools.export_glue import ExportError, export, main  # noqa: E402
+from dpbert.data import sources
+from dpbert.data.sources import load_glue_hub, load_glue_tsv
+from dpbert.data.tasks import TASKS, get_task
+from dpbert.tools import export_glue
+from dpbert.tools.export_glue import ExportError, export, main
 
 # texts a TSV writer can get wrong: quotes (the reader takes them literally), non-ASCII, leading and
 # trailing spaces, a backslash, a text that looks like a header word
