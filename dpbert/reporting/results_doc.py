@@ -179,9 +179,9 @@ def health_lines(health: pd.DataFrame) -> list[str]:
 
 def benchmark_lines(p: ProfileResults) -> list[str]:
     if p.benchmarks is None:
-        return [f"No `{p.results}/rule_benchmarks.csv` is committed. After a run of the profile, "
-                f"`snakemake --cores 1 {p.results}/rule_benchmarks.csv` (with the profile's `--configfile`) writes it "
-                f"from each job's phases.json; this page then shows it."]
+        return [f"No `{p.results}/rule_benchmarks.csv` is committed. After a run of the profile, the run's own "
+                f"command with the target `{p.results}/rule_benchmarks.csv` writes it from each job's phases.json; "
+                f"this page then shows it."]
     b = p.benchmarks
     cols = [c for c in BENCHMARK_COLUMNS if c in b.columns]
     lines = [f"From `{p.results}/rule_benchmarks.csv` (seconds of job time; share of the run's job time): "
@@ -194,15 +194,65 @@ def benchmark_lines(p: ProfileResults) -> list[str]:
     return lines
 
 
+BENCH_FILES = {"speedup_bench": "results/speedup_bench.json", "pytest_benchmark": "results/benchmarks.json"}
+"""Benchmark outputs the page shows when they are in the checkout, and the commands that write them."""
+BENCH_COMMANDS = {
+    "speedup_bench": "python -m dpbert.tools.speedup_bench --shape bert-base --json results/speedup_bench.json",
+    "pytest_benchmark": "python -m pytest tests/benchmarks --benchmark-only --benchmark-json=results/benchmarks.json",
+}
+
+
+def speedup_bench_lines(rows: Sequence[Mapping]) -> list[str]:
+    """``python -m dpbert.tools.speedup_bench --json``'s rows: each case's latency and its ratio of latency
+    speed-up to layer speed-up (1.0: the skipped layers' time is saved in full)."""
+    first = rows[0]
+    lines = [f"{first['shape']} shape on {first['device']}; the plain Hugging Face forward "
+             f"{_fmt(first['hf_ms'], 3)} ms an example.", "",
+             "| case | ms | latency speed-up | layer speed-up | ratio vs HF | ratio vs engine |", "|---|---|---|---|---|---|"]
+    for r in rows:
+        lines.append(f"| {r['case']} | {_fmt(r['ms'], 3)} | {_x(r['latency_speedup'])} | {_x(r['layer_speedup'])} "
+                     f"| {_fmt(r['ratio'], 3)} | {_fmt(r['ratio_vs_engine'], 3)} |")
+    return lines
+
+
+def pytest_benchmark_lines(data: Mapping) -> list[str]:
+    """pytest-benchmark's JSON: each benchmark's median and spread, by group (compare within a group)."""
+    machine = data.get("machine_info", {})
+    where = ", ".join(str(machine[k]) for k in ("cpu", "processor", "python_version") if machine.get(k)
+                      and not isinstance(machine[k], dict)) or "machine not recorded"
+    lines = [f"{where}.", "", "| group | benchmark | median (ms) | min (ms) | max (ms) | rounds |", "|---|---|---|---|---|---|"]
+    for b in sorted(data.get("benchmarks", []), key=lambda b: (str(b.get("group")), b["name"])):
+        st = b["stats"]
+        lines.append(f"| {b.get('group') or '—'} | {b['name']} | {_fmt(1000 * st['median'], 3)} | "
+                     f"{_fmt(1000 * st['min'], 3)} | {_fmt(1000 * st['max'], 3)} | {st['rounds']} |")
+    return lines
+
+
+def bench_lines(benches: Mapping[str, object]) -> list[str]:
+    """The speed-up bench's and pytest-benchmark's figures where their files are given, else the command."""
+    out: list[str] = []
+    for key, title, render in (("speedup_bench", "Skipping half the layers", speedup_bench_lines),
+                               ("pytest_benchmark", "The pytest-benchmark suite", pytest_benchmark_lines)):
+        out += ["", f"### {title} (`{BENCH_FILES[key]}`)", ""]
+        if benches.get(key):
+            out += render(benches[key])
+        else:
+            out.append(f"No `{BENCH_FILES[key]}` is committed; `{BENCH_COMMANDS[key]}` writes it, and this page "
+                       "then shows it.")
+    return out
+
+
 def plan_lines(plan: str) -> list[str]:
     """The plan's text without its longest-jobs line (kept: the costs, device time, critical path, schedule)."""
     return "\n".join(line for line in plan.strip().splitlines() if not line.startswith("Longest jobs")).strip().splitlines()
 
 
 # --------------------------------------------------------------------------- the page
-def build_results_doc(profiles: Sequence[ProfileResults], plans: Mapping[str, str], command: str = COMMAND) -> str:
+def build_results_doc(profiles: Sequence[ProfileResults], plans: Mapping[str, str],
+                      benches: Mapping[str, object] | None = None, command: str = COMMAND) -> str:
     """The whole page: per profile its provenance, Table 1's rows, the health verdicts, the claims answered
-    and Figure 3; then each profile's planned cost and the measured job times where committed."""
+    and Figure 3; then each profile's planned cost; then the benchmark figures (``benches``: the parsed
+    files of ``BENCH_FILES`` that exist) and each profile's job times, where committed."""
     if not profiles:
         raise ValueError("no profile has committed results (results/table1.csv, results/<profile>/table1.csv): "
                          "nothing to describe. Run a profile first.")
@@ -237,7 +287,8 @@ def build_results_doc(profiles: Sequence[ProfileResults], plans: Mapping[str, st
             "(fewer tasks, another data folder) changes it."]
     for name, plan in plans.items():
         out += ["", f"### {name}: planned cost", "", *plan_lines(plan)]
-    out += ["", "## Benchmarks"]
+    out += ["", "## Benchmarks", "", "How they are measured: [benchmarks.md](benchmarks.md).",
+            *bench_lines(benches or {})]
     for p in profiles:
         out += ["", f"### {p.profile}: job times", "", *benchmark_lines(p)]
     return "\n".join(out) + "\n"

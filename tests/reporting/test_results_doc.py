@@ -120,7 +120,7 @@ def test_the_page_has_every_section_each_number_from_its_file():
     # measured job times where a rule_benchmarks.csv is committed, else the command that writes one
     assert "400 s in 4 jobs" in page and "| dpbert | 2 | 300 | 200 | 50 | 40 | 75% |" in page
     assert "No `results/other/rule_benchmarks.csv` is committed" in page
-    assert "snakemake --cores 1 results/other/rule_benchmarks.csv" in page
+    assert "with the target `results/other/rule_benchmarks.csv` writes it" in page
 
 
 def test_no_profile_is_refused():
@@ -154,3 +154,23 @@ def test_the_committed_results_make_a_page(tmp_path, name):
     n_bad = int(p.health["verdict"].str.startswith("degenerate").sum())
     assert f"verdicts are `ok`; {n_bad} are degenerate." in page
     assert page.count("**CANNOT TELL") + page.count("**YES") + page.count("**NO") >= 3
+
+
+def test_benchmark_files_are_shown_where_present_else_their_command():
+    speedup = [{"case": "engine, all layers", "shape": "demo", "device": "cpu (x86_64, 1 threads)", "hf_ms": 3.5,
+                "ms": 3.32, "latency_speedup": 1.047, "layer_speedup": 1.0, "ratio": 1.047, "ratio_vs_engine": 1.0},
+               {"case": "DPBERT (every other layer)", "shape": "demo", "device": "cpu (x86_64, 1 threads)",
+                "hf_ms": 3.5, "ms": 2.063, "latency_speedup": 1.69, "layer_speedup": 2.0, "ratio": 0.845,
+                "ratio_vs_engine": 0.805}]
+    pytest_bench = {"machine_info": {"processor": "x86_64", "python_version": "3.11.9", "cpu": {"count": 2}},
+                    "benchmarks": [{"group": "per-layer-cost", "name": "test_one_layer",
+                                    "stats": {"median": 0.0021, "min": 0.002, "max": 0.0031, "rounds": 40}}]}
+    page = build_results_doc([profile()], {}, {"speedup_bench": speedup, "pytest_benchmark": pytest_bench})
+    assert "demo shape on cpu (x86_64, 1 threads); the plain Hugging Face forward 3.500 ms an example." in page
+    assert "| DPBERT (every other layer) | 2.063 | 1.69x | 2.00x | 0.845 | 0.805 |" in page
+    assert "x86_64, 3.11.9." in page and "| per-layer-cost | test_one_layer | 2.100 | 2.000 | 3.100 | 40 |" in page
+    page = build_results_doc([profile()], {})
+    assert "No `results/speedup_bench.json` is committed; `python -m dpbert.tools.speedup_bench --shape bert-base " \
+           "--json results/speedup_bench.json` writes it" in page
+    assert "No `results/benchmarks.json` is committed; `python -m pytest tests/benchmarks --benchmark-only " \
+           "--benchmark-json=results/benchmarks.json` writes it" in page

@@ -27,7 +27,8 @@ rule results_doc:
             for p in _results_doc.committed_profiles(list(DOC_PLANS))
             for f in _results_doc.doc_inputs(p)
         ]
-        + list(DOC_PLANS.values()),
+        + list(DOC_PLANS.values())
+        + [f for f in _results_doc.BENCH_FILES.values() if os.path.isfile(f)],
     output:
         "docs/results.md",
     log:
