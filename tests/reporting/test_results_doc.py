@@ -174,3 +174,21 @@ def test_benchmark_files_are_shown_where_present_else_their_command():
            "--json results/speedup_bench.json` writes it" in page
     assert "No `results/benchmarks.json` is committed; `python -m pytest tests/benchmarks --benchmark-only " \
            "--benchmark-json=results/benchmarks.json` writes it" in page
+
+
+def test_the_committed_page_is_the_committed_results():
+    """docs/results.md is what the rule makes of the committed files now (as workflow/scripts/results_doc.py
+    assembles it): a rebuilt profile without a regenerated page fails here."""
+    import json
+
+    from dpbert.reporting.results_doc import BENCH_FILES
+    from dpbert.run.profiles import config_dir, profile_files
+    from dpbert.tools.plan import plan_from_config
+
+    files = profile_files(config_dir(ROOT))
+    profiles = [read_profile(p, ROOT) for p in committed_profiles(list(files), ROOT)]
+    plans = {name: plan_from_config(path, ROOT, [1, 4, 16]) for name, path in files.items()}
+    benches = {k: json.loads((ROOT / f).read_text()) for k, f in BENCH_FILES.items() if (ROOT / f).is_file()}
+    expected = build_results_doc(profiles, plans, benches)
+    assert (ROOT / "docs" / "results.md").read_text(encoding="utf-8") == expected, (
+        f"docs/results.md is not what the committed results give: run `{COMMAND}` and commit it")
