@@ -38,6 +38,7 @@ include: "workflow/rules/methods.smk"
 include: "workflow/rules/report.smk"
 include: "workflow/rules/figures.smk"
 include: "workflow/rules/submission.smk"
+include: "workflow/rules/docs.smk"
 
 
 rule all:

@@ -23,6 +23,8 @@ from typing import Any
 
 from dpbert.run.costs import Job, plan_jobs
 
+CONFIG_COSTS = "from the config (resources.train_ms / forward_ms, what its jobs' runtimes are estimated with)"
+
 
 def critical_path(jobs: list[Job]) -> dict[str, float]:
     """Longest path from each job to the end of the run (its own time included)."""
@@ -128,6 +130,20 @@ def render(config: dict[str, Any], jobs: list[Job], train_s: float, forward_s: f
     return "\n".join(lines)
 
 
+def plan_from_config(configfile: Path, root: Path, devices: list[int]) -> str:
+    """The plan of a profile file at its config's per-example costs (resources.train_ms / forward_ms), as
+    ``python -m dpbert.tools.plan --configfile <file>`` prints it; the config resolved as the Snakefile does."""
+    from snakemake.utils import validate
+
+    from dpbert.run.profiles import config_dir, resolve_config
+
+    config = resolve_config([configfile], config_dir(root))
+    validate(config, str(root / "workflow/schemas/config.schema.yaml"), set_default=True)
+    res = config["resources"]
+    train_s, forward_s = float(res["train_ms"]) / 1000, float(res["forward_ms"]) / 1000
+    return render(config, plan_jobs(config, train_s, forward_s), train_s, forward_s, CONFIG_COSTS, devices)
+
+
 def main() -> None:
     from snakemake.utils import validate
 
@@ -161,7 +177,7 @@ def main() -> None:
     elif args.train_ms is None and args.forward_ms is None:
         res = config["resources"]
         train_s, forward_s = float(res["train_ms"]) / 1000, float(res["forward_ms"]) / 1000
-        source = "from the config (resources.train_ms / forward_ms, what its jobs' runtimes are estimated with)"
+        source = CONFIG_COSTS
     else:
         ap.error("pass --measure, or both --train-ms and --forward-ms, or neither (the config's resources.train_ms / forward_ms)")
     print(render(config, plan_jobs(config, train_s, forward_s), train_s, forward_s, source, args.devices))

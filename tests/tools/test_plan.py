@@ -74,3 +74,14 @@ def test_paper_profile_planner_lrs_can_move_a_planner_on_every_task():
         stage3, _ = planner_reach(dp["planner_lr"], finetune["epochs"], sizes["train"], finetune["batch_size"])
         assert stage2 >= 1 and stage3 >= 1, (task, stage2, stage3)
     assert planner_reach(2e-5, 5, TASKS["RTE"].sizes["train"], 32)[0] < 0.01  # the paper's own lr
+
+
+def test_plan_from_config_is_what_the_command_prints_at_the_configs_costs():
+    from dpbert.tools.plan import CONFIG_COSTS, plan_from_config, render
+
+    cfg = _config()
+    res = cfg["resources"]
+    train_s, forward_s = float(res["train_ms"]) / 1000, float(res["forward_ms"]) / 1000
+    text = plan_from_config(ROOT / "tests/config/micro.yaml", ROOT, [1, 2])
+    assert text == render(cfg, plan_jobs(cfg, train_s, forward_s), train_s, forward_s, CONFIG_COSTS, [1, 2])
+    assert text.startswith(f"Profile `{cfg['profile']}`") and "| 2 |" in text

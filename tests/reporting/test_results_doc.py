@@ -1,0 +1,194 @@
+"""docs/results.md: every number on the page read from the profile's files, on small frames and on the
+committed results (read only)."""
+
+import shutil
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from dpbert.reporting.results_doc import (
+    COMMAND,
+    ProfileResults,
+    build_results_doc,
+    claims,
+    committed_profiles,
+    doc_inputs,
+    health_lines,
+    read_profile,
+    table1_summary,
+)
+from tests.conftest import ROOT
+
+REPRODUCTION = """# Reproduction report: DPBERT
+
+## Provenance
+
+- profile: **unit** — UNIT profile: made up for a test.
+- seeds: 2 (scores are medians over seeds)
+- every number below is read from results/ (no training or timing in this job)
+
+## Headline claims, answered from these numbers
+
+1. **Does DPBERT keep ≥ 98% of BERT-base's average at ≥ 1.30x?** CANNOT TELL (WITHIN NOISE). DPBERT averages 83.1 vs BERT-base 86.4 over 2 common tasks = 96.2% of BERT-base, at 1.66x (thresholds: 98%, 1.30x). Paper: 81.3 / 82.4 = 98.7% at 1.34x.
+2. **Does DPBERT beat each adaptive baseline?**
+   - vs PABEE: NO (AND SLOWER). DPBERT 83.1 vs PABEE 87.8 (avg over 2 common tasks: RTE, SST-2), speed-ups 1.66x vs 1.70x. Per task: 0 yes.
+   - vs DeeBERT: YES. DPBERT 83.1 vs DeeBERT 80.0.
+
+## Caveat
+
+Not a claim.
+"""
+
+
+def table1():
+    return pd.DataFrame({
+        "model": ["BERT-base", "PABEE", "DPBERT", "DeeBERT"],
+        "speedup": [1.0, 1.7, 1.66, 1.5], "speedup_latency": [1.0, 1.5, 1.3, 1.4],
+        "speedup_layer": [1.0, 1.7, 1.66, 1.5],
+        "RTE": [70.0, 68.0, 66.0, 71.0], "SST-2": [90.0, 91.0, 88.0, 92.0], "STS-B": [80.0, 79.0, np.nan, np.nan],
+        "avg": [80.0, 79.5, 77.0, 81.5], "covered": ["3/3", "3/3", "2/3", "2/3"], "n_seeds": [2, 2, 2, 2],
+        "degenerate": [np.nan, np.nan, "RTE;SST-2", np.nan]})
+
+
+def health():
+    return pd.DataFrame({"task": ["RTE", "RTE", "SST-2"], "display_name": ["BERT-base", "DPBERT", "DPBERT"],
+                         "verdict": ["ok", "degenerate: one executed path for 97% of dev examples",
+                                     "degenerate: no point in window"]})
+
+
+def profile(name="unit", **kw):
+    return ProfileResults(profile=name, table1=table1(), health=health(), reproduction=REPRODUCTION, **kw)
+
+
+PLAN = ("Profile `unit`: 2 tasks x 2 seeds x 3 methods; per-example costs given: 1.00 ms ...\n\n"
+        "Device time in all: 12.5 h: ...\n\n| devices | wall time (h) |\n|---|---|\n| 1 | 12.5 |\n\n"
+        "Longest jobs: RTE/dpbert/1 3.0 h.")
+
+
+def test_the_summary_reads_the_averages_of_table1():
+    text = table1_summary(table1())
+    # avg over the tasks every row covers, in the paper's order: STS-B is missing for DPBERT and DeeBERT
+    assert text.startswith("avg is over SST-2, RTE (the tasks every row with a score covers).")
+    assert "BERT-base averages 80.0; the highest other row is DeeBERT (81.5 at 1.50x); " \
+           "1 row(s) reach BERT-base's average: DeeBERT." in text
+    assert "DPBERT at its trained rule averages 77.0 at 1.66x, 4 of 4 rows by average." in text
+
+
+def test_health_counts_and_lists_the_degenerate_verdicts():
+    lines = health_lines(health())
+    assert lines[0] == "1 of 3 (task, row) verdicts are `ok`; 2 are degenerate."
+    assert lines[-2:] == ["| RTE | DPBERT | one executed path for 97% of dev examples |",
+                          "| SST-2 | DPBERT | no point in window |"]
+    assert health_lines(health().iloc[:1]) == ["1 of 1 (task, row) verdicts are `ok`; 0 are degenerate."]
+
+
+def test_claims_are_the_reports_answers_with_their_numbers():
+    assert claims(REPRODUCTION, "r.md") == [
+        "- Does DPBERT keep ≥ 98% of BERT-base's average at ≥ 1.30x? **CANNOT TELL (WITHIN NOISE).** DPBERT "
+        "averages 83.1 vs BERT-base 86.4 over 2 common tasks = 96.2% of BERT-base, at 1.66x (thresholds: 98%, 1.30x).",
+        "- Does DPBERT beat each adaptive baseline?",
+        "  - vs PABEE: **NO (AND SLOWER).** DPBERT 83.1 vs PABEE 87.8 (avg over 2 common tasks: RTE, SST-2), "
+        "speed-ups 1.66x vs 1.70x.",
+        "  - vs DeeBERT: **YES.** DPBERT 83.1 vs DeeBERT 80.0.",
+    ]
+
+
+def test_a_report_without_its_claims_is_refused():
+    with pytest.raises(ValueError, match=r"r.md has no section '## Headline claims'.*rule reproduction"):
+        claims("# Reproduction report\n\n## Provenance\n", "r.md")
+    with pytest.raises(ValueError, match="lists no claims"):
+        claims("## Headline claims, answered\n\nnothing here\n", "r.md")
+
+
+def test_the_page_has_every_section_each_number_from_its_file():
+    bench = pd.DataFrame({"rule": ["run_method"] * 2, "method": ["dpbert", "bert"], "jobs": [2, 2],
+                          "total_s": [300.4, 100.0], "train_s": [200.0, 80.0], "score_s": [50.0, 10.0],
+                          "latency_s": [40.0, 5.0], "share": [0.75, 0.25]})
+    page = build_results_doc([profile("unit", benchmarks=bench), profile("other", has_figure3=False)],
+                             {"unit": PLAN})
+    assert page.startswith(f"# Results\n\nGenerated by `{COMMAND}`")
+    assert "## unit\n\n- profile: **unit** — UNIT profile: made up for a test.\n- seeds: 2" in page
+    assert "every number below" not in page  # the report's own provenance line is left out
+    assert "| DPBERT | 1.66x | 1.66x | 1.30x | 77.0 | 2/3 | RTE, SST-2 |" in page
+    assert "| BERT-base | 1.00x | 1.00x | 1.00x | 80.0 | 3/3 | — |" in page
+    assert "### Method health (`results/unit/health.csv`)" in page
+    assert "![Figure 3, profile unit: score against speed-up](../figures/unit/figure3.png)" in page
+    assert "figures/other/figure3.png" not in page
+    # the plan as the tool prints it, without its longest jobs
+    assert "### unit: planned cost\n\nProfile `unit`: 2 tasks" in page and "| 1 | 12.5 |" in page and "Longest jobs" not in page
+    # measured job times where a rule_benchmarks.csv is committed, else the command that writes one
+    assert "400 s in 4 jobs" in page and "| dpbert | 2 | 300 | 200 | 50 | 40 | 75% |" in page
+    assert "No `results/other/rule_benchmarks.csv` is committed" in page
+    assert "with the target `results/other/rule_benchmarks.csv` writes it" in page
+
+
+def test_no_profile_is_refused():
+    with pytest.raises(ValueError, match="no profile has committed results"):
+        build_results_doc([], {})
+
+
+def test_the_demo_profile_writes_results_and_figures_at_the_top(tmp_path):
+    for rel in ("results/table1.csv", "results/health.csv", "results/reproduction.md", "figures/figure3.png",
+                "results/minilm/table1.csv"):
+        (tmp_path / rel).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / rel).write_text("x")
+    assert committed_profiles(["demo", "minilm", "paper"], tmp_path) == ["demo", "minilm"]
+    assert doc_inputs("demo", tmp_path) == ["results/table1.csv", "results/health.csv", "results/reproduction.md",
+                                            "figures/figure3.png"]
+    assert doc_inputs("minilm", tmp_path)[-1] == "results/minilm/reproduction.md"
+
+
+@pytest.mark.parametrize("name", ["demo", "minilm"])
+def test_the_committed_results_make_a_page(tmp_path, name):
+    """The committed files (copied, read only) give a page whose Table 1 rows are the CSV's, number for number."""
+    for rel in doc_inputs(name, ROOT):
+        (tmp_path / rel).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy(ROOT / rel, tmp_path / rel)
+    p = read_profile(name, tmp_path)
+    page = build_results_doc([p], {})
+    t1 = pd.read_csv(ROOT / doc_inputs(name, ROOT)[0])
+    for _, r in t1.iterrows():
+        assert f"| {r['model']} | {r['speedup']:.2f}x | {r['speedup_layer']:.2f}x | {r['speedup_latency']:.2f}x " \
+               f"| {r['avg']:.1f} | {r['covered']} |" in page
+    n_bad = int(p.health["verdict"].str.startswith("degenerate").sum())
+    assert f"verdicts are `ok`; {n_bad} are degenerate." in page
+    assert page.count("**CANNOT TELL") + page.count("**YES") + page.count("**NO") >= 3
+
+
+def test_benchmark_files_are_shown_where_present_else_their_command():
+    speedup = [{"case": "engine, all layers", "shape": "demo", "device": "cpu (x86_64, 1 threads)", "hf_ms": 3.5,
+                "ms": 3.32, "latency_speedup": 1.047, "layer_speedup": 1.0, "ratio": 1.047, "ratio_vs_engine": 1.0},
+               {"case": "DPBERT (every other layer)", "shape": "demo", "device": "cpu (x86_64, 1 threads)",
+                "hf_ms": 3.5, "ms": 2.063, "latency_speedup": 1.69, "layer_speedup": 2.0, "ratio": 0.845,
+                "ratio_vs_engine": 0.805}]
+    pytest_bench = {"machine_info": {"processor": "x86_64", "python_version": "3.11.9", "cpu": {"count": 2}},
+                    "benchmarks": [{"group": "per-layer-cost", "name": "test_one_layer",
+                                    "stats": {"median": 0.0021, "min": 0.002, "max": 0.0031, "rounds": 40}}]}
+    page = build_results_doc([profile()], {}, {"speedup_bench": speedup, "pytest_benchmark": pytest_bench})
+    assert "demo shape on cpu (x86_64, 1 threads); the plain Hugging Face forward 3.500 ms an example." in page
+    assert "| DPBERT (every other layer) | 2.063 | 1.69x | 2.00x | 0.845 | 0.805 |" in page
+    assert "x86_64, 3.11.9." in page and "| per-layer-cost | test_one_layer | 2.100 | 2.000 | 3.100 | 40 |" in page
+    page = build_results_doc([profile()], {})
+    assert "No `results/speedup_bench.json` is committed; `python -m dpbert.tools.speedup_bench --shape bert-base " \
+           "--json results/speedup_bench.json` writes it" in page
+    assert "No `results/benchmarks.json` is committed; `python -m pytest tests/benchmarks --benchmark-only " \
+           "--benchmark-json=results/benchmarks.json` writes it" in page
+
+
+def test_the_committed_page_is_the_committed_results():
+    """docs/results.md is what the rule makes of the committed files now (as workflow/scripts/results_doc.py
+    assembles it): a rebuilt profile without a regenerated page fails here."""
+    import json
+
+    from dpbert.reporting.results_doc import BENCH_FILES
+    from dpbert.run.profiles import config_dir, profile_files
+    from dpbert.tools.plan import plan_from_config
+
+    files = profile_files(config_dir(ROOT))
+    profiles = [read_profile(p, ROOT) for p in committed_profiles(list(files), ROOT)]
+    plans = {name: plan_from_config(path, ROOT, [1, 4, 16]) for name, path in files.items()}
+    benches = {k: json.loads((ROOT / f).read_text()) for k, f in BENCH_FILES.items() if (ROOT / f).is_file()}
+    expected = build_results_doc(profiles, plans, benches)
+    assert (ROOT / "docs" / "results.md").read_text(encoding="utf-8") == expected, (
+        f"docs/results.md is not what the committed results give: run `{COMMAND}` and commit it")
