@@ -205,7 +205,7 @@ def test_figure3_marks_every_chosen_point_frames_the_window_and_has_no_empty_pan
     labels = fig.legends[0].get_texts()
     assert any("chosen point" in t.get_text() for t in labels)
     # the chosen point's error bar: SE of the replicates, vertically; the folds' range, horizontally
-    segments = [seg for coll in ax.collections for seg in getattr(coll, "get_segments", lambda: [])()]
+    segments = [seg for coll in ax.collections for seg in getattr(coll, "get_segments", list)()]
     se = float(np.std(reps["DPBERT|SST-2"], ddof=1))
     assert any(np.allclose(s, [[1.5, 88.0 - se], [1.5, 88.0 + se]]) for s in segments)
     assert any(np.allclose(s, [[1.4, 88.0], [1.6, 88.0]]) for s in segments)

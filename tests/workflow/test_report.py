@@ -21,7 +21,11 @@ def report_items(configfile: Path, workdir: Path) -> dict[str, dict]:
     """Every output a rule marks with report(), by path: its rule, category, labels and its caption rendered as
     `snakemake --report` renders it (Jinja over the job's params and the config, then reStructuredText)."""
     from snakemake.api import SnakemakeApi
-    from snakemake.settings.types import ConfigSettings, OutputSettings, ResourceSettings
+    from snakemake.settings.types import (
+        ConfigSettings,
+        OutputSettings,
+        ResourceSettings,
+    )
 
     items: dict[str, dict] = {}
     with SnakemakeApi(OutputSettings(quiet=True)) as api:
