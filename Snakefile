@@ -28,7 +28,8 @@ config.clear()
 config.update(_resolved)
 
 
-# `snakemake --report report.html`: Tables 1-3, Figures 3-4 and the reproduction report (workflow/report/)
+# `snakemake --report report.html`: Tables 1-3 (table1.md: scores ± SE, § degenerate), method health, Figures 3-4
+# and the reproduction report, each with a caption built from the config (workflow/report/)
 report: "workflow/report/workflow.rst"
 
 

@@ -2,7 +2,8 @@
 
 Figure 3: dev score against speed-up per task (paper: SST-2 and QNLI), DPBERT's target-rate
 points and every adaptive baseline's knob sweep as curves (median over seeds), BERT-base as a
-horizontal reference, the selection window shaded.  Figure 4: for DPBERT at its selected
+horizontal reference, the selection window shaded, every Table 1 row's chosen point ringed with its
+bootstrap standard error; drawn twice: framed on the window, and over the full speed-up range.  Figure 4: for DPBERT at its selected
 point, the fraction of dev examples that execute each layer, per task (a heatmap).
 
 Nothing here trains, times or imports torch; matplotlib runs on the Agg backend.
@@ -12,7 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -27,7 +28,8 @@ from matplotlib.lines import Line2D
 
 from dpbert.data.tasks import TASKS
 from dpbert.methods.registry import static_method_names
-from dpbert.reporting.records import read_csv, read_predictions
+from dpbert.reporting.layout import column_of, figure3_panels, seed_phrase
+from dpbert.reporting.records import read_csv, read_predictions, read_replicates
 from dpbert.reporting.selection import (
     aggregate_seeds,
     at_point,
@@ -140,16 +142,110 @@ def _window_label(window: tuple[float, float]) -> str:
     return f"selection window {float(window[0]):.2f}–{float(window[1]):.2f}x"
 
 
-SELECTED_LABEL = "DPBERT's selected point (Table 1)"
+CHOSEN_LABEL = "ring: each Table 1 row's chosen point (cross-fitted score ± bootstrap SE)"
+WINDOW_MARGIN = 0.2
+"""Figure 3's framed view shows the window widened by this share of its width on each side."""
+XRANGES = ("window", "full")
+
+
+def window_xlim(window: Sequence[float], margin: float = WINDOW_MARGIN) -> tuple[float, float]:
+    """The x-range that frames the selection window: its bounds widened on each side by ``margin`` times
+    its width (at least 0.05x), e.g. (1.30, 1.96) -> (1.168, 2.092): the window's points and the static
+    rows at 2.0x are in view, the sweep's far points are not."""
+    lo, hi = float(window[0]), float(window[1])
+    if not lo < hi:
+        raise ValueError(f"selection window {list(window)}: the lower bound must be below the upper one")
+    pad = max(float(margin) * (hi - lo), 0.05)
+    return lo - pad, hi + pad
+
+
+def full_xlim(xs: Iterable[float], window: Sequence[float], pad: float = 0.04) -> tuple[float, float]:
+    """The x-range of every point drawn, BERT-base's 1.0x and the window included, padded by ``pad`` of it."""
+    vals = [float(x) for x in xs if np.isfinite(float(x))] + [1.0, float(window[0]), float(window[1])]
+    lo, hi = min(vals), max(vals)
+    p = pad * max(hi - lo, 0.2)
+    return lo - p, hi + p
+
+
+def view_ylim(points: Iterable[tuple[float, float, float]], xlim: tuple[float, float],
+              pad: float = 0.08) -> tuple[float, float] | None:
+    """The y-range of what is in view: ``points`` are (x, y_low, y_high) (a curve point: y_low = y_high; a
+    chosen point: score ± SE; BERT-base's line: x = None, in view at every x); those with x inside
+    ``xlim`` count; padded by ``pad`` of the span, at least half a point of score. None: nothing in view."""
+    lows, highs = [], []
+    for x, y_lo, y_hi in points:
+        if x is not None and not xlim[0] <= float(x) <= xlim[1]:
+            continue
+        if np.isfinite(y_lo) and np.isfinite(y_hi):
+            lows.append(float(y_lo))
+            highs.append(float(y_hi))
+    if not lows:
+        return None
+    lo, hi = min(lows), max(highs)
+    p = max(pad * (hi - lo), 0.5)
+    return lo - p, hi + p
+
+
+def panel_grid(n: int) -> tuple[int, int]:
+    """(rows, columns) for ``n`` panels: one row up to 3, 2x2 for 4, else rows of 3. A free cell (5, 7,
+    8 panels) holds the legend instead of an empty frame."""
+    n = int(n)
+    if n <= 3:
+        return 1, max(n, 1)
+    if n == 4:
+        return 2, 2
+    return int(np.ceil(n / 3)), 3
+
+
+def chosen_points(selected: pd.DataFrame, speedup_col: str, replicates: pd.DataFrame | None = None) -> pd.DataFrame:
+    """The point each Table 1 row reports, as Figure 3 marks it: one line per (task, row, split).
+
+    ``selected``: selected_points.csv (one line per choosing fold: the two folds may choose different points;
+    a frame without ``row`` has one line per method). ``speedup``: the mean of the chosen points' speed-ups
+    (as Table 1 counts it), ``speedup_lo`` / ``speedup_hi`` their range; ``score``: the cell's cross-fitted
+    score; ``se``: its bootstrap standard error from ``replicates`` (table1_bootstrap.csv.gz; NaN without).
+    The "threshold searched" rows (a second row of the same method) and cells without a point are left out.
+    """
+    from dpbert.reporting.crossfit import SEARCHED_SUFFIX
+    from dpbert.reporting.uncertainty import cell_replicates, standard_error
+
+    cols = ["task", "row", "method", "display_name", "split", "speedup", "speedup_lo", "speedup_hi", "score", "se"]
+    if selected is None or selected.empty:
+        return pd.DataFrame(columns=cols)
+    sel = selected.copy()
+    if "row" not in sel.columns:
+        sel["row"] = sel["method"]
+    sel = sel[~sel["row"].astype(str).str.endswith(SEARCHED_SUFFIX)]
+    sel = sel[sel["score"].notna() & pd.to_numeric(sel[speedup_col], errors="coerce").notna()]
+    rows = []
+    for (task, row, split), grp in sel.groupby(["task", "row", "split"], sort=False):
+        sp = grp[speedup_col].astype(float)
+        first = grp.iloc[0]
+        reps = cell_replicates(replicates, str(first["display_name"]), column_of(str(task), str(split)))
+        rows.append({"task": task, "row": row, "method": first["method"], "display_name": first["display_name"],
+                     "split": split, "speedup": float(sp.mean()), "speedup_lo": float(sp.min()),
+                     "speedup_hi": float(sp.max()), "score": float(first["score"]), "se": standard_error(reps)})
+    return pd.DataFrame(rows, columns=cols)
 
 
 def _legend_order(labels: list[str], names: Mapping[str, str]) -> list[str]:
-    """DPBERT, DeeBERT, the other methods (as drawn), BERT-base, window, selected point."""
+    """DPBERT, DeeBERT, the other methods (as drawn), BERT-base, window, chosen points."""
     first = [names.get("dpbert"), names.get("deebert")]
     head = [lab for lab in first if lab in labels]
-    tail = [lab for lab in labels if lab.startswith(("BERT-base", "selection window")) or lab == SELECTED_LABEL]
+    tail = [lab for lab in labels if lab.startswith(("BERT-base", "selection window")) or lab == CHOSEN_LABEL]
     mid = [lab for lab in labels if lab not in head and lab not in tail]
-    return head + mid + sorted(tail, key=lambda lab: (not lab.startswith("BERT-base"), lab == SELECTED_LABEL))
+    return head + mid + sorted(tail, key=lambda lab: (not lab.startswith("BERT-base"), lab == CHOSEN_LABEL))
+
+
+def _plottable_tasks(agg: pd.DataFrame, speedup_col: str) -> list[str]:
+    """Tasks (in record order) with a scored point at a known speed-up on their primary split."""
+    out = []
+    for task in dict.fromkeys(str(t) for t in agg["task"]):
+        tagg = agg[agg["task"] == task]
+        tagg = tagg[tagg["split"] == default_primary_split(tagg["split"])]
+        if (tagg["score"].notna() & pd.to_numeric(tagg[speedup_col], errors="coerce").notna()).any():
+            out.append(task)
+    return out
 
 
 def figure3(
@@ -161,35 +257,47 @@ def figure3(
     out_pdf: str | Path = "figures/figure3.pdf",
     static_methods: Iterable[str] | None = None,
     selected: pd.DataFrame | None = None,
+    replicates: pd.DataFrame | None = None,
+    xrange: str = "window",
 ):
     """Score vs speed-up, one panel per task; returns the matplotlib figure (already saved).
 
-    Tasks absent from ``sweeps`` are skipped; if none of ``tasks`` is present, every task in
-    the records is drawn so the figure is never empty.  Each curve is the median over seeds
-    on the task's primary split (MNLI: dev_matched).  Static methods other than BERT-base are
-    drawn as single labelled markers.  ``selected`` (selected_points.csv), when given, rings
-    each method's Table 1 point.
+    Panels: :func:`dpbert.reporting.layout.figure3_panels` of ``tasks`` and the tasks with points (none
+    empty). Each curve is the median over seeds on the task's primary split (MNLI: dev_matched); static
+    methods other than BERT-base are single markers; BERT-base is a horizontal line. ``selected``
+    (selected_points.csv), when given, rings every Table 1 row's chosen point (:func:`chosen_points`),
+    with its bootstrap SE from ``replicates`` (table1_bootstrap.csv.gz) as a vertical bar (BERT-base's as
+    dotted lines either side of its line), and the range of the two folds' chosen speed-ups as a horizontal
+    one. ``xrange``: "window" frames the selection window (:func:`window_xlim`, y fitted to what is in
+    view), "full" shows every point (:func:`full_xlim`).
     """
     if speedup_col not in SPEEDUP_AXIS_LABEL:
         raise ValueError(f"speedup_col must be one of {sorted(SPEEDUP_AXIS_LABEL)}, got {speedup_col!r}")
-    static = set(static_method_names() if static_methods is None else static_methods)
-    present = list(dict.fromkeys(str(t) for t in sweeps["task"])) if len(sweeps) else []
-    draw = [t for t in tasks if t in present] or present
-    ncol = min(len(draw), 2) or 1
-    nrow = max(1, int(np.ceil(len(draw) / ncol)))
-    leg_cols = 5 if ncol > 1 else 3
-    fig, axes = plt.subplots(nrow, ncol, figsize=(5.6 * ncol + (1.4 if ncol == 1 else 0), 4.8 * nrow),
+    if xrange not in XRANGES:
+        raise ValueError(f"xrange must be one of {XRANGES}, got {xrange!r}")
+    static = set(static_methods if static_methods is not None else static_method_names())
+    agg = aggregate_seeds(sweeps) if len(sweeps) else sweeps
+    draw = figure3_panels(list(tasks), _plottable_tasks(agg, speedup_col) if len(agg) else [])
+    nrow, ncol = panel_grid(len(draw))
+    free = nrow * ncol - len(draw)
+    fig, axes = plt.subplots(nrow, ncol, figsize=(5.6 * ncol + (1.4 if ncol == 1 else 0), 4.6 * nrow),
                              squeeze=False)
     profile = _profile_of(sweeps)
+    chosen = chosen_points(selected, speedup_col, replicates) if selected is not None else None
+    seeds = {t: int(sweeps.loc[sweeps["task"] == t, "seed"].nunique()) if "seed" in sweeps.columns else 1
+             for t in draw}
+    mixed_seeds = len(set(seeds.values())) > 1
     handles: dict[str, object] = {}
     names: dict[str, str] = {}
-    agg = aggregate_seeds(sweeps) if len(sweeps) else sweeps
     lo, hi = float(window[0]), float(window[1])
     for ax, task in zip(axes.flat, draw):
         tagg = agg[agg["task"] == task]
         split = default_primary_split(tagg["split"])
         tagg = tagg[tagg["split"] == split]
+        tchosen = (chosen[(chosen["task"] == task) & (chosen["split"] == split)]
+                   if chosen is not None else pd.DataFrame())
         xs: list[float] = [1.0]
+        extent: list[tuple[float | None, float, float]] = []  # (x, y_lo, y_hi) of what is drawn
         methods = list(dict.fromkeys(tagg["method"]))
         # DPBERT last so it is drawn on top; order otherwise as in the records
         methods = [m for m in methods if m != "dpbert"] + (["dpbert"] if "dpbert" in methods else [])
@@ -200,8 +308,15 @@ def figure3(
             colour = method_colour(method)
             if method == "bert":
                 score = float(mpts["score"].median())
-                h = ax.axhline(score, color=colour, ls="--", lw=1.3, label=f"{name} (1.00x)")
-                handles.setdefault(f"{name} (1.00x)", h)
+                own = tchosen[tchosen["method"] == "bert"] if len(tchosen) else tchosen
+                se = float(own["se"].iloc[0]) if len(own) else np.nan
+                label = f"{name} (1.00x)" + ("; dotted: ± SE" if np.isfinite(se) else "")
+                h = ax.axhline(score, color=colour, ls="--", lw=1.3, label=label)
+                if np.isfinite(se):
+                    for edge in (score - se, score + se):
+                        ax.axhline(edge, color=colour, ls=":", lw=0.9, alpha=0.7)
+                handles.setdefault(label, h)
+                extent.append((None, score - (se if np.isfinite(se) else 0), score + (se if np.isfinite(se) else 0)))
                 continue
             pts = curve_points(tagg, method, speedup_col)
             if pts.empty:
@@ -209,49 +324,73 @@ def figure3(
             x = pts[speedup_col].astype(float).to_numpy()
             y = pts["score"].astype(float).to_numpy()
             xs.extend(x.tolist())
+            extent.extend((a, b, b) for a, b in zip(x, y))
             if method in static:
-                h = ax.scatter(x, y, color=colour, marker=method_marker(method), s=70, zorder=4,
-                               edgecolor="black", linewidth=0.5, label=name)
+                # one legend entry per method: a method with one model per variant names them all (BERT-9L, BERT-6L)
+                name = ", ".join(dict.fromkeys(str(d) for d in pts["display_name"]))
+                names[method] = name
+                marker = method_marker(method)
+                filled = {"edgecolor": "black", "linewidth": 0.5} if marker not in ("x", "+", "1", "2", "3", "4") else {}
+                h = ax.scatter(x, y, color=colour, marker=marker, s=70, zorder=4, label=name, **filled)
             else:
                 (h,) = ax.plot(x, y, color=colour, marker=method_marker(method), ms=6,
                                lw=2.2 if method == "dpbert" else 1.5, zorder=5 if method == "dpbert" else 3,
                                label=name)
             handles.setdefault(name, h)
-            if method == "dpbert" and selected is not None and len(selected):
-                sel = selected[(selected["task"] == task) & (selected["method"] == method)
-                               & (selected["split"] == split) & selected["score"].notna()]
-                if len(sel):
-                    ax.scatter(sel[speedup_col].astype(float), sel["score"].astype(float), s=230,
-                               facecolor="none", edgecolor="black", linewidth=1.4, zorder=6)
-                    handles.setdefault(SELECTED_LABEL, Line2D(
-                        [], [], ls="none", marker="o", ms=13, mfc="none", mec="black", mew=1.4))
-        x_lo, x_hi = min(xs), max(xs)
-        span = max(x_hi - x_lo, 0.2)
-        # show the window where it overlaps the data; do not let a wide window squash the curves
-        left = min(x_lo, lo) if lo >= x_lo - 0.5 * span else x_lo
-        right = max(x_hi, hi) if hi <= x_hi + 0.5 * span else x_hi
-        pad = 0.05 * max(right - left, 0.2)
-        ax.set_xlim(left - pad, right + pad)
+        for _, c in tchosen.iterrows():
+            if c["method"] == "bert":
+                continue
+            x, y, se = float(c["speedup"]), float(c["score"]), float(c["se"])
+            xerr = [[x - float(c["speedup_lo"])], [float(c["speedup_hi"]) - x]]
+            ax.errorbar([x], [y], yerr=[[se], [se]] if np.isfinite(se) else None, xerr=xerr, fmt="none",
+                        ecolor=method_colour(str(c["method"])), elinewidth=1.6, capsize=3, zorder=6)
+            ax.scatter([x], [y], s=170, facecolor="none", edgecolor=method_colour(str(c["method"])), linewidth=1.8,
+                       zorder=7)
+            xs.append(x)
+            extent.append((x, y - (se if np.isfinite(se) else 0), y + (se if np.isfinite(se) else 0)))
+            handles.setdefault(CHOSEN_LABEL, Line2D([], [], ls="-", color="#444444", marker="o", ms=11,
+                                                    mfc="none", mec="#444444", mew=1.8, lw=1.0))
+        if xrange == "window":
+            xlim = window_xlim(window)
+            ylim = view_ylim(extent, xlim)
+            if ylim is not None:
+                ax.set_ylim(*ylim)
+        else:
+            xlim = full_xlim(xs, window)
+        ax.set_xlim(*xlim)
         h = ax.axvspan(lo, hi, color="#999999", alpha=0.15, lw=0, zorder=0, label=_window_label(window))
         handles.setdefault(_window_label(window), h)
         title = task if split == "dev" else f"{task} ({split})"
+        if mixed_seeds:
+            title += f", {seed_phrase([seeds[task]])}"
         ax.set_title(title, fontsize=12)
         ax.set_xlabel(SPEEDUP_AXIS_LABEL[speedup_col], fontsize=10)
         ax.set_ylabel(f"dev score ({TASKS[task].metric_label if task in TASKS else 'task metric x100'})", fontsize=10)
         ax.grid(True, alpha=0.3)
         ax.tick_params(labelsize=9)
-    for ax in list(axes.flat)[len(draw):]:
+    spare = list(axes.flat)[len(draw):]
+    for ax in spare:
         ax.axis("off")
     if not draw:
         axes.flat[0].text(0.5, 0.5, "no sweep records", ha="center", va="center", transform=axes.flat[0].transAxes)
         axes.flat[0].axis("off")
+    n_leg_rows = 0
     if handles:
         order = _legend_order(list(handles), names)
-        fig.legend([handles[k] for k in order], order, loc="lower center",
-                   ncol=min(len(handles), leg_cols), fontsize=9, frameon=False, bbox_to_anchor=(0.5, -0.01))
-    fig.suptitle(f"Figure 3: dev score vs speed-up, median over seeds (profile: {profile})", fontsize=12)
-    n_leg_rows = int(np.ceil(len(handles) / leg_cols)) if handles else 0
-    fig.tight_layout(rect=(0, 0.05 * n_leg_rows / nrow, 1, 0.97))
+        if free and draw:  # the free cell of the grid holds the legend
+            spare[0].legend([handles[k] for k in order], order, loc="center", ncol=1, fontsize=9, frameon=False)
+            spare = spare[1:]
+        else:
+            leg_cols = min(len(handles), 3 if ncol == 1 else 2 * ncol)
+            n_leg_rows = int(np.ceil(len(handles) / leg_cols))
+            fig.legend([handles[k] for k in order], order, loc="lower center", ncol=leg_cols, fontsize=9,
+                       frameon=False, bbox_to_anchor=(0.5, -0.01))
+    for ax in spare if draw else []:  # no empty frames
+        fig.delaxes(ax)
+    view = "around the selection window" if xrange == "window" else "full speed-up range"
+    fig.suptitle(f"Figure 3: dev score vs speed-up, {view}; {seed_phrase(seeds.values())} (profile: {profile})",
+                 fontsize=12)
+    fig.tight_layout(rect=(0, min(0.06 * n_leg_rows / nrow, 0.4), 1, 0.97))
     _save(fig, out_png, out_pdf)
     return fig
 
@@ -349,17 +488,23 @@ def figure4(
 
 def write_figure3(
     *, sweeps_path: str, selected_path: str | None, tasks: list[str], window, speedup: str,
-    static_methods: Iterable[str], out_png: str, out_pdf: str,
+    static_methods: Iterable[str], out_png: str, out_pdf: str, bootstrap_path: str | None = None,
+    out_full_png: str | None = None, out_full_pdf: str | None = None,
 ) -> None:
+    """Figure 3 framed on the window (``out_png`` / ``out_pdf``) and, with ``out_full_*``, over the full
+    speed-up range; ``bootstrap_path``: Table 1's replicates (the chosen points' error bars)."""
     from dpbert.reporting.records import SPEEDUP_COLUMNS
 
     sweeps = read_csv(sweeps_path)
-    from dpbert.reporting.crossfit import main_points
-
-    selected = main_points(read_csv(selected_path)) if selected_path else None
-    figure3(sweeps, tasks=tasks, window=tuple(window), speedup_col=SPEEDUP_COLUMNS[speedup],
-            out_png=out_png, out_pdf=out_pdf, static_methods=static_methods, selected=selected)
-    log.info("Figure 3 from %d sweep records", len(sweeps))
+    selected = read_csv(selected_path) if selected_path else None
+    replicates = read_replicates(bootstrap_path)
+    views = [("window", out_png, out_pdf)] + ([("full", out_full_png, out_full_pdf)] if out_full_png else [])
+    for xrange, png, pdf in views:
+        fig = figure3(sweeps, tasks=tasks, window=tuple(window), speedup_col=SPEEDUP_COLUMNS[speedup],
+                      out_png=png, out_pdf=pdf, static_methods=static_methods, selected=selected,
+                      replicates=replicates, xrange=xrange)
+        plt.close(fig)
+    log.info("Figure 3 (%s) from %d sweep records", ", ".join(v[0] for v in views), len(sweeps))
 
 
 def write_figure4(

@@ -96,3 +96,26 @@ def mean_over(scores: Mapping[str, float], tasks: Sequence[str]) -> float:
     if not tasks or any(t not in scores or pd.isna(scores[t]) for t in tasks):
         return np.nan
     return float(np.mean([scores[t] for t in tasks]))
+
+
+def figure3_panels(requested: Sequence[str], present: Sequence[str]) -> list[str]:
+    """Figure 3's panels: the requested tasks (``reporting.figure3_tasks``) that have data, in that order;
+    when none has, every task with data (in ``present``'s order), so a panel is never empty and the figure
+    is never blank on a profile without the paper's tasks. The figure3 rule calls it with the profile's
+    tasks (for its caption), the figure with the tasks its records hold points for."""
+    have = list(dict.fromkeys(str(t) for t in present))
+    return [t for t in dict.fromkeys(str(t) for t in requested) if t in have] or have
+
+
+def seed_phrase(counts: Sequence[int]) -> str:
+    """How scores are aggregated over seeds, from the number of seeds of each task (panel): "1 seed",
+    "median over 3 seeds", "median over 1–3 seeds" (tasks with different counts). Figure 3's titles and
+    the report's captions say it."""
+    ns = sorted({int(c) for c in counts if int(c) > 0})
+    if not ns:
+        return "no seeds"
+    if ns == [1]:
+        return "1 seed"
+    if len(ns) == 1:
+        return f"median over {ns[0]} seeds"
+    return f"median over {ns[0]}–{ns[-1]} seeds"

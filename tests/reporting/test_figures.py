@@ -97,3 +97,137 @@ def test_figure4_rows_name_the_point_as_a_reader_would():
     assert point_label("t0.25", 0.657035) == "t 0.25, p ≥ 0.66"
     assert point_label("t0.45", 0.5) == "t 0.45, p ≥ 0.50"
     assert point_label("tau0.09", 0.0) == "tau0.09@0" and point_label("main", 0.174006) == "main@0.174"
+
+
+# --------------------------------------------------------------------------- Figure 3 for readers
+
+
+def test_window_xlim_frames_the_window_with_a_margin():
+    from dpbert.reporting.figures import window_xlim
+
+    lo, hi = window_xlim((1.30, 1.96))
+    assert (lo, hi) == pytest.approx((1.30 - 0.132, 1.96 + 0.132))
+    assert lo < 1.30 and 2.0 < hi < 2.2  # the static rows at 2.0x are in view, a 3x sweep point is not
+    assert window_xlim((1.0, 1.01)) == pytest.approx((0.95, 1.06))  # a narrow window still gets 0.05x
+    with pytest.raises(ValueError, match="lower bound"):
+        window_xlim((1.96, 1.30))
+
+
+def test_full_xlim_holds_every_point_bert_and_the_window():
+    from dpbert.reporting.figures import full_xlim
+
+    lo, hi = full_xlim([1.4, 12.0, float("nan")], (1.30, 1.96))
+    assert lo < 1.0 and hi > 12.0 and hi - 12.0 == pytest.approx(0.04 * 11.0)
+    lo, hi = full_xlim([], (1.30, 1.96))
+    assert lo < 1.0 and hi > 1.96
+
+
+def test_view_ylim_fits_what_is_in_view():
+    from dpbert.reporting.figures import view_ylim
+
+    pts = [(1.5, 90.0, 90.0), (1.8, 85.0, 87.0), (12.0, 40.0, 40.0), (None, 91.0, 92.0), (1.6, float("nan"), 1.0)]
+    lo, hi = view_ylim(pts, (1.2, 2.1))
+    assert 84.0 < lo < 85.0 and 92.0 < hi < 93.0  # the far point (12x, 40) does not squash the view
+    assert view_ylim([(12.0, 40.0, 40.0)], (1.2, 2.1)) is None
+    lo, hi = view_ylim([(1.5, 90.0, 90.0)], (1.2, 2.1))
+    assert (lo, hi) == pytest.approx((89.5, 90.5))
+
+
+def test_seed_phrase_and_panels():
+    from dpbert.reporting.figures import panel_grid
+    from dpbert.reporting.layout import figure3_panels, seed_phrase
+
+    assert seed_phrase([1, 1]) == "1 seed" and seed_phrase([3]) == "median over 3 seeds"
+    assert seed_phrase([1, 3, 3]) == "median over 1–3 seeds" and seed_phrase([]) == "no seeds"
+    assert figure3_panels(["SST-2", "QNLI"], ["CoLA", "QNLI", "SST-2"]) == ["SST-2", "QNLI"]
+    assert figure3_panels(["SST-2", "QNLI"], ["CoLA", "QNLI"]) == ["QNLI"]  # a panel only where there is data
+    assert figure3_panels(["SST-2"], ["CoLA", "MRPC", "CoLA"]) == ["CoLA", "MRPC"]  # none: every task with data
+    assert figure3_panels(["SST-2"], []) == []
+    assert [panel_grid(n) for n in (0, 1, 2, 3, 4, 5, 7, 8)] == [(1, 1), (1, 1), (1, 2), (1, 3), (2, 2), (2, 3),
+                                                                  (3, 3), (3, 3)]
+    assert all(r * c >= n and r * c - n < max(c, 2) for n in range(1, 13) for r, c in [panel_grid(n)])
+
+
+def _selected_points():
+    """selected_points.csv lines: DPBERT's two folds chose different points; a searched row; BERT-base; a
+    method without a point in the window."""
+    base = {"task": "SST-2", "split": "dev", "static": False}
+    rows = [
+        {**base, "row": "bert", "method": "bert", "display_name": "BERT-base", "score": 91.0, "layer_speedup": 1.0,
+         "static": True},
+        {**base, "row": "bert", "method": "bert", "display_name": "BERT-base", "score": 91.0, "layer_speedup": 1.0,
+         "static": True},
+        {**base, "row": "dpbert", "method": "dpbert", "display_name": "DPBERT", "score": 88.0, "layer_speedup": 1.40},
+        {**base, "row": "dpbert", "method": "dpbert", "display_name": "DPBERT", "score": 88.0, "layer_speedup": 1.60},
+        {**base, "row": "dpbert:searched", "method": "dpbert", "display_name": "DPBERT, threshold searched",
+         "score": 89.0, "layer_speedup": 1.5},
+        {**base, "row": "deebert", "method": "deebert", "display_name": "DeeBERT", "score": float("nan"),
+         "layer_speedup": float("nan")},
+    ]
+    return pd.DataFrame(rows)
+
+
+def test_chosen_points_one_per_row_with_its_bootstrap_se():
+    from dpbert.reporting.figures import chosen_points
+
+    rng = np.random.default_rng(0)
+    reps = pd.DataFrame({"DPBERT|SST-2": 88.0 + rng.normal(0, 1.5, 1000), "BERT-base|SST-2": 91 + rng.normal(0, 1, 1000)})
+    pts = chosen_points(_selected_points(), "layer_speedup", reps).set_index("row")
+    assert list(pts.index) == ["bert", "dpbert"]  # not the searched row, not a cell without a point
+    dp = pts.loc["dpbert"]
+    assert (dp["speedup"], dp["speedup_lo"], dp["speedup_hi"], dp["score"]) == pytest.approx((1.5, 1.4, 1.6, 88.0))
+    assert dp["se"] == pytest.approx(np.std(reps["DPBERT|SST-2"], ddof=1)) and 1.3 < dp["se"] < 1.7
+    assert chosen_points(_selected_points(), "layer_speedup").set_index("row")["se"].isna().all()  # no replicates
+    # selected points without a row column (one line per method) still work
+    legacy = _selected_points().drop(columns=["row"])
+    legacy = legacy[legacy["display_name"] != "DPBERT, threshold searched"]
+    assert set(chosen_points(legacy, "layer_speedup")["method"]) == {"bert", "dpbert"}
+
+
+def test_figure3_marks_every_chosen_point_frames_the_window_and_has_no_empty_panel(tmp_path):
+    sw = sweeps_frame(tasks=("SST-2", "RTE"))
+    far = sw[(sw["method"] == "dpbert") & (sw["task"] == "SST-2")].head(2).assign(layer_speedup=6.0, score=40.0,
+                                                                                   variant="t0.9")
+    sw = pd.concat([sw, far], ignore_index=True)
+    sel = _selected_points()
+    rng = np.random.default_rng(1)
+    reps = pd.DataFrame({"DPBERT|SST-2": 88.0 + rng.normal(0, 1.5, 200)})
+    fig = figure3(sw, tasks=("SST-2", "QNLI"), window=(1.3, 1.96), out_png=tmp_path / "w.png",
+                  out_pdf=tmp_path / "w.pdf", selected=sel, replicates=reps, xrange="window")
+    _check_png_pdf(tmp_path / "w.png", tmp_path / "w.pdf")
+    axes = [ax for ax in fig.axes if ax.get_title()]
+    assert [ax.get_title() for ax in axes] == ["SST-2"]  # QNLI has no records: no panel for it
+    assert len(fig.axes) == 1  # one panel, and nothing else (no empty frame)
+    ax = axes[0]
+    assert ax.get_xlim() == pytest.approx((1.3 - 0.132, 1.96 + 0.132))
+    assert ax.get_ylim()[0] > 40.0  # the far point at 6x (score 40) is out of view and does not squash it
+    assert "1 seed" not in fig._suptitle.get_text() and "median over 2 seeds" in fig._suptitle.get_text()
+    labels = fig.legends[0].get_texts()
+    assert any("chosen point" in t.get_text() for t in labels)
+    # the chosen point's error bar: SE of the replicates, vertically; the folds' range, horizontally
+    segments = [seg for coll in ax.collections for seg in getattr(coll, "get_segments", list)()]
+    se = float(np.std(reps["DPBERT|SST-2"], ddof=1))
+    assert any(np.allclose(s, [[1.5, 88.0 - se], [1.5, 88.0 + se]]) for s in segments)
+    assert any(np.allclose(s, [[1.4, 88.0], [1.6, 88.0]]) for s in segments)
+
+    full = figure3(sw, tasks=("SST-2", "RTE"), window=(1.3, 1.96), out_png=tmp_path / "f.png",
+                   out_pdf=tmp_path / "f.pdf", selected=sel, replicates=reps, xrange="full")
+    assert [ax.get_title() for ax in full.axes if ax.get_title()] == ["SST-2", "RTE"]
+    assert full.axes[0].get_xlim()[1] > 6.0 and full.axes[0].get_xlim()[0] < 1.0
+    assert "full speed-up range" in full._suptitle.get_text()
+    with pytest.raises(ValueError, match="xrange"):
+        figure3(sw, xrange="zoom", out_png=tmp_path / "x.png", out_pdf=tmp_path / "x.pdf")
+
+
+def test_figure3_legend_takes_the_free_cell_of_the_grid(tmp_path):
+    sw = sweeps_frame(tasks=("SST-2", "RTE", "MRPC", "CoLA", "QNLI"))
+    fig = figure3(sw, tasks=("SST-2", "RTE", "MRPC", "CoLA", "QNLI"), out_png=tmp_path / "g.png",
+                  out_pdf=tmp_path / "g.pdf")
+    panels = [ax for ax in fig.axes if ax.get_title()]
+    assert len(panels) == 5 and len(fig.axes) == 6
+    spare = [ax for ax in fig.axes if not ax.get_title()]
+    assert spare[0].get_legend() is not None and not fig.legends
+    seven = figure3(sweeps_frame(tasks=("SST-2", "RTE", "MRPC", "CoLA", "QNLI", "QQP", "STS-B")),
+                    tasks=("CoLA", "QQP", "STS-B", "SST-2", "RTE", "MRPC", "QNLI"),
+                    out_png=tmp_path / "s.png", out_pdf=tmp_path / "s.pdf")
+    assert len(seven.axes) == 8  # 3x3: seven panels, the legend's cell; the ninth cell is removed

@@ -83,7 +83,7 @@ def test_micro_run_records_executed_layers_and_sweep(micro_run):
 def test_micro_run_renders_every_report(micro_run):
     for path in ["results/micro/table2.csv", "results/micro/table3.csv", "results/micro/reproduction.md"]:
         assert (micro_run / path).stat().st_size > 0, path
-    for fig in ["figure3", "figure4"]:
+    for fig in ["figure3", "figure3_full", "figure4"]:
         assert (micro_run / "figures/micro" / f"{fig}.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
         assert (micro_run / "figures/micro" / f"{fig}.pdf").read_bytes()[:5] == b"%PDF-"
     assert "micro" in (micro_run / "results/micro" / "reproduction.md").read_text()
@@ -91,8 +91,8 @@ def test_micro_run_renders_every_report(micro_run):
 
 @pytest.mark.e2e
 def test_report_holds_tables_figures_and_reproduction(micro_run):
-    """`snakemake --report` after a run: Tables 1-3, Figures 3-4 and reproduction.md, each with its caption
-    and its bytes (base64 in the HTML), from the records alone."""
+    """`snakemake --report` after a run: Tables 1-3 (table1.md with its ± and §), health, Figures 3-4 (Figure 3
+    twice) and reproduction.md, each with its caption and its bytes (base64 in the HTML), from the records alone."""
     import base64
     import re
 
@@ -101,8 +101,10 @@ def test_report_holds_tables_figures_and_reproduction(micro_run):
     assert result.returncode == 0, (result.stdout + result.stderr)[-2000:]
     html = report.read_text()
     items = {"results/micro/table1.csv": "Table 1: every row's dev score", "results/micro/table2.csv": "Table 2: DPBERT vs",
+             "results/micro/table1.md": "is the table to read", "results/micro/table2.md": "Table 2: DPBERT vs",
              "results/micro/table3.csv": "executed layer paths on SST-2/STS-B dev",
-             "figures/micro/figure3.png": "1.0 to 4.0x shaded",
+             "results/micro/health.md": "Method health:", "results/micro/health.csv": "Method health:",
+             "figures/micro/figure3.png": "1.0 to 4.0x shaded", "figures/micro/figure3_full.png": "1.0 to 4.0x shaded",
              "figures/micro/figure4.png": "Figure 4: how often", "results/micro/reproduction.md": "Reproduction report:"}
     for path, caption in items.items():
         start = html.index(f'"{path}": {{')
@@ -111,6 +113,7 @@ def test_report_holds_tables_figures_and_reproduction(micro_run):
         data = re.match(r'"data_uri": "data:[^"]*?base64,([A-Za-z0-9+/=]+)"', entry[entry.index('"data_uri"'):])
         assert data and base64.b64decode(data.group(1)) == (micro_run / path).read_bytes(), path
     assert "profile <tt" in html and "work/micro/" in html  # the workflow description names the profile
+    assert "±" in (micro_run / "results/micro/table1.md").read_text()  # what the report's Table 1 adds to the csv
 
 
 @pytest.mark.e2e

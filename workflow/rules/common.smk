@@ -15,6 +15,7 @@ from dpbert.run import jobs as _jobs  # noqa: E402
 from dpbert.run import reproducible as _reproducible  # noqa: E402
 from dpbert.run.job_resources import job_resources  # noqa: E402
 from dpbert.run.profiles import figures_dir, results_dir  # noqa: E402
+from dpbert.reporting.layout import figure3_panels  # noqa: E402
 
 try:
     # the schema first with a short message (snakemake's own prints the schema and the config: hundreds

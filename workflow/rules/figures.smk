@@ -8,6 +8,8 @@
 # DPBERT's tasks; Table 3's are MNLI and QNLI as in the paper, else whatever DPBERT ran on.
 _DPBERT_TASKS = method_tasks("dpbert") if "dpbert" in METHODS else []
 _TABLE3_TASKS = [t for t in ("MNLI", "QNLI") if t in _DPBERT_TASKS] or _DPBERT_TASKS
+# Figure 3's panels: reporting.figure3_tasks that the profile runs, else every task (the figure and its caption)
+_FIGURE3_TASKS = figure3_panels(config["reporting"]["figure3_tasks"], TASKS)
 
 
 _REPORT_META = {
@@ -39,9 +41,17 @@ rule table2:
         ],
     output:
         table=report(
-            f"{R}/table2.csv", caption="../report/table2.rst", category="Tables"
+            f"{R}/table2.csv",
+            caption="../report/table2.rst",
+            category="Tables",
+            labels={"table": "Table 2", "file": "csv: the numbers"},
         ),
-        markdown=f"{R}/table2.md",
+        markdown=report(
+            f"{R}/table2.md",
+            caption="../report/table2.rst",
+            category="Tables",
+            labels={"table": "Table 2", "file": "markdown: with the paper's numbers"},
+        ),
     log:
         f"{R}/logs/table2.log",
     conda:
@@ -71,9 +81,20 @@ rule table3:
         data=[f"{W}/data/{t}.pt" for t in _TABLE3_TASKS],
     output:
         table=report(
-            f"{R}/table3.csv", caption="../report/table3.rst", category="Tables"
+            f"{R}/table3.csv",
+            caption="../report/table3.rst",
+            category="Tables",
+            labels={"table": "Table 3", "file": "csv: the paths"},
         ),
-        markdown=f"{R}/table3.md",
+        markdown=report(
+            f"{R}/table3.md",
+            caption="../report/table3.rst",
+            category="Tables",
+            labels={
+                "table": "Table 3",
+                "file": "markdown: the paths, as the paper shows them",
+            },
+        ),
     log:
         f"{R}/logs/table3.log",
     conda:
@@ -87,21 +108,35 @@ rule table3:
 
 
 rule figure3:
-    """Figure 3: dev score vs speed-up (SST-2, QNLI), every adaptive method, BERT-base reference, window."""
+    """Figure 3: dev score vs speed-up (SST-2, QNLI), every adaptive method, BERT-base reference, window; each
+    Table 1 row's chosen point with its bootstrap SE. Framed on the window (figure3), and over the full range.
+    """
     input:
         sweeps=f"{R}/sweeps.csv",
         selected=rules.table1.output.selected,
+        # Table 1's paired bootstrap replicates: the chosen points' error bars
+        bootstrap=rules.table1.output.bootstrap,
     output:
         png=report(
-            f"{F}/figure3.png", caption="../report/figure3.rst", category="Figures"
+            f"{F}/figure3.png",
+            caption="../report/figure3.rst",
+            category="Figures",
+            labels={"figure": "Figure 3", "view": "around the selection window"},
         ),
         pdf=f"{F}/figure3.pdf",
+        full_png=report(
+            f"{F}/figure3_full.png",
+            caption="../report/figure3.rst",
+            category="Figures",
+            labels={"figure": "Figure 3", "view": "full speed-up range"},
+        ),
+        full_pdf=f"{F}/figure3_full.pdf",
     log:
         f"{R}/logs/figure3.log",
     conda:
         "../../environment.yml"
     params:
-        tasks=config["reporting"]["figure3_tasks"],
+        tasks=_FIGURE3_TASKS,
         window=config["selection"]["window"],
         speedup=config["selection"]["speedup"],
         static=sorted(m for m, cls in METHODS.items() if cls.static) + ["bert"],
@@ -121,7 +156,10 @@ rule figure4:
         ],
     output:
         png=report(
-            f"{F}/figure4.png", caption="../report/figure4.rst", category="Figures"
+            f"{F}/figure4.png",
+            caption="../report/figure4.rst",
+            category="Figures",
+            labels={"figure": "Figure 4", "view": "DPBERT's selected point"},
         ),
         pdf=f"{F}/figure4.pdf",
         freq=f"{F}/figure4_layer_freq.csv",
@@ -150,6 +188,7 @@ rule reproduction:
             f"{R}/reproduction.md",
             caption="../report/reproduction.rst",
             category="Reproduction",
+            labels={"report": "reproduced vs reported", "file": "markdown"},
         ),
     log:
         f"{R}/logs/reproduction.log",

@@ -7,9 +7,18 @@ rule table1:
         diagnostics=all_run_files("diagnostics.json"),
     output:
         table=report(
-            f"{R}/table1.csv", caption="../report/table1.rst", category="Tables"
+            f"{R}/table1.csv",
+            caption="../report/table1.rst",
+            category="Tables",
+            labels={"table": "Table 1", "file": "csv: the numbers"},
         ),
-        markdown=f"{R}/table1.md",
+        # what a reader reads: each score ± its bootstrap SE, § on a degenerate method's cells
+        markdown=report(
+            f"{R}/table1.md",
+            caption="../report/table1.rst",
+            category="Tables",
+            labels={"table": "Table 1", "file": "markdown: scores ± SE, § degenerate"},
+        ),
         sweeps=f"{R}/sweeps.csv",
         selected=f"{R}/selected_points.csv",
         # paired bootstrap replicates of every cell (from the predictions): the ± in table1.md, and
@@ -42,8 +51,24 @@ rule health:
         diagnostics=all_run_files("diagnostics.json"),
         selected=rules.table1.output.selected,
     output:
-        csv=f"{R}/health.csv",
-        markdown=f"{R}/health.md",
+        csv=report(
+            f"{R}/health.csv",
+            caption="../report/health.rst",
+            category="Health",
+            labels={
+                "report": "method health",
+                "file": "csv: one row per task and Table 1 row",
+            },
+        ),
+        markdown=report(
+            f"{R}/health.md",
+            caption="../report/health.rst",
+            category="Health",
+            labels={
+                "report": "method health",
+                "file": "markdown: with the verdict rules",
+            },
+        ),
     log:
         f"{R}/logs/health.log",
     conda:
@@ -86,6 +111,8 @@ rule manifest:
         f"{R}/table3.md",
         f"{F}/figure3.png",
         f"{F}/figure3.pdf",
+        f"{F}/figure3_full.png",
+        f"{F}/figure3_full.pdf",
         f"{F}/figure4.png",
         f"{F}/figure4.pdf",
         f"{F}/figure4_layer_freq.csv",

@@ -1,4 +1,4 @@
-"""Snakemake script: Figure 3 (dev score vs speed-up) from results/sweeps.csv."""
+"""Snakemake script: Figure 3 (dev score vs speed-up; framed on the window, and the full range) from the records."""
 
 import sys
 from pathlib import Path
@@ -19,4 +19,7 @@ write_figure3(
     static_methods=list(sm.params.static),
     out_png=sm.output.png,
     out_pdf=sm.output.pdf,
+    bootstrap_path=sm.input.bootstrap,
+    out_full_png=sm.output.full_png,
+    out_full_pdf=sm.output.full_pdf,
 )
