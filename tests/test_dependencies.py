@@ -12,7 +12,9 @@ import yaml
 tomllib = pytest.importorskip("tomllib")  # Python 3.11+
 
 ROOT = Path(__file__).resolve().parents[1]
-IMPORT_NAMES = {"pyyaml": "yaml"}  # distribution -> module, where they differ beyond - vs _
+IMPORT_NAMES = {"pyyaml": "yaml", "scikit_learn": "sklearn"}  # distribution -> module, where they differ beyond - vs _
+# packages the code uses through another package, never imported by name: distribution -> the call that needs it
+USED_THROUGH = {"tabulate": r"\.to_markdown\("}  # pandas' DataFrame.to_markdown imports tabulate
 SOURCES = [*ROOT.glob("dpbert/**/*.py"), *ROOT.glob("baselines/**/*.py"), *ROOT.glob("workflow/**/*.py"),
            *ROOT.glob("workflow/**/*.smk"), ROOT / "Snakefile"]
 
@@ -28,7 +30,8 @@ def declared() -> list[str]:
 def unimported(packages: list[str]) -> list[str]:
     text = "\n".join(p.read_text() for p in SOURCES)
     return [p for p in packages
-            if not re.search(rf"^\s*(import|from)\s+{re.escape(IMPORT_NAMES.get(p, p))}\b", text, re.MULTILINE)]
+            if not re.search(USED_THROUGH.get(p, rf"^\s*(import|from)\s+{re.escape(IMPORT_NAMES.get(p, p))}\b"), text,
+                             re.MULTILINE)]
 
 
 def test_every_declared_dependency_is_imported():
@@ -37,6 +40,13 @@ def test_every_declared_dependency_is_imported():
 
 def test_the_check_finds_a_dead_dependency():
     assert unimported(["requests", "safetensors", "pyyaml"]) == ["requests", "safetensors"]
+
+
+def test_a_package_used_through_another_is_found_by_its_call(monkeypatch):
+    monkeypatch.setitem(USED_THROUGH, "tabulate", r"\.no_such_call\(")
+    assert unimported(["tabulate", "scikit_learn"]) == ["tabulate"]
+    monkeypatch.setitem(USED_THROUGH, "tabulate", r"^from sklearn import metrics")
+    assert unimported(["tabulate"]) == []
 
 
 def test_test_and_cluster_packages_are_extras():

@@ -10,7 +10,6 @@ import hashlib
 import itertools
 import logging
 import math
-import random
 import re
 from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass, fields
@@ -21,6 +20,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 from tqdm import tqdm
+from transformers import set_seed
 
 from dpbert.data.encoding import EncodedSplit
 from dpbert.model import checkpoint
@@ -73,9 +73,19 @@ class TrainSettings:
 
 
 def seed_everything(seed: int) -> None:
-    random.seed(seed)
-    np.random.seed(seed % 2**32)
-    torch.manual_seed(seed)
+    """Seed Python's, numpy's and torch's (every device's) generators: transformers' ``set_seed`` (the
+    config's seeds are 0..2**32-1, numpy's range; tests/model/test_training.py holds the streams equal to
+    the hand-written seeding it replaced)."""
+    set_seed(seed)
+
+
+def linear_warmup_factor(step: int, warmup: int, total: int) -> float:
+    """The learning-rate factor at ``step``: linear warm-up to 1 over ``warmup`` steps, then linear decay to 0
+    at ``total``.
+
+    Not transformers' get_linear_schedule_with_warmup: its warm-up is this one a step behind (its first step
+    has lr 0; here lr / warmup), so switching would change every trained model and the committed tables."""
+    return (step + 1) / max(1, warmup) if step < warmup else max(0.0, (total - step) / max(1, total - warmup))
 
 
 def train_loop(
@@ -103,10 +113,7 @@ def train_loop(
     steps_per_epoch = math.ceil(len(data) / settings.batch_size)
     total = max(1, int(round(settings.epochs * steps_per_epoch)))
     warmup = int(settings.warmup_ratio * total)
-    schedule = torch.optim.lr_scheduler.LambdaLR(
-        optimizer,
-        lambda s: (s + 1) / max(1, warmup) if s < warmup else max(0.0, (total - s) / max(1, total - warmup)),
-    )
+    schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: linear_warmup_factor(s, warmup, total))
     modules = list(modules)
     for m in modules:
         m.train()

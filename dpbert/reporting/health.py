@@ -24,6 +24,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from dpbert.reporting.layout import markdown_table
 from dpbert.reporting.records import load_records, read_csv
 from dpbert.run.diagnostics import (
     DIAGNOSTIC_EXAMPLES,
@@ -528,24 +529,22 @@ def health_markdown(health: pd.DataFrame, meta: Mapping[str, Any]) -> str:
             ("p_std_max", "max p std"), ("n_paths", "paths ≥5%"), ("n_window_planning", f"window points, ≥{PLANNING_PATHS} paths"),
             ("skip_monotonic", "skip ↑ t"),
             ("verdict", "verdict")]
-    lines = ["# Method health (dev)", "", head, "",
-             "| " + " | ".join(c[1] for c in cols) + " |", "|" + "---|" * len(cols)]
+    lines = ["# Method health (dev)", "", head, ""]
     def shown(r, c: str) -> str:
         if c == "n_window_planning" and not pd.isna(r[c]):
             return f"{int(r[c])} of {int(r['n_in_window'])}"
         return _cell(r[c], 3 if c == "p_std_max" else 1)
 
-    for _, r in health.iterrows():
-        lines.append("| " + " | ".join(shown(r, c) for c, _ in cols) + " |")
+    lines += markdown_table([c[1] for c in cols], [[shown(r, c) for c, _ in cols] for _, r in health.iterrows()])
     detail = health[(health["exit_layer_scores"].fillna("") != "") | (health["p_std"].fillna("") != "")
                     | (health["skip_rates"].fillna("") != "")]
     if len(detail):
-        lines += ["", "## Per layer", "",
-                  ("| task | model | off-ramp score per layer | p at | p mean per layer | p std per layer | "
-                   "skip rate per t |"), "|---|---|---|---|---|---|---|"]
-        for _, r in detail.iterrows():
-            lines.append("| " + " | ".join(_cell(r[c]) for c in ("task", "display_name", "exit_layer_scores",
-                                                                  "p_point", "p_mean", "p_std", "skip_rates")) + " |")
+        lines += ["", "## Per layer", ""]
+        lines += markdown_table(
+            ["task", "model", "off-ramp score per layer", "p at", "p mean per layer", "p std per layer",
+             "skip rate per t"],
+            [[_cell(r[c]) for c in ("task", "display_name", "exit_layer_scores", "p_point", "p_mean", "p_std",
+                                    "skip_rates")] for _, r in detail.iterrows()])
     rules = [
         f"1. a windowed method (not static, not BERT-base) has no sweep point in the {lo:.2f}–{hi:.2f}x window;",
         (f"2. the selected point's dev score is not above the majority-class score by {MAJORITY_MARGIN:g} points "

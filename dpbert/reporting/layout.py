@@ -1,4 +1,5 @@
-"""The columns of the paper's Table 1 layout: task and split -> column, the tasks a table covers.
+"""The columns of the paper's Table 1 layout: task and split -> column, the tasks a table covers; and the
+Markdown table every report prints (:func:`markdown_table`).
 
 Shared by every table and by the bootstrap (dpbert.reporting.uncertainty): MNLI has two columns
 (matched, mismatched) and counts once in an average, as mean(m, mm).
@@ -6,7 +7,7 @@ Shared by every table and by the bootstrap (dpbert.reporting.uncertainty): MNLI 
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 
 import numpy as np
 import pandas as pd
@@ -119,3 +120,11 @@ def seed_phrase(counts: Sequence[int]) -> str:
     if len(ns) == 1:
         return f"median over {ns[0]} seeds"
     return f"median over {ns[0]}–{ns[-1]} seeds"
+
+
+def markdown_table(columns: Sequence[str], rows: Iterable[Sequence[str]]) -> list[str]:
+    """The lines of a Markdown (GitHub pipe) table: pandas' ``DataFrame.to_markdown`` (tabulate) of cells
+    the caller formatted as strings. Numbers are not re-parsed (``disable_numparse``), so each cell shows
+    its string as given ("81.2 ±1.4§", "1.50x"); tabulate pads the columns to a common width."""
+    frame = pd.DataFrame([list(r) for r in rows], columns=list(columns), dtype=object)
+    return frame.to_markdown(index=False, disable_numparse=True).splitlines()

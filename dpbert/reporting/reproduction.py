@@ -14,7 +14,7 @@ import numpy as np
 import pandas as pd
 
 from dpbert.methods.registry import static_display_names
-from dpbert.reporting.layout import mean_over
+from dpbert.reporting.layout import markdown_table, mean_over
 from dpbert.reporting.paper import PAPER_DIR, compare_with_paper
 from dpbert.reporting.records import read_csv, read_replicates
 from dpbert.reporting.table2 import SPEEDUP_NAMES, TOL, fmt
@@ -305,7 +305,8 @@ def reproduction_report(
     out += ["## Table 1 (dev): ours / paper (diff)", "",
             ("Each cell: our value / the paper's value (ours − paper); — = not run, not covered or no point in "
              "the window. Our MNLI is mean(MNLI-m, MNLI-mm) against the paper's single MNLI number. " + avg_note),
-            "", "| model | " + " | ".join(pcols) + " |", "|---|" + "---|" * len(pcols)]
+            ""]
+    rows = []
     for model in paper_table1["model"].astype(str):
         cells = []
         for c in pcols:
@@ -323,7 +324,8 @@ def reproduction_report(
             nd = 2 if c == "speedup" else 1
             o, p, d = r["ours"].iloc[0], r["paper"].iloc[0], r["diff"].iloc[0]
             cells.append(f"{fmt(o, nd)} / {fmt(p, nd)}" + ("" if pd.isna(d) else f" ({float(d):+.{nd}f})"))
-        out.append(f"| {model} | " + " | ".join(cells) + " |")
+        rows.append([model, *cells])
+    out += markdown_table(["model", *pcols], rows)
     extra = [m for m in ours_table1["model"].astype(str) if m not in set(paper_table1["model"].astype(str))]
     if extra:
         out += ["", f"Rows we ran that the paper's Table 1 does not have: {', '.join(extra)} (see results/table1.md)."]
@@ -337,8 +339,8 @@ def reproduction_report(
         t2_avg = [t for t in tasks if all(len(r) and not pd.isna(r[t].iloc[0]) for r in t2_rows)]
         out += ["## Table 2 (dev): DPBERT vs DPBERT-soft, ours / paper (diff)", "",
                 (f"avg: over {', '.join(t2_avg)}, the tasks all four rows have (ours and the paper's, recomputed)."
-                 if t2_avg else "avg: — (no task all four rows have)."), "",
-                "| model | " + " | ".join(tasks) + " | avg |", "|---|" + "---|" * (len(tasks) + 1)]
+                 if t2_avg else "avg: — (no task all four rows have)."), ""]
+        rows = []
         for model in ("DPBERT", "DPBERT-soft"):
             o = table2[(table2["model"] == model) & (table2["source"] == "ours")]
             p = table2[(table2["model"] == model) & (table2["source"] == "paper")]
@@ -352,7 +354,8 @@ def reproduction_report(
                     pv = p[c].iloc[0] if len(p) else np.nan
                 d = "" if pd.isna(ov) or pd.isna(pv) else f" ({float(ov) - float(pv):+.1f})"
                 cells.append(f"{fmt(ov)} / {fmt(pv)}{d}")
-            out.append(f"| {model} | " + " | ".join(cells) + " |")
+            rows.append([model, *cells])
+        out += markdown_table(["model", *tasks, "avg"], rows)
         out += ["", "Speed-ups of the matched points: results/table2.md.", ""]
 
     # -- claims

@@ -28,6 +28,7 @@ from dpbert.reporting.layout import (
     REASON_WINDOW,
     column_of,
     common_tasks,
+    markdown_table,
     row_task_scores,
     task_columns,
     tasks_of_table,
@@ -337,7 +338,7 @@ def table1_markdown(
             spr[(str(r["model"]), str(r["column"]))] = (r["score_min"], r["score_max"])
 
     show = [c for c in table.columns if c not in META_COLUMNS and c != DEGENERATE_COLUMN]
-    lines = [header, "", "| " + " | ".join(show) + " |", "|" + "|".join("---" for _ in show) + "|"]
+    rows: list[list[str]] = []
     task_cols = [c for c in show if c not in NON_TASK_COLUMNS]
     degenerate_used = False
     se_used = False
@@ -376,7 +377,7 @@ def table1_markdown(
             if c in marked:
                 cells[-1] += DEGENERATE_MARK
                 degenerate_used = True
-        lines.append("| " + " | ".join(cells) + " |")
+        rows.append(cells)
     foot = [legend[k] for k in (REASON_WINDOW, REASON_UNCOVERED) if k in used]
     if degenerate_used:
         foot.append(f"{DEGENERATE_MARK} the method is degenerate on this task: it is not shown to learn there "
@@ -401,6 +402,6 @@ def table1_markdown(
         foot.append("± is the bootstrap standard error of the score over the dev examples (1000 resamples of the "
                     "examples, the same resamples for every row; avg: of the average). reproduction.md judges a "
                     "difference between two rows against its own paired standard error: within noise under 2.")
-    body = "\n".join(lines)
+    body = "\n".join([header, "", *markdown_table(show, rows)])
     # blank line between footnotes so each renders as its own paragraph
     return body + "\n\n" + "\n\n".join(foot + list(notes)) + "\n"

@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from dpbert.reporting.layout import mean_over
+from dpbert.reporting.layout import markdown_table, mean_over
 from dpbert.reporting.paper import PAPER_DIR
 from dpbert.reporting.records import read_csv
 from dpbert.reporting.selection import (
@@ -236,9 +236,8 @@ def table2_markdown(t2: pd.DataFrame, tasks: Sequence[str], meta: Mapping[str, A
             f"DPBERT at its Table 1 point; DPBERT-soft at its point whose {SPEEDUP_NAMES.get(sp, sp)} is closest "
             "to DPBERT's on the same task (ties: higher score). Cells: score [layer speed-up / latency speed-up] "
             "{point = target rate @ threshold}.")), "",
-        "| model | source | " + " | ".join(tasks) + " | avg |",
-        "|---|---|" + "---|" * (len(tasks) + 1),
     ]
+    rows = []
     for _, r in t2.iterrows():
         cells = []
         for t in tasks:
@@ -249,7 +248,8 @@ def table2_markdown(t2: pd.DataFrame, tasks: Sequence[str], meta: Mapping[str, A
             else:
                 cells.append(f"{fmt(r[t])} [{fmt(r[f'{t} layer_speedup'], 2, 'x')} / "
                              f"{fmt(r[f'{t} latency_speedup'], 2, 'x')}] {{{r[f'{t} point']}}}")
-        lines.append(f"| {r['model']} | {r['source']} | " + " | ".join(cells) + f" | {fmt(r['avg'])} |")
+        rows.append([str(r["model"]), str(r["source"]), *cells, fmt(r["avg"])])
+    lines += markdown_table(["model", "source", *tasks, "avg"], rows)
     notes = [f"- {r['model']} ({r['source']}): {r['note']}" for _, r in t2.iterrows() if str(r["note"] or "")]
     avg_tasks = t2.attrs.get("avg_tasks")
     if avg_tasks is not None:

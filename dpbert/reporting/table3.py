@@ -14,6 +14,7 @@ import numpy as np
 import pandas as pd
 
 from dpbert.data.tasks import TASKS
+from dpbert.reporting.layout import markdown_table
 from dpbert.reporting.records import read_csv
 from dpbert.reporting.selection import default_primary_split
 
@@ -113,8 +114,8 @@ def table3_markdown(cases: pd.DataFrame, meta: Mapping[str, Any], notes: Iterabl
     for task in dict.fromkeys(cases["task"]):
         sub = cases[cases["task"] == task]
         fa, fb = TASKS[task].text_fields if task in TASKS else ("Sentence", "Sentence 2")
-        lines += [f"## {task} ({sub['variant'].iloc[0]} @ threshold {float(sub['knob'].iloc[0]):g})", "",
-                  "| path | split/idx | example | label | pred | layers executed |", "|---|---|---|---|---|---|"]
+        lines += [f"## {task} ({sub['variant'].iloc[0]} @ threshold {float(sub['knob'].iloc[0]):g})", ""]
+        rows = []
         for _, r in sub.iterrows():
             text = f"**{fa}:** {_md_text(r['text_a'])}"
             if str(r["text_b"] or ""):
@@ -123,8 +124,9 @@ def table3_markdown(cases: pd.DataFrame, meta: Mapping[str, Any], notes: Iterabl
                 text += f" _({r['kind']})_"
             pred = _label_name(task, r["pred"]) + ("" if r["correct"] else " ✗")
             layers = str(r["executed"]) or "(none)"
-            lines.append(f"| {r['path']} ({r['n_executed']}) | {r['split']}/{r['idx']} | {text} | "
-                         f"{_label_name(task, r['label'])} | {pred} | {layers} |")
+            rows.append([f"{r['path']} ({r['n_executed']})", f"{r['split']}/{r['idx']}", text,
+                         _label_name(task, r["label"]), pred, layers])
+        lines += markdown_table(["path", "split/idx", "example", "label", "pred", "layers executed"], rows)
         lines.append("")
     lines += [f"- {n}" for n in notes]
     return "\n".join(lines) + "\n"

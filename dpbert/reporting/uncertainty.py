@@ -31,6 +31,8 @@ def _seed_of(key: str) -> int:
     return int(hashlib.sha256(f"dpbert-bootstrap|{key}".encode()).hexdigest()[:16], 16)
 
 
+# Not scipy.stats.bootstrap: it pairs only the samples of one call and keeps its resample indices inside, while the
+# rows here are scored in separate calls (each Table 1 cell, health's differences) and must share one index set.
 def bootstrap_indices(n: int, n_boot: int = DEFAULT_BOOT, key: str = "") -> np.ndarray:
     """(n_boot, n) indices drawn with replacement, a pure function of (n, n_boot, key)."""
     if n < 1:

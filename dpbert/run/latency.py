@@ -120,6 +120,9 @@ def measure_interleaved(
     return [Latency(m, (max(p) - min(p)) / m, p, threads, device) for m, p in zip(medians, passes)]
 
 
+# Not torch.utils.benchmark.Timer: it times one statement in blocks of repeated runs (and sets its own thread
+# count); the pairing here times each forward one call at a time, alternating per example, so a Timer would only wrap
+# perf_counter and the device sync below.
 def _one_round(
     forwards: Sequence[Callable[[dict[str, Tensor]], object]], examples: Sequence[dict[str, Tensor]], device: str
 ) -> list[float]:

@@ -12,6 +12,20 @@ PAPER_T2 = pd.DataFrame({"model": ["DPBERT", "DPBERT-soft"], "RTE": [66.8, 51.6]
 """A paper Table 2 for the tests (DPBERT vs DPBERT-soft)."""
 
 
+def table_rows(markdown: str) -> list[list[str]]:
+    """The cells of every row of the Markdown tables in ``markdown``, stripped of their padding (header rows
+    included, the |---| separator rows not)."""
+    rows = []
+    for line in markdown.splitlines():
+        line = line.strip()
+        if not (line.startswith("|") and line.endswith("|") and len(line) > 1):
+            continue
+        cells = [c.strip().replace("\0", "\\|") for c in line[1:-1].replace("\\|", "\0").split("|")]
+        if not all(c and set(c) <= set(":-") for c in cells):
+            rows.append(cells)
+    return rows
+
+
 def sweeps(methods=("bert", "dpbert", "dpbert_soft"), tasks=("RTE", "SST-2")):
     rows = []
     for task in tasks:

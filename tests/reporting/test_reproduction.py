@@ -11,7 +11,7 @@ from dpbert.reporting.reproduction import reproduction_report
 from dpbert.reporting.table2 import table2
 from tests.reporting.frames import selected as selected_frame
 from tests.reporting.frames import sweeps as sweeps_frame
-from tests.reporting.frames import table2_frame
+from tests.reporting.frames import table2_frame, table_rows
 
 
 def _ours_table1(keep: float):
@@ -42,8 +42,9 @@ def test_reproduction_report_mentions_every_paper_cell():
     paper = paper_table1()
     text = reproduction_report(_ours_table1(0.99), paper, table2_frame(True), _meta())
     seven = ["CoLA", "MNLI", "SST-2", "QNLI", "MRPC", "QQP", "RTE"]  # DeeBERT has no STS-B
+    rows = {r[0]: " | ".join(r) for r in table_rows(text.split("## Table 1 (dev)")[1].split("##")[0])}
     for _, p in paper.iterrows():
-        line = next(ln for ln in text.splitlines() if ln.startswith(f"| {p['model']} |"))
+        line = rows[p["model"]]
         for c in paper.columns[1:]:
             if pd.isna(p[c]):
                 continue
@@ -108,9 +109,8 @@ def _avg_cells(text: str) -> dict[str, tuple[float, float]]:
     """model -> (ours, paper) of the avg column of the report's Table 1 section."""
     section = text.split("## Table 1 (dev)")[1].split("##")[0]
     out = {}
-    for ln in section.splitlines():
-        if ln.startswith("| ") and not ln.startswith("| model") and "/" in ln:
-            cells = [c.strip() for c in ln.strip("|").split("|")]
+    for cells in table_rows(section)[1:]:
+        if any("/" in c for c in cells):
             ours, paper = cells[-1].split(" (")[0].split(" / ")
             out[cells[0]] = (float("nan") if ours == "—" else float(ours), float(paper))
     return out
@@ -140,8 +140,8 @@ def test_reproduction_table2_avg_over_tasks_all_rows_have():
     t2 = table2_frame(True)  # ours: RTE and SST-2; the paper: RTE, MRPC, SST-2, STS-B
     text = reproduction_report(_ours_table1(0.99), paper_table1(), t2, _meta())
     assert "avg: over RTE, SST-2, the tasks all four rows have" in text
-    line = next(ln for ln in text.split("## Table 2")[1].splitlines() if ln.startswith("| DPBERT-soft |"))
-    assert line.rstrip(" |").endswith(f"/ {(51.6 + 85.7) / 2:.1f} ({np.mean(t2.loc[1, ['RTE', 'SST-2']]) - (51.6 + 85.7) / 2:+.1f})")
+    line = next(r for r in table_rows(text.split("## Table 2")[1]) if r[0] == "DPBERT-soft")
+    assert line[-1].endswith(f"/ {(51.6 + 85.7) / 2:.1f} ({np.mean(t2.loc[1, ['RTE', 'SST-2']]) - (51.6 + 85.7) / 2:+.1f})")
 
 
 def _replicates(ours: pd.DataFrame, se: float, n: int = 400, shared: float = 0.0) -> pd.DataFrame:

@@ -8,10 +8,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from dpbert.reporting.layout import TABLE1_COLUMNS
+from dpbert.reporting.layout import TABLE1_COLUMNS, markdown_table
 from dpbert.reporting.paper import compare_with_paper, paper_table1
 from dpbert.reporting.selection import select_all
 from dpbert.reporting.table1 import table1, table1_markdown
+from tests.reporting.frames import table_rows
 
 ALL_TASKS = ["CoLA", "MNLI", "SST-2", "QNLI", "MRPC", "QQP", "RTE", "STS-B"]
 META = {"profile": "smoke", "backbone": "bert-base-uncased", "device": "cpu",
@@ -119,7 +120,9 @@ def test_markdown_shows_standard_errors() -> None:
     rows = _full("dpbert", "DPBERT", {"RTE": 66.0, "MRPC": 86.0})
     t = table1(pd.DataFrame(rows), ["dpbert"], ["MRPC", "RTE"], "layer_speedup", META)
     md = table1_markdown(t, META, [], None, se={("DPBERT", "RTE"): 2.345, ("DPBERT", "avg"): 1.25})
-    assert "| 66.0 ±2.3 |" in md and "76.0 ±1.2" in md and "| 86.0 |" in md
+    header, row = table_rows(md)
+    assert row[header.index("RTE")] == "66.0 ±2.3" and row[header.index("avg")] == "76.0 ±1.2"
+    assert row[header.index("MRPC")] == "86.0"
     assert "bootstrap standard error" in md
     assert "bootstrap standard error" not in table1_markdown(t, META, [], None)
 
@@ -169,7 +172,7 @@ def test_markdown_header_and_spread() -> None:
         assert needle in md
     assert "66.0 (64.0–67.5)" in md
     assert "66.0 ±1.5 (64.0–67.5)" in table1_markdown(t, META, [], None, se={("DPBERT", "RTE"): 1.5})
-    assert "| model |" in md
+    assert table_rows(md)[0][0] == "model"
     # explicit spread frame overrides
     spread = pd.DataFrame([{"model": "DPBERT", "column": "RTE", "score_min": 60.0, "score_max": 70.0}])
     md2 = table1_markdown(t, META, [], spread)
@@ -234,3 +237,12 @@ def test_compare_against_real_paper_file() -> None:
     c = compare_with_paper(t, paper_table1())
     row = c[(c["model"] == "DPBERT") & (c["column"] == "CoLA")].iloc[0]
     assert row["diff"] == pytest.approx(50.0 - 56.8)
+
+
+def test_markdown_table_shows_each_cell_as_given() -> None:
+    """pandas' to_markdown (tabulate) with numbers left unparsed: "81.20" stays "81.20", "1e3" stays "1e3"."""
+    lines = markdown_table(["model", "CoLA", "avg"], [["BERT-base", "81.20 ±1.4§", "—†"], ["x", "1e3", "7"]])
+    assert table_rows("\n".join(lines)) == [["model", "CoLA", "avg"], ["BERT-base", "81.20 ±1.4§", "—†"],
+                                            ["x", "1e3", "7"]]
+    assert len(lines) == 4 and set(lines[1]) <= set("|:-")
+    assert len({len(line) for line in lines}) == 1  # padded to one width per column

@@ -70,6 +70,24 @@ def test_other_metrics(metric: str) -> None:
     assert abs(float(np.mean(reps)) - full) < 3 * standard_error(reps)
 
 
+@pytest.mark.parametrize("metric", ["acc", "mcc"])
+def test_replicates_are_scipys_paired_bootstrap(metric: str) -> None:
+    """The replicates are the ordinary paired bootstrap: scipy.stats.bootstrap (paired, one generator seeded as
+    the key's) draws the same resamples and scores them alike; the module keeps its own index set so that rows
+    scored in separate calls share it (see bootstrap_indices)."""
+    from scipy import stats
+
+    from dpbert.reporting.uncertainty import _seed_of
+    from dpbert.run.metrics import glue_metrics
+
+    preds, labels = _labels_preds(120, 0.8, seed=3)
+    ours = bootstrap_scores(metric, preds, labels, n_boot=150, key="CoLA|dev")
+    theirs = stats.bootstrap((preds, labels), lambda p, y: glue_metrics(metric, p, y)["score"], paired=True,
+                             vectorized=False, n_resamples=150, method="percentile",
+                             rng=np.random.default_rng(_seed_of("CoLA|dev"))).bootstrap_distribution
+    np.testing.assert_allclose(ours, theirs, rtol=0, atol=1e-9)
+
+
 def test_errors() -> None:
     with pytest.raises(ValueError):
         bootstrap_indices(0, 10)

@@ -343,6 +343,7 @@ def test_device_gpu_is_refused_with_the_list(section):
     ({"training": {"finetune": {"lr": "5e-4"}}}, "write 5.0e-4"),
     ({"selection": {"speedup": "latncy"}}, "must be one of 'layer', 'latency' (did you mean latency?)"),
     ({"seeds": [1, -2]}, "config key seeds[1] is -2, but it must be >= 0."),
+    ({"seeds": [2**32]}, "config key seeds[0] is 4294967296, but it must be <= 4294967295."),
     ({"tasks": []}, "config key tasks is [], but it must have at least 1 item(s)."),
     ({"methods": {"dpbert": 3}}, "config key methods.dpbert is 3, but it must be a mapping"),
 ])

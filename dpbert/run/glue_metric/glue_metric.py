@@ -7,12 +7,13 @@
 
 The config names and result keys are those of the hub's ``glue`` metric (cola: matthews_correlation;
 stsb: pearson, spearmanr; mrpc, qqp: accuracy, f1; the others: accuracy), as fractions in [0, 1] (or
-[-1, 1]). The values are what :mod:`dpbert.run.metrics` computes (tests hold them equal), which differs
-from the hub's metric in one documented way: an undefined correlation (a constant side, fewer than 2
-points) is 0.0, not NaN. STS-B scores are read as float64 (the hub's metric casts them to float32).
+[-1, 1]). The values come from :mod:`dpbert.run.metrics` (scikit-learn and scipy.stats), the one
+implementation of the formulas, which differs from the hub's metric in one documented way: an undefined
+correlation (a constant side, fewer than 2 points) is 0.0, not NaN. STS-B scores are read as float64 (the
+hub's metric casts them to float32).
 
-evaluate copies this file into its modules cache and imports it from there, so it is self-contained
-(numpy and scipy only, no dpbert import).
+evaluate copies this file into its modules cache and imports it from there; the package it imports,
+``dpbert``, is checked importable by evaluate (it is: this module is loaded through dpbert.run.glue_metric).
 """
 
 from __future__ import annotations
@@ -20,7 +21,8 @@ from __future__ import annotations
 import datasets
 import evaluate
 import numpy as np
-from scipy import stats
+
+from dpbert.run.metrics import accuracy, f1_binary, matthews_corrcoef, pearson, spearman
 
 CONFIGS = ("cola", "sst2", "mrpc", "qqp", "stsb", "mnli", "mnli_matched", "mnli_mismatched", "qnli", "rte",
            "wnli", "hans")
@@ -38,32 +40,6 @@ Args:
     references: gold labels (stsb: gold scores).
 Returns: cola: matthews_correlation; stsb: pearson, spearmanr; mrpc, qqp: accuracy, f1; else accuracy.
 """
-
-
-def _accuracy(p: np.ndarray, y: np.ndarray) -> float:
-    return float(np.mean(p == y))
-
-
-def _f1(p: np.ndarray, y: np.ndarray) -> float:
-    tp = float(np.sum((p == 1) & (y == 1)))
-    wrong = float(np.sum((p == 1) != (y == 1)))  # false positives + false negatives
-    return 0.0 if tp == 0 else 2 * tp / (2 * tp + wrong)
-
-
-def _mcc(p: np.ndarray, y: np.ndarray) -> float:
-    classes, codes = np.unique(np.concatenate([y, p]), return_inverse=True)
-    cm = np.zeros((classes.size, classes.size))
-    np.add.at(cm, (codes[: y.size], codes[y.size:]), 1.0)
-    t, q, n = cm.sum(axis=1), cm.sum(axis=0), cm.sum()
-    denom = (n * n - t @ t) * (n * n - q @ q)
-    return 0.0 if denom <= 0 else float((np.trace(cm) * n - t @ q) / np.sqrt(denom))
-
-
-def _correlation(fn, a: np.ndarray, b: np.ndarray) -> float:
-    if a.size < 2 or np.all(a == a[0]) or np.all(b == b[0]):
-        return 0.0
-    r = float(fn(a, b).statistic)
-    return float(np.clip(r, -1.0, 1.0)) if np.isfinite(r) else 0.0
 
 
 @evaluate.utils.file_utils.add_start_docstrings(_DESCRIPTION, _KWARGS_DESCRIPTION)
@@ -88,10 +64,9 @@ class GlueMetric(evaluate.Metric):
         if p.size == 0:
             raise ValueError("glue_metric got no predictions: pass at least one prediction and its reference.")
         if self.config_name == "cola":
-            return {"matthews_correlation": _mcc(p, y)}
+            return {"matthews_correlation": matthews_corrcoef(p, y)}
         if self.config_name == "stsb":
-            a, b = p.astype(np.float64), y.astype(np.float64)
-            return {"pearson": _correlation(stats.pearsonr, a, b), "spearmanr": _correlation(stats.spearmanr, a, b)}
+            return {"pearson": pearson(p, y), "spearmanr": spearman(p, y)}
         if self.config_name in ("mrpc", "qqp"):
-            return {"accuracy": _accuracy(p, y), "f1": _f1(p, y)}
-        return {"accuracy": _accuracy(p, y)}
+            return {"accuracy": accuracy(p, y), "f1": f1_binary(p, y)}
+        return {"accuracy": accuracy(p, y)}
