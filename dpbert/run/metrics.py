@@ -1,27 +1,28 @@
-"""GLUE metrics computed offline: scikit-learn for the classification metrics, scipy.stats for the
-correlations.
+"""GLUE metrics computed offline: numpy for accuracy, F1 and MCC, scipy.stats for the correlations.
 
 Why here: the hub's `evaluate` metric scripts are downloaded from the hub, which is
-unavailable on offline compute nodes.  These are the library functions GLUE's own metric calls
-(sklearn / scipy); the same values as an `evaluate` module, loaded by path:
-:mod:`dpbert.run.glue_metric` (which calls the functions below: one implementation).
+unavailable on offline compute nodes. :mod:`dpbert.run.glue_metric`, the same values as an
+`evaluate` module loaded by path, calls the functions below: one implementation.
+Why numpy and not scikit-learn's functions (what GLUE's metric calls): the bootstrap scores every
+Table 1 cell about 1,000 times and health's paired SEs 200 times more, and scikit-learn's per-call
+input checks made that about 100x slower (the demo's Table 1 bootstrap 1.9 s -> 198 s, measured);
+tests/run/test_metrics.py checks these against scikit-learn to 1e-9, degenerate cases included.
 
 Degenerate-case convention (documented, tested): when a correlation is
 undefined (constant predictions or labels, fewer than 2 points) the value is
 0.0 rather than NaN, matching sklearn's ``matthews_corrcoef`` and keeping a
 collapsed model's score at "no correlation" instead of poisoning averages.
-F1 is the F1 of class 1 against every other label (0.0 without a true positive).
+F1 is the F1 of class 1 against every other label (0.0 without a true positive), as
+scikit-learn's ``f1_score(labels=[1], average="micro", zero_division=0)``.
 """
 
 from __future__ import annotations
 
-import warnings
 from collections.abc import Sequence
 from typing import Union
 
 import numpy as np
 from scipy import stats
-from sklearn import metrics as skm
 
 ArrayLike = Union[Sequence[float], Sequence[int], np.ndarray]
 
@@ -40,25 +41,44 @@ def _pair(a: ArrayLike, b: ArrayLike) -> tuple[np.ndarray, np.ndarray]:
 
 
 def accuracy(preds: ArrayLike, labels: ArrayLike) -> float:
-    """Fraction of exact matches (in [0, 1]): sklearn's ``accuracy_score``."""
+    """Fraction of exact matches (in [0, 1])."""
     p, y = _pair(preds, labels)
-    return float(skm.accuracy_score(y, p))
+    return float(np.mean(p == y))
 
 
 def f1_binary(preds: ArrayLike, labels: ArrayLike) -> float:
-    """F1 of the positive class 1, every other label negative (0.0 when there are no true positives):
-    sklearn's ``f1_score`` over the one label 1 (``average="binary"`` would reject a third label)."""
+    """F1 of the positive class 1 (0.0 when there are no true positives)."""
     p, y = _pair(preds, labels)
-    return float(skm.f1_score(y, p, labels=[1], average="micro", zero_division=0.0))
+    tp = float(np.sum((p == 1) & (y == 1)))
+    fp = float(np.sum((p == 1) & (y != 1)))
+    fn = float(np.sum((p != 1) & (y == 1)))
+    denom = 2 * tp + fp + fn
+    return 0.0 if denom == 0 or tp == 0 else 2 * tp / denom
 
 
 def matthews_corrcoef(preds: ArrayLike, labels: ArrayLike) -> float:
-    """Multiclass MCC (Gorodkin), equal to the binary formula for 2 classes: sklearn's
-    ``matthews_corrcoef``, 0.0 when undefined (e.g. constant predictions)."""
+    """Multiclass MCC (Gorodkin), equal to the binary formula for 2 classes.
+
+    Returns 0.0 when undefined (e.g. constant predictions), like sklearn.
+    """
     p, y = _pair(preds, labels)
-    with warnings.catch_warnings():  # one label in both: sklearn warns, then returns the defined 0.0
-        warnings.filterwarnings("ignore", message="A single label was found", category=UserWarning)
-        return float(skm.matthews_corrcoef(y, p))
+    classes = np.union1d(p, y)
+    pi = np.searchsorted(classes, p)
+    yi = np.searchsorted(classes, y)
+    k = classes.size
+    cm = np.zeros((k, k), dtype=np.float64)
+    np.add.at(cm, (yi, pi), 1.0)
+    t_sum = cm.sum(axis=1)  # true occurrences per class
+    p_sum = cm.sum(axis=0)  # predicted occurrences per class
+    n_correct = np.trace(cm)
+    n = cm.sum()
+    cov_ytyp = n_correct * n - float(np.dot(t_sum, p_sum))
+    cov_ypyp = n * n - float(np.dot(p_sum, p_sum))
+    cov_ytyt = n * n - float(np.dot(t_sum, t_sum))
+    denom = cov_ytyt * cov_ypyp
+    if denom <= 0:
+        return 0.0
+    return float(cov_ytyp / np.sqrt(denom))
 
 
 def _correlation(fn, a: np.ndarray, b: np.ndarray) -> float:
