@@ -46,6 +46,31 @@ def write_stsb(pairs: list[tuple[str, str]], path: Path) -> None:
                                 f"{overlap_score(a, b):.3f}"]) + "\n")
 
 
+WORDS = ("the a man woman child dog cat bird horse car train city river house garden road market school "
+         "music film book letter song game team doctor teacher farmer runs walks reads writes plays sings "
+         "sees finds opens closes buys sells paints builds old new small large quiet loud green red blue "
+         "early late slowly quickly near under over after before today").split()
+"""English words MiniLM's vocabulary holds whole: the vocabulary of :func:`generated_pairs`."""
+
+
+def generated_pairs(n: int, seed: int, length: int = 8) -> list[tuple[str, str]]:
+    """``n`` sentence pairs of ``length`` distinct words each, without any GLUE file: the second
+    sentence keeps a random number (a quarter to all) of the first's words, in a shuffled order, and draws the
+    rest afresh, so the overlap scores spread over 0-5. What the test suite runs every regression
+    method on, with the pretrained backbone (real words, a task it can learn in a few dozen steps)."""
+    import random
+
+    rng = random.Random(seed)
+    pairs = []
+    for _ in range(n):
+        a = rng.sample(WORDS, length)
+        keep = rng.sample(a, rng.randint(length // 4, length))
+        b = keep + rng.sample([w for w in WORDS if w not in a], length - len(keep))
+        rng.shuffle(b)
+        pairs.append((" ".join(a), " ".join(b)))
+    return pairs
+
+
 def build(glue: Path, out: Path) -> dict[str, int]:
     """Write ``out/STS-B/{train,dev}.tsv`` from the GLUE folder's ``MRPC/{train,dev}.tsv`` (read by the
     project's GLUE reader, with its errors); returns the row counts."""

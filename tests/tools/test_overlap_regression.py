@@ -43,3 +43,13 @@ def test_build_refuses_a_folder_that_is_not_mrpc(tmp_path):
     (tmp_path / "MRPC" / "dev.tsv").write_text("sentence\tlabel\nx\t1\n")
     with pytest.raises(DataError, match="has no column"):
         build(tmp_path, tmp_path / "out")
+
+
+def test_generated_pairs_spread_over_the_scale_and_repeat_by_seed():
+    from dpbert.tools.overlap_regression import WORDS, generated_pairs, overlap_score
+
+    pairs = generated_pairs(300, seed=4)
+    assert pairs == generated_pairs(300, seed=4) and pairs != generated_pairs(300, seed=5)
+    scores = [overlap_score(a, b) for a, b in pairs]
+    assert min(scores) == 0.0 and max(scores) == 5.0 and 1.5 < sum(scores) / len(scores) < 3.5
+    assert all(len(a.split()) == len(set(a.split())) == 8 and set(a.split()) <= set(WORDS) for a, _ in pairs)
