@@ -1,5 +1,6 @@
 """The columns of the paper's Table 1 layout: task and split -> column, the tasks a table covers; and the
-Markdown table every report prints (:func:`markdown_table`).
+Markdown table every report prints (:func:`markdown_table`); the path of a profile's own output that a
+report names (:func:`results_file`).
 
 Shared by every table and by the bootstrap (dpbert.reporting.uncertainty): MNLI has two columns
 (matched, mismatched) and counts once in an average, as mean(m, mm).
@@ -11,6 +12,8 @@ from collections.abc import Iterable, Mapping, Sequence
 
 import numpy as np
 import pandas as pd
+
+from dpbert.run.profiles import DEFAULT_PROFILE, results_dir
 
 TASK_COLUMNS: list[str] = ["CoLA", "MNLI-m", "MNLI-mm", "SST-2", "QNLI", "MRPC", "QQP", "RTE", "STS-B"]
 META_COLUMNS: list[str] = ["profile", "backbone", "device"]
@@ -120,6 +123,12 @@ def seed_phrase(counts: Sequence[int]) -> str:
     if len(ns) == 1:
         return f"median over {ns[0]} seeds"
     return f"median over {ns[0]}–{ns[-1]} seeds"
+
+
+def results_file(profile: str, name: str) -> str:
+    """The path of a profile's own reporting output ``name`` as a report names it: results/<name> for the
+    demo (or no profile), results/<profile>/<name> for another profile, where its rules write it."""
+    return f"{results_dir(str(profile or DEFAULT_PROFILE))}/{name}"
 
 
 def markdown_table(columns: Sequence[str], rows: Iterable[Sequence[str]]) -> list[str]:

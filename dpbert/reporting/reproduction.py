@@ -14,7 +14,7 @@ import numpy as np
 import pandas as pd
 
 from dpbert.methods.registry import static_display_names
-from dpbert.reporting.layout import markdown_table, mean_over
+from dpbert.reporting.layout import markdown_table, mean_over, results_file
 from dpbert.reporting.paper import PAPER_DIR, compare_with_paper
 from dpbert.reporting.records import read_csv, read_replicates
 from dpbert.reporting.table2 import SPEEDUP_NAMES, TOL, fmt
@@ -141,7 +141,7 @@ def _per_task_tally(ours: pd.DataFrame, a: str, b: str, replicates: pd.DataFrame
 
 
 def _claim_keep(ours: pd.DataFrame, lo: float = CLAIM_SPEEDUP,
-                replicates: pd.DataFrame | None = None) -> tuple[str, str]:
+                replicates: pd.DataFrame | None = None, health_md: str = "results/health.md") -> tuple[str, str]:
     dp, bert, common, left_out = _healthy_average(ours, "DPBERT", "BERT-base")
     sp = _speedup_of(ours, "DPBERT")
     row = ours[ours["model"].astype(str) == "DPBERT"]
@@ -151,7 +151,7 @@ def _claim_keep(ours: pd.DataFrame, lo: float = CLAIM_SPEEDUP,
                 f"latency {fmt(row['speedup_latency'].iloc[0], 2, 'x')})")
     if left_out and not common:
         return "cannot tell", (f"every common task is degenerate for DPBERT or BERT-base ({', '.join(left_out)}: "
-                               "results/health.md), so no task can answer.")
+                               f"{health_md}), so no task can answer.")
     if not common or pd.isna(sp):
         return "cannot tell", "DPBERT or BERT-base has no Table 1 scores (or no speed-up) in this run."
     ratio = dp / bert if bert else np.nan
@@ -176,13 +176,14 @@ COMPARABLE_SPEEDUP = 0.10
 """Two speed-ups within this many x count as comparable / equal for the claims."""
 
 
-def _claim_vs(ours: pd.DataFrame, other: str, replicates: pd.DataFrame | None = None) -> tuple[str, str]:
+def _claim_vs(ours: pd.DataFrame, other: str, replicates: pd.DataFrame | None = None,
+              health_md: str = "results/health.md") -> tuple[str, str]:
     """Yes/no when the speed-ups are comparable (or DPBERT dominates / is dominated); else cannot tell.
     With ``replicates``: "within noise" when the score difference is under NOISE_SE paired standard errors."""
     dp, ot, common, left_out = _healthy_average(ours, "DPBERT", other)
     if left_out and not common:
         return "cannot tell", (f"every common task is degenerate for DPBERT or {other} ({', '.join(left_out)}: "
-                               "results/health.md), so no task can answer.")
+                               f"{health_md}), so no task can answer.")
     if not common:
         return "cannot tell", f"DPBERT or {other} has no Table 1 scores in this run."
     sd, so = _speedup_of(ours, "DPBERT"), _speedup_of(ours, other)
@@ -216,7 +217,7 @@ def _is_static(model: str, static: Iterable[str]) -> bool:
 
 
 def _claim_soft(t2: pd.DataFrame | None, speedup_col: str = "layer_speedup",
-                ours: pd.DataFrame | None = None) -> tuple[str, str]:
+                ours: pd.DataFrame | None = None, health_md: str = "results/health.md") -> tuple[str, str]:
     if t2 is None or t2.empty:
         return "cannot tell", "no Table 2 in this run."
     o = t2[t2["source"] == "ours"].set_index("model")
@@ -229,7 +230,7 @@ def _claim_soft(t2: pd.DataFrame | None, speedup_col: str = "layer_speedup",
     both = [t for t in both if t not in bad]
     if left_out and not both:
         return "cannot tell", (f"every Table 2 task is degenerate for DPBERT or DPBERT-soft ({', '.join(left_out)}: "
-                               "results/health.md), so no task can answer.")
+                               f"{health_md}), so no task can answer.")
     if not both:
         return "cannot tell", "DPBERT and DPBERT-soft share no task with scores (not run, or no point in window)."
     a = float(np.mean([o.at["DPBERT", t] for t in both]))
@@ -279,6 +280,7 @@ def reproduction_report(
     NOISE_SE standard errors is answered "within noise".
     """
     profile = str(meta.get("profile", ""))
+    health_md = results_file(profile, "health.md")
     lo, hi = (float(x) for x in meta.get("window", (1.30, 1.96)))
     sp = meta.get("speedup_col", "layer_speedup")
     seeds = meta.get("seeds", "")
@@ -291,7 +293,7 @@ def reproduction_report(
            f"- data: {meta.get('data', '')}", f"- backbone: {backbone}", f"- device: {device}",
            f"- seeds: {seeds} (scores are medians over seeds)",
            f"- speed-up window: {lo:.2f}–{hi:.2f}x; points selected by the {SPEEDUP_NAMES.get(sp, sp)}",
-           "- every number below is read from results/ (no training or timing in this job)", ""]
+           f"- every number below is read from {results_file(profile, '')} (no training or timing in this job)", ""]
 
     # -- Table 1 vs paper: every cell the paper reports
     cmp = compare_with_paper(ours_table1, paper_table1)
@@ -328,7 +330,8 @@ def reproduction_report(
     out += markdown_table(["model", *pcols], rows)
     extra = [m for m in ours_table1["model"].astype(str) if m not in set(paper_table1["model"].astype(str))]
     if extra:
-        out += ["", f"Rows we ran that the paper's Table 1 does not have: {', '.join(extra)} (see results/table1.md)."]
+        out += ["", f"Rows we ran that the paper's Table 1 does not have: {', '.join(extra)} "
+                    f"(see {results_file(profile, 'table1.md')})."]
     out += ["", "Table 1's GLUE test-server half is not reproduced (dev sets only).", ""]
 
     # -- Table 2 vs paper
@@ -356,12 +359,12 @@ def reproduction_report(
                 cells.append(f"{fmt(ov)} / {fmt(pv)}{d}")
             rows.append([model, *cells])
         out += markdown_table(["model", *tasks, "avg"], rows)
-        out += ["", "Speed-ups of the matched points: results/table2.md.", ""]
+        out += ["", f"Speed-ups of the matched points: {results_file(profile, 'table2.md')}.", ""]
 
     # -- claims
     static = set(meta["static_models"]) if "static_models" in meta else set(static_display_names())
     out += ["## Headline claims, answered from these numbers", ""]
-    ans, det = _claim_keep(ours_table1, replicates=replicates)
+    ans, det = _claim_keep(ours_table1, replicates=replicates, health_md=health_md)
     out.append(f"1. **Does DPBERT keep ≥ 98% of BERT-base's average at ≥ {CLAIM_SPEEDUP:.2f}x?** {ans.upper()}. {det}")
     others = [m for m in ours_table1["model"].astype(str)
               if not _is_static(m, static) and m not in ("DPBERT", "DPBERT-soft")]
@@ -370,9 +373,9 @@ def reproduction_report(
     out.append("2. **Does DPBERT beat each adaptive baseline in average score at comparable speed-up "
                "(every row selected in the same window)?**")
     for other in others:
-        ans, det = _claim_vs(ours_table1, other, replicates=replicates)
+        ans, det = _claim_vs(ours_table1, other, replicates=replicates, health_md=health_md)
         out.append(f"   - vs {other}: {ans.upper()}. {det}")
-    ans, det = _claim_soft(table2, sp, ours_table1)
+    ans, det = _claim_soft(table2, sp, ours_table1, health_md)
     if replicates is not None:
         det += (" (No standard error: DPBERT-soft's matched points are not Table 1 points, so Table 1's replicates "
                 "do not cover them.)")

@@ -29,6 +29,7 @@ from dpbert.reporting.layout import (
     column_of,
     common_tasks,
     markdown_table,
+    results_file,
     row_task_scores,
     task_columns,
     tasks_of_table,
@@ -126,9 +127,10 @@ def choice_note(mode: str, max_candidates: int, meta: dict[str, Any]) -> str:
             f"other way round (cross-fitting), from at most {max_candidates} window points per row, picked without "
             "labels; the score is that of the pooled predictions, so no example is both chooser and judge. DPBERT and "
             "DPBERT-soft run the rule they are trained for (p_i ≥ 0.5), the target rate t as the knob; their "
-            "'threshold searched' rows also search the threshold. results/selected_points.csv lists each fold's "
-            "choice. ± holds the chosen points fixed and resamples the dev examples: it does not include the "
-            "choice's own variance or the spread over training seeds.")
+            "'threshold searched' rows also search the threshold. "
+            f"{results_file(meta.get('profile', ''), 'selected_points.csv')} lists each fold's choice. ± holds the "
+            "chosen points fixed and resamples the dev examples: it does not include the choice's own variance or "
+            "the spread over training seeds.")
 
 
 def read_job_predictions(prediction_paths: list[str], jobs: list) -> dict[tuple[str, str, int], pd.DataFrame]:
@@ -382,7 +384,7 @@ def table1_markdown(
     if degenerate_used:
         foot.append(f"{DEGENERATE_MARK} the method is degenerate on this task: it is not shown to learn there "
                     "(e.g. planners that ignore the input, an off-ramp or a selected point at the majority class); "
-                    "the reason is in results/health.md.")
+                    f"the reason is in {results_file(meta.get('profile', ''), 'health.md')}.")
     if any(not pd.isna(n) and int(n) > 1 for n in table.get("n_seeds", [])):
         foot.append("Cells with several seeds show median (min–max) over seeds.")
     avg_tasks = table.attrs.get(AVG_TASKS_ATTR)

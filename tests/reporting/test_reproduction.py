@@ -200,3 +200,23 @@ def test_claims_never_say_yes_on_a_degenerate_cell():
     some = next(ln for ln in reproduction_report(ours, paper_table1(), table2_frame(True), _meta()).splitlines()
                 if "- vs PABEE:" in ln)
     assert "Left out, degenerate in either row: MNLI, CoLA." in some and "over 6 common tasks" in some
+
+
+@pytest.mark.parametrize(("profile", "folder"), [("demo", "results/"), ("minilm", "results/minilm/")])
+def test_reproduction_report_points_to_the_profiles_own_files(profile, folder):
+    """Every file the report names (health.md of a degenerate cell, table1.md, table2.md, the folder it reads) is
+    the profile's own: results/ for the demo, results/<profile>/ for another profile, never the demo's."""
+    ours = _ours_table1(0.99)
+    ours["degenerate"] = ""
+    ours.loc[ours["model"] == "PABEE", "degenerate"] = "CoLA;MNLI-m;MNLI-mm;SST-2;QNLI;MRPC;QQP;RTE;STS-B"
+    soft = ours[ours["model"] == "DPBERT"].assign(model="DPBERT-soft", degenerate="SST-2;MRPC;RTE;STS-B")
+    ours = pd.concat([ours, soft], ignore_index=True)  # also a row the paper's Table 1 does not have
+    text = reproduction_report(ours, paper_table1(), table2_frame(True), _meta(profile=profile))
+    pabee = next(ln for ln in text.splitlines() if "- vs PABEE:" in ln)
+    soft = next(ln for ln in text.splitlines() if "Is DPBERT better than DPBERT-soft" in ln)
+    for line in (pabee, soft):
+        assert f": {folder}health.md)" in line, line
+    assert f"read from {folder} (no training" in text
+    assert f"(see {folder}table1.md)" in text and f"matched points: {folder}table2.md." in text
+    if profile != "demo":
+        assert "results/health.md" not in text and "results/table1.md" not in text

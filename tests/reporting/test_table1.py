@@ -246,3 +246,20 @@ def test_markdown_table_shows_each_cell_as_given() -> None:
                                             ["x", "1e3", "7"]]
     assert len(lines) == 4 and set(lines[1]) <= set("|:-")
     assert len({len(line) for line in lines}) == 1  # padded to one width per column
+
+
+@pytest.mark.parametrize(("profile", "folder"), [("demo", "results/"), ("minilm", "results/minilm/")])
+def test_markdown_footnotes_name_the_profiles_own_files(profile, folder) -> None:
+    """The degenerate mark's footnote and the choice note name the profile's own health.md and
+    selected_points.csv (results/<profile>/ for a profile other than the demo), never the demo's."""
+    from dpbert.reporting.table1 import choice_note
+
+    rows = _full("dpbert", "DPBERT", {"RTE": 66.0, "MRPC": 86.0})
+    t = table1(pd.DataFrame(rows), ["dpbert"], ["MRPC", "RTE"], "layer_speedup", META)
+    t["degenerate"] = "RTE"
+    meta = {**META, "profile": profile}
+    md = table1_markdown(t, meta, [], None)
+    assert "66.0§" in md and f"the reason is in {folder}health.md." in md
+    assert f"{folder}selected_points.csv lists each fold's choice" in choice_note("crossfit", 8, meta)
+    if profile != "demo":
+        assert "results/health.md" not in md
