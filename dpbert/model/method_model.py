@@ -15,7 +15,12 @@ import torch
 from torch import Tensor, nn
 
 from dpbert.model.engine import LayerwiseBackbone
-from dpbert.model.sources import ModelLoadError, job_folder_fix, load_classifier, save_classifier
+from dpbert.model.sources import (
+    ModelLoadError,
+    job_folder_fix,
+    load_classifier,
+    save_classifier,
+)
 
 EXTRA_FILE = "method_modules.pt"
 META_FILE = "method.json"

@@ -232,7 +232,7 @@ def job_folder_fix(folder: Path) -> str:
 def _unreadable_file(folder: Path) -> Path | None:
     """The first of a saved classifier's files that does not parse (config.json, model.safetensors,
     then the tokenizer's JSON files), or None when each parses on its own."""
-    from safetensors import safe_open
+    from safetensors import SafetensorError, safe_open
 
     config = folder / "config.json"
     try:
@@ -243,7 +243,7 @@ def _unreadable_file(folder: Path) -> Path | None:
     try:
         with safe_open(str(weights), framework="pt") as fh:
             fh.keys()
-    except Exception:  # SafetensorError for a cut-off header or body
+    except (OSError, SafetensorError):  # a cut-off header or body
         return weights
     for name in ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json"):
         try:

@@ -29,8 +29,8 @@ def run_folders(config: dict[str, Any]) -> list[tuple[str, Path, str]]:
     work = Path(config.get("workdir", "work")) / profile
     own = "make it writable (chmod u+w on it and its parents) or run from a copy of the repository you can write to"
     return [
-        ("work folder", work, f"make it writable, or set `workdir:` in the config to a folder you can write "
-                              f"(its models and records go to <workdir>/{profile}/)"),
+        ("work folder", work, (f"make it writable, or set `workdir:` in the config to a folder you can write "
+                               f"(its models and records go to <workdir>/{profile}/)")),
         ("results folder", Path(results_dir(profile)), own),
         ("figures folder", Path(figures_dir(profile)), own),
     ]

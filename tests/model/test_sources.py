@@ -8,7 +8,12 @@ from pathlib import Path
 import pytest
 
 from dpbert.model.method_model import MethodModel, load_method_model, save_method_model
-from dpbert.model.sources import ModelLoadError, job_folder_fix, load_classifier, save_classifier
+from dpbert.model.sources import (
+    ModelLoadError,
+    job_folder_fix,
+    load_classifier,
+    save_classifier,
+)
 from tests.conftest import tiny_classifier
 
 
