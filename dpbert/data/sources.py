@@ -36,6 +36,18 @@ class DataError(ValueError):
 
 
 # --------------------------------------------------------------------------- GLUE TSV layout
+MAX_MALFORMED_SHARE = 0.05
+"""The share of a GLUE TSV's data rows that may have the wrong column count before it is refused.
+
+Why: the real GLUE files have a handful of such rows (QQP: questions holding a tab), far under 1%,
+and dropping them is what every GLUE loader does. More than 5% means the file itself is wrong (another
+task's file, a re-save with other separators, a cut-off download): training on what is left would
+give a result that looks fine and is not, so the job stops naming the file instead."""
+
+MALFORMED_ROWS_ALWAYS_DROPPED = 5
+"""Up to this many malformed rows are dropped with a warning whatever their share, so that a small
+hand-made file with one broken row is not refused (a share of a 10-row file says little)."""
+
 # CoLA train/dev have no header; these are the names we give their four columns.
 _COLA_NOHEADER = ("source", "label", "original_mark", "sentence")
 
@@ -124,6 +136,24 @@ def _parse_label(spec: TaskSpec, raw: str, path: Path, line: int) -> float | int
     )
 
 
+def check_malformed_share(path: Path, malformed: int, total: int, first_bad: tuple[int, int],
+                          header: list[str]) -> None:
+    """Refuse a GLUE file with more malformed rows (wrong column count) than a few
+    (:data:`MALFORMED_ROWS_ALWAYS_DROPPED`) and than :data:`MAX_MALFORMED_SHARE` of its ``total`` data
+    rows; ``first_bad`` is (line number, column count) of the first such row."""
+    if malformed <= MALFORMED_ROWS_ALWAYS_DROPPED or malformed <= MAX_MALFORMED_SHARE * total:
+        return
+    line, ncols = first_bad
+    raise DataError(
+        f"{str(path)!r} has {malformed} malformed rows of {total} ({100 * malformed / total:.0f}%, more "
+        f"than the {100 * MAX_MALFORMED_SHARE:.0f}% that are dropped with a warning): every row must have "
+        f"{len(header)} tab-separated columns like its header ({', '.join(header)}), and the first bad one, "
+        f"line {line}, has {ncols}. The file is probably not the GLUE file (another task's, re-saved with "
+        f"other separators, or a cut-off download). Fix: restore {path.name} from the GLUE download "
+        f"(or write it anew where the hub is reachable: python -m dpbert.tools.export_glue --out <folder>)."
+    )
+
+
 def _read_split(spec: TaskSpec, path: Path, split: str) -> list[Example]:
     is_test = split.startswith("test")
     cols = spec.tsv[1 if is_test else 0]
@@ -161,14 +191,18 @@ def _read_split(spec: TaskSpec, path: Path, split: str) -> list[Example]:
     hidden: float | int = math.nan if spec.is_regression else -1
     out: list[Example] = []
     skipped = 0
+    first_bad: tuple[int, int] | None = None  # (line, its column count)
     for offset, row in enumerate(rows):
         line = first_line + offset
         if len(row) != len(header):  # e.g. the known malformed QQP rows
             skipped += 1
+            first_bad = first_bad or (line, len(row))
             continue
         label = _parse_label(spec, row[il], path, line) if il is not None else hidden
         out.append(Example(f"{spec.hub_name}-{split}-{offset}", row[ia],
                            row[ib] if ib is not None else None, label))
+    if first_bad is not None:
+        check_malformed_share(path, skipped, len(rows), first_bad, header)
     if skipped:
         log.warning("%s: skipped %d malformed row(s) with a column count other than %d",
                     path, skipped, len(header))

@@ -15,7 +15,12 @@ import torch
 from torch import Tensor, nn
 
 from dpbert.model.engine import LayerwiseBackbone
-from dpbert.model.sources import ModelLoadError, load_classifier, save_classifier
+from dpbert.model.sources import (
+    ModelLoadError,
+    job_folder_fix,
+    load_classifier,
+    save_classifier,
+)
 
 EXTRA_FILE = "method_modules.pt"
 META_FILE = "method.json"
@@ -83,8 +88,7 @@ def load_method_model(folder: Path, extra: nn.Module | None = None) -> tuple[Met
     except (OSError, RuntimeError, ValueError, EOFError) as exc:
         raise ModelLoadError(
             f"the method checkpoint in {folder} could not be read ({type(exc).__name__}: {exc}). It is "
-            "missing, truncated or from another method/config; delete the folder and rerun the "
-            "workflow to retrain it."
+            f"missing, truncated or from another method/config. {job_folder_fix(folder)}"
         ) from exc
     model.eval()
     return model, tokenizer, meta

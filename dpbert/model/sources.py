@@ -214,8 +214,52 @@ def save_classifier(model, tokenizer, folder: Path) -> None:
     tokenizer.save_pretrained(folder)
 
 
+def job_folder_fix(folder: Path) -> str:
+    """The fix for a broken saved model: delete the folder its job wrote and rerun.
+
+    A job's models live in ``<workdir>/<profile>/models/<task>/<method>/<seed>/`` (variants and their
+    ``backbone/`` below it): deleting that whole output makes Snakemake rerun the one job that writes it
+    (and the jobs that read it). A folder outside that layout is named as it is."""
+    folder = Path(folder)
+    for job in [folder, *folder.parents]:
+        if len(job.parts) >= 4 and job.parents[2].name == "models":
+            task, method, seed = job.parts[-3:]
+            return (f"Fix: delete {job} (the output of the run_method job {task}/{method}/seed {seed}) and "
+                    "rerun the workflow; Snakemake reruns that job, which writes it anew.")
+    return f"Fix: delete {folder} and rerun the job that writes it."
+
+
+def _unreadable_file(folder: Path) -> Path | None:
+    """The first of a saved classifier's files that does not parse (config.json, model.safetensors,
+    then the tokenizer's JSON files), or None when each parses on its own."""
+    from safetensors import SafetensorError, safe_open
+
+    config = folder / "config.json"
+    try:
+        json.loads(config.read_text())
+    except (OSError, ValueError):
+        return config
+    weights = folder / "model.safetensors"
+    try:
+        with safe_open(str(weights), framework="pt") as fh:
+            fh.keys()
+    except (OSError, SafetensorError):  # a cut-off header or body
+        return weights
+    for name in ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json"):
+        try:
+            if (folder / name).is_file():
+                json.loads((folder / name).read_text())
+        except (OSError, ValueError):
+            return folder / name
+    return None
+
+
 def load_classifier(folder: Path):
-    """Load a saved (fine-tuned) classifier and its tokenizer; a broken folder gets a clear error."""
+    """Load a saved (fine-tuned) classifier and its tokenizer; a broken folder gets a clear error.
+
+    A missing file, or a truncated/corrupt ``config.json``, ``model.safetensors`` or tokenizer file (a
+    full disk, a killed copy), raises one :class:`ModelLoadError` paragraph naming the file and the fix
+    (:func:`job_folder_fix`)."""
     from transformers import AutoTokenizer, BertForSequenceClassification
 
     folder = Path(folder)
@@ -224,16 +268,18 @@ def load_classifier(folder: Path):
     if missing:
         raise ModelLoadError(
             f"the checkpoint folder {folder} is incomplete (missing {', '.join(missing)}); it was "
-            "probably written by an interrupted job. Delete the folder and rerun the workflow to "
-            "retrain it."
+            f"probably written by an interrupted job. {job_folder_fix(folder)}"
         )
     try:
         model = BertForSequenceClassification.from_pretrained(folder)
         tokenizer = AutoTokenizer.from_pretrained(folder)
     except Exception as exc:  # safetensors / json errors for truncated files
+        bad = _unreadable_file(folder)
+        what = f"the saved model file {bad}" if bad is not None else f"the checkpoint folder {folder}"
+        reason = " ".join(f"{type(exc).__name__}: {exc}".split())[:300]
         raise ModelLoadError(
-            f"the checkpoint folder {folder} could not be read ({type(exc).__name__}: {exc}); it is "
-            "corrupt or truncated. Delete it and rerun the workflow to retrain it."
+            f"{what} could not be read ({reason}); it is corrupt or truncated (a full disk or a killed "
+            f"copy can leave it so). {job_folder_fix(folder)}"
         ) from exc
     return model, tokenizer
 

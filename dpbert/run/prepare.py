@@ -10,7 +10,7 @@ from typing import Any
 import torch
 
 from dpbert.data.encoding import EncodedSplit, encode_examples
-from dpbert.data.sources import load_task
+from dpbert.data.sources import DataError, load_task
 from dpbert.data.tasks import get_task
 from dpbert.model.sources import ModelSource, load_tokenizer
 
@@ -89,9 +89,23 @@ def cap_tokens(examples: list, tokenizer, max_length: int, budget: int, seed: in
 
 
 def load_prepared(path: str | Path) -> PreparedTask:
-    payload = torch.load(path, map_location="cpu", weights_only=True)
-    return PreparedTask(
-        payload["task"],
-        {k: EncodedSplit.from_dict(v) for k, v in payload["splits"].items()},
-        payload["examples"],
-    )
+    """Read a file written by :func:`prepare_task`. A truncated or corrupt one (a full disk, a copy cut
+    off; torch says "PytorchStreamReader failed", "[Errno 22]" or an unpickling error) raises one
+    :class:`DataError` paragraph naming the file and the fix."""
+    path = Path(path)
+    try:
+        payload = torch.load(path, map_location="cpu", weights_only=True)
+        return PreparedTask(
+            payload["task"],
+            {k: EncodedSplit.from_dict(v) for k, v in payload["splits"].items()},
+            payload["examples"],
+        )
+    except FileNotFoundError:
+        raise
+    except Exception as exc:  # RuntimeError (zip), OSError, EOFError, UnpicklingError, KeyError, ...
+        reason = " ".join(f"{type(exc).__name__}: {exc}".split())[:300]
+        raise DataError(
+            f"the prepared data file {str(path)!r} could not be read ({reason}); it is truncated or "
+            f"corrupt (a full disk or an interrupted copy can leave it so). Fix: delete it and rerun the "
+            f"workflow; Snakemake rebuilds it with the prepare_data rule."
+        ) from exc

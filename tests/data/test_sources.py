@@ -167,6 +167,40 @@ def test_qqp_skips_malformed_rows_and_logs(glue_root: Path, caplog: pytest.LogCa
     assert "skipped 1 malformed row" in caplog.text and "train.tsv" in caplog.text
 
 
+def _sst2_train(root: Path, good: int, bad: int) -> Path:
+    """An SST-2 train.tsv with ``good`` well-formed rows, then ``bad`` rows of three columns."""
+    rows = [_t("sentence", "label")] + [_t(f"good {i} .", str(i % 2)) for i in range(good)]
+    rows += [_t(f"bad {i} .", "1", "extra") for i in range(bad)]
+    _write(root / "SST-2/train.tsv", rows)
+    return root / "SST-2/train.tsv"
+
+
+def test_a_few_malformed_rows_are_dropped_with_the_warning(glue_root: Path,
+                                                           caplog: pytest.LogCaptureFixture) -> None:
+    # 5% of 200 rows: at the limit, dropped; and a few rows of a tiny file, far above 5%, dropped too
+    _sst2_train(glue_root, good=190, bad=10)
+    with caplog.at_level("WARNING", logger="dpbert.data.sources"):
+        assert len(load_glue_tsv("SST-2", glue_root)["train"]) == 190
+    assert "skipped 10 malformed row" in caplog.text
+    _sst2_train(glue_root, good=3, bad=data_mod.MALFORMED_ROWS_ALWAYS_DROPPED)
+    assert len(load_glue_tsv("SST-2", glue_root)["train"]) == 3
+
+
+def test_many_malformed_rows_refuse_the_file_naming_the_first_bad_line(glue_root: Path) -> None:
+    path = _sst2_train(glue_root, good=180, bad=20)  # 10% of 200 rows
+    with pytest.raises(DataError) as ei:
+        load_glue_tsv("SST-2", glue_root)
+    msg = str(ei.value)
+    assert str(path) in msg and "20 malformed rows of 200 (10%" in msg
+    # line 1 is the header, the 180 good rows are lines 2-181
+    assert "2 tab-separated columns like its header (sentence, label)" in msg
+    assert "the first bad one, line 182, has 3" in msg
+    assert "Fix: restore train.tsv from the GLUE download" in msg and "\n" not in msg
+    _sst2_train(glue_root, good=3, bad=data_mod.MALFORMED_ROWS_ALWAYS_DROPPED + 1)
+    with pytest.raises(DataError, match="6 malformed rows of 9"):
+        load_glue_tsv("SST-2", glue_root)
+
+
 def test_mnli_string_labels_and_two_dev_files(glue_root: Path) -> None:
     s = load_glue_tsv("MNLI", glue_root, with_test=True)
     assert set(s) == {"train", "dev_matched", "dev_mismatched", "test_matched", "test_mismatched"}

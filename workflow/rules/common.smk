@@ -13,6 +13,7 @@ from dpbert.run.config_check import (
 )  # noqa: E402
 from dpbert.run import jobs as _jobs  # noqa: E402
 from dpbert.run import reproducible as _reproducible  # noqa: E402
+from dpbert.run import writable as _writable  # noqa: E402
 from dpbert.run.job_resources import job_resources  # noqa: E402
 from dpbert.run.profiles import figures_dir, results_dir  # noqa: E402
 from dpbert.reporting.layout import figure3_panels  # noqa: E402
@@ -52,6 +53,15 @@ R = results_dir(config["profile"])
 F = figures_dir(config["profile"])
 TASKS = list(config["tasks"])
 SEEDS = [int(s) for s in config["seeds"]]
+
+
+# once the DAG is built, before the first job (not on a dry run, not in a job's own process): the work,
+# results and figures folders can be written, or one paragraph naming the folder (dpbert/run/writable.py)
+onstart:
+    try:
+        _writable.check_run_folders(config)
+    except ConfigError as exc:
+        raise WorkflowError(str(exc)) from None
 
 
 wildcard_constraints:
