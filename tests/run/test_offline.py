@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 import textwrap
@@ -215,3 +216,43 @@ def test_fetch_downloads_only_what_is_missing(monkeypatch):
     offline.fetch([offline.Need("model", "bert-base-uncased", "model.source: hub"),
                    offline.Need("glue", "rte", "data.source: hub", ("train",))])
     assert calls == [("model", "bert-base-uncased", {"allow_patterns": offline.MODEL_PATTERNS}), ("glue", "glue", "rte")]
+
+
+def _snakemake_offline(hf_home: Path, *args: str, cwd: Path = ROOT) -> subprocess.CompletedProcess:
+    """snakemake on the paper profile with an empty Hugging Face cache and HF_HUB_OFFLINE set."""
+    clean = {k: v for k, v in os.environ.items() if not k.startswith(("HF_", "HUGGINGFACE_"))}
+    env = {**clean, "HF_HOME": str(hf_home), "HF_HUB_OFFLINE": "1", "PYTHONPATH": str(ROOT)}
+    return subprocess.run([sys.executable, "-m", "snakemake", "-s", str(ROOT / "Snakefile"), *args],
+                          cwd=cwd, env=env, capture_output=True, text=True, timeout=300, check=False)
+
+
+def test_a_dry_run_offline_plans_and_ends_with_what_the_run_needs(tmp_path):
+    """snakemake -n lists every job with its resources although the cache is empty; the last lines say
+    what a real run still needs and the command that fills the cache."""
+    out = _snakemake_offline(tmp_path / "hf", "-n", "results/paper/table1.csv",
+                             "--configfile", "workflow/config/paper.yaml")
+    text = out.stdout + out.stderr
+    assert out.returncode == 0, text[-3000:]
+    assert "needs what the local Hugging Face cache does not hold" not in text  # not the refusal
+    stats = re.search(r"^run_method\s+(\d+)$", out.stdout, re.MULTILINE)
+    assert stats and int(stats.group(1)) > 100, out.stdout[-3000:]
+    method_resources = re.findall(r"rule run_method:\n(?:    .*\n)*?    resources: (.*)", out.stdout)
+    assert len(method_resources) == int(stats.group(1))
+    assert all(re.search(r"runtime=\d+", r) and re.search(r"mem_mb=\d+", r) and "gpu=1" in r
+               for r in method_resources), method_resources[:3]
+    tail = out.stdout.rstrip().splitlines()[-3:]
+    assert tail[0].startswith("Dry run only: a real run of profile 'paper' stops before its first job, because "
+                              "HF_HUB_OFFLINE (or HF_DATASETS_OFFLINE) is set"), tail
+    assert "models bert-base-uncased, distilbert-base-uncased; GLUE cola, mnli" in tail[0]
+    assert tail[2].strip() == "python -m dpbert.run.offline --configfile workflow/config/paper.yaml --fetch"
+    assert len(tail[0]) < 400  # a note, not the refusal's paragraph
+
+
+def test_a_real_run_offline_still_refuses_before_any_job(tmp_path):
+    run = tmp_path / "run"
+    out = _snakemake_offline(tmp_path / "hf", "--directory", str(run), "--cores", "1", "results/paper/table1.csv",
+                             "--configfile", str(PAPER))
+    assert out.returncode != 0
+    assert "profile 'paper' needs what the local Hugging Face cache does not hold" in out.stderr, out.stderr[-3000:]
+    assert "Dry run only" not in out.stdout + out.stderr
+    assert not (run / "work").exists() and not (run / "results").exists()  # no job ran

@@ -56,6 +56,29 @@ def test_only_training_timing_and_data_jobs_are_submitted(tmp_path):
     assert remote == SUBMITTED, f"submitted to SLURM but not training/timing/data: {sorted(remote - SUBMITTED)}"
 
 
+def test_slurm_profile_puts_each_kind_of_job_on_its_partition():
+    """Training/timing and the GLUE test predictions on the GPU partition; data preparation, and any
+    rule the profile does not name, on the CPU one (the record-reading rules are local anyway)."""
+    profile = yaml.safe_load((SLURM_PROFILE / "config.yaml").read_text())
+    per_rule = {rule: res["slurm_partition"] for rule, res in profile["set-resources"].items()}
+    assert set(per_rule) == SUBMITTED  # every submitted rule, named
+    gpu, cpu = per_rule["run_method"], profile["default-resources"]["slurm_partition"]
+    assert per_rule == {"run_method": gpu, "glue_test": gpu, "prepare_data": cpu} and gpu != cpu
+
+
+def test_the_slurm_profile_partitions_reach_the_jobs(tmp_path):
+    """As Snakemake resolves them (a dry run through the SLURM profile): each job's slurm_partition."""
+    pytest.importorskip("snakemake_executor_plugin_slurm")
+    cfg = _config(tmp_path, tasks=["SST-2"], methods={"bert": {}, "pabee": {"patiences": [1]}})
+    result = _snakemake(tmp_path / "run", "-n", f"results/{MICRO_PROFILE}/table1.csv",
+                        "--workflow-profile", str(SLURM_PROFILE), config=cfg, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    jobs = re.findall(r"^rule (\w+):\n(?:    .*\n)*?    resources: (.*)$", result.stdout, re.MULTILINE)
+    partitions = {(rule, re.search(r"slurm_partition=(\w+)", res).group(1)) for rule, res in jobs}
+    assert {p for p in partitions if p[0] in SUBMITTED} == {("prepare_data", "cpu"), ("run_method", "gpu")}
+    assert sum(rule == "run_method" for rule, _ in jobs) == 2, result.stdout[-3000:]
+
+
 def _snakemake(workdir: Path, *args: str, config: Path, env: dict | None = None, timeout: int = 600):
     cmd = [sys.executable, "-m", "snakemake", "-s", str(ROOT / "Snakefile"), "--directory", str(workdir),
            *args, "--configfile", str(config)]
@@ -115,7 +138,8 @@ def test_micro_profile_runs_through_the_slurm_profile(tmp_path):
     run_id = {j["name"] for j in jobs}
     assert len(run_id) == 1  # the plugin names every job of a run by the run's id, and polls by it
     for job in jobs:  # the profile's and the config's resources reach sbatch
-        assert (job["partition"], job["account"], job["mem_mb"], job["cpus"]) == ("gpu", "CHANGE_ME", "4000", "1")
+        partition = "cpu" if "prepare_data" in job["comment"] else "gpu"  # the profile's set-resources
+        assert (job["partition"], job["account"], job["mem_mb"], job["cpus"]) == (partition, "CHANGE_ME", "4000", "1")
         assert job["time_min"] == ("90" if "run_method" in job["comment"] else "60")
         assert "--executor slurm-jobstep" in job["wrap"]
 

@@ -1,3 +1,4 @@
+import atexit
 import os
 import sys
 from pathlib import Path
@@ -15,8 +16,23 @@ from dpbert.run import jobs as _jobs  # noqa: E402
 from dpbert.run import reproducible as _reproducible  # noqa: E402
 from dpbert.run import writable as _writable  # noqa: E402
 from dpbert.run.job_resources import job_resources  # noqa: E402
+from dpbert.run import offline as _offline  # noqa: E402
 from dpbert.run.profiles import figures_dir, results_dir  # noqa: E402
 from dpbert.reporting.layout import figure3_panels  # noqa: E402
+
+
+def _configfile_arg():
+    """The --configfile as given (relative to the working directory when under it), for the note's command."""
+    files = workflow.config_settings.configfiles
+    if not files:
+        return None
+    path = Path(files[-1]).absolute()
+    return (
+        str(path.relative_to(Path.cwd()))
+        if path.is_relative_to(Path.cwd())
+        else str(path)
+    )
+
 
 try:
     # the schema first with a short message (snakemake's own prints the schema and the config: hundreds
@@ -25,7 +41,20 @@ try:
         config, Path(workflow.basedir) / "workflow" / "schemas" / "config.schema.yaml"
     )
     validate(config, "../schemas/config.schema.yaml", set_default=True)
-    METHODS = check_config(config)  # name -> method class, after semantic checks
+    try:
+        METHODS = check_config(config)  # name -> method class, after semantic checks
+    except ConfigError as exc:
+        # a dry run (-n) on a machine whose Hugging Face cache lacks the profile's downloads lists the
+        # jobs and their resources, then ends with what a real run still needs; a real run stops here
+        _plan = (
+            _offline.dry_run_plan(config, str(exc), _configfile_arg())
+            if workflow.output_settings.dryrun
+            else None
+        )
+        if _plan is None:
+            raise
+        METHODS, _note = _plan
+        atexit.register(print, f"\n{_note}")
     # reproducible CPU arithmetic: put the pinning in this process's environment, which every job's
     # process inherits (it must be there before a job imports torch); jobs check it (runtime.setup)
     _pinned = _reproducible.enabled(config)
