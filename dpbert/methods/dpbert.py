@@ -214,7 +214,7 @@ class _DPBertBase(Method):
         return len(p.target_rates) * (p.stage2_epochs * (1 - FORWARD_SHARE) + stage3)
 
     def _settings(self, ctx: TrainContext, **overrides) -> TrainSettings:
-        return TrainSettings.from_dict(ctx.settings["finetune"], batch_size=self.params.batch_size, **overrides)
+        return TrainSettings.from_training(ctx.settings, batch_size=self.params.batch_size, **overrides)
 
     def soft_gate_loss(self, model: MethodModel, batch: dict[str, Tensor], target: float) -> Tensor:
         """h_i = p_i T_i(h) + (1 - p_i) h on every layer; loss L_task + beta * (rho - t)^2."""

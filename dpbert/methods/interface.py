@@ -130,9 +130,10 @@ class FinetuneParams(MethodParams):
     batch_size: int | None = None  # None: training.finetune.batch_size
 
     def settings(self, ctx: TrainContext, **overrides: Any) -> TrainSettings:
-        """``training.finetune`` with this method's epochs / lr / batch_size (then ``overrides``) on top."""
+        """``training.finetune`` (and ``training.precision``) with this method's epochs / lr / batch_size (then
+        ``overrides``) on top."""
         values = {"epochs": self.epochs, "lr": self.lr, "batch_size": self.batch_size, **overrides}
-        return TrainSettings.from_dict(ctx.settings["finetune"], **values)
+        return TrainSettings.from_training(ctx.settings, **values)
 
 
 class Method(ABC):

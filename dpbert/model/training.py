@@ -24,6 +24,7 @@ from transformers import set_seed
 
 from dpbert.data.encoding import EncodedSplit
 from dpbert.model import checkpoint
+from dpbert.model.precision import autocast, check_precision, grad_scaler
 
 log = logging.getLogger(__name__)
 
@@ -60,6 +61,7 @@ class TrainSettings:
     warmup_ratio: float = 0.1
     max_grad_norm: float = 1.0
     group_by_length: bool = False  # batches of similar length (EncodedSplit.batches): less padding, same examples
+    precision: str = "fp32"  # training.precision: fp32 (no autocast) | bf16 | fp16 (dpbert.model.precision)
 
     @classmethod
     def from_dict(cls, d: dict[str, Any], **overrides: Any) -> TrainSettings:
@@ -67,6 +69,12 @@ class TrainSettings:
         merged = {k: v for k, v in d.items() if k in names and v is not None}
         merged.update({k: v for k, v in overrides.items() if k in names and v is not None})
         return cls(**merged)
+
+    @classmethod
+    def from_training(cls, training: dict[str, Any], **overrides: Any) -> TrainSettings:
+        """The settings of a config's ``training`` section: its ``finetune`` values and its ``precision``
+        (fp32 when absent), then ``overrides`` (None: keep)."""
+        return cls.from_dict(training["finetune"], **{"precision": training.get("precision"), **overrides})
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -103,7 +111,12 @@ def train_loop(
     """Run ``settings.epochs`` epochs of ``loss_fn`` over ``data``; returns the per-step losses.
 
     ``modules`` hold what trains (their state is checkpointed, dpbert.model.checkpoint); ``extra_state``: objects
-    the loss function changes between steps (a torch.Generator, a list), checkpointed with it."""
+    the loss function changes between steps (a torch.Generator, a list), checkpointed with it.
+
+    ``settings.precision``: fp32 calls ``loss_fn`` as it is; bf16 / fp16 call it (the forward and the loss)
+    under ``torch.autocast`` on ``device``, the backward and the optimizer outside it, the parameters float32;
+    fp16 scales the loss with a ``torch.amp.GradScaler`` (unscaled before the gradient clipping)."""
+    check_precision(settings.precision, device, "training.precision")
     seed_everything(seed)
     params = list(params)
     flat = [p for g in params for p in (g["params"] if isinstance(g, dict) else [g])]
@@ -114,6 +127,7 @@ def train_loop(
     total = max(1, int(round(settings.epochs * steps_per_epoch)))
     warmup = int(settings.warmup_ratio * total)
     schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: linear_warmup_factor(s, warmup, total))
+    scaler = grad_scaler(settings.precision, device)  # None unless fp16
     modules = list(modules)
     for m in modules:
         m.train()
@@ -141,6 +155,8 @@ def train_loop(
                 return list(saved["losses"])
             optimizer.load_state_dict(saved["optimizer"])
             schedule.load_state_dict(saved["scheduler"])
+            if scaler is not None:
+                scaler.load_state_dict(saved["scaler"])
             losses, step = list(saved["losses"]), int(saved["step"])
             log.info("%s: resuming at step %d of %d from %s", desc, step, total, stage.path)
 
@@ -150,6 +166,8 @@ def train_loop(
                "rng": checkpoint.rng_state(device), "extra": checkpoint.extra_state(extra)}
         if not done:
             out.update(optimizer=optimizer.state_dict(), scheduler=schedule.state_dict())
+            if scaler is not None:
+                out["scaler"] = scaler.state_dict()
         return out
 
     bar = tqdm(total=total, initial=step, desc=desc, mininterval=2.0, ascii=True)
@@ -158,7 +176,8 @@ def train_loop(
         order = data.batches(settings.batch_size, shuffle=True, seed=seed + epoch, device=device,
                              group_by_length=settings.group_by_length)
         for batch in itertools.islice(order, skip, None):
-            loss = loss_fn(batch, step)
+            with autocast(settings.precision, device):  # fp32: a nullcontext, no autocast
+                loss = loss_fn(batch, step)
             if not torch.isfinite(loss):
                 bar.close()
                 kept = _rescue(modules, desc, step)
@@ -168,9 +187,16 @@ def train_loop(
                     f"and nothing from it was saved as finished. {kept}"
                 )
             optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(flat, settings.max_grad_norm)
-            optimizer.step()
+            if scaler is None:
+                loss.backward()
+                torch.nn.utils.clip_grad_norm_(flat, settings.max_grad_norm)
+                optimizer.step()
+            else:  # fp16: scaled backward; clip the true gradients; a step with inf/NaN gradients is skipped
+                scaler.scale(loss).backward()
+                scaler.unscale_(optimizer)
+                torch.nn.utils.clip_grad_norm_(flat, settings.max_grad_norm)
+                scaler.step(optimizer)
+                scaler.update()
             schedule.step()
             losses.append(loss.item())
             step += 1

@@ -21,6 +21,7 @@ from dpbert.data.tasks import get_task
 from dpbert.methods.interface import Method, TrainContext
 from dpbert.methods.registry import build_method
 from dpbert.model import checkpoint as checkpoints
+from dpbert.model.precision import check_precision
 from dpbert.model.sources import ModelSource
 from dpbert.model.training import seed_everything, set_rescue_dir
 from dpbert.run.latency import describe_device, resolve_device, timing_lock
@@ -53,6 +54,11 @@ def run_method(
     ``checkpoint_dir``: the job's checkpoint folder outside its outputs (None: no checkpoints), written
     every ``checkpoint`` (``training.checkpoint``) and removed when the job succeeds (dpbert.model.checkpoint)."""
     impl = build_method(method, method_params, get_task(task))  # imports every method, torch, transformers
+    # both precisions before any training, so that a latency.precision the device cannot run wastes no training
+    check_precision(training.get("precision", "fp32"), resolve_device(training.get("device", "cpu")),
+                    "training.precision")
+    check_precision(latency.get("precision", "fp32"), resolve_device(latency.get("device", "cpu")),
+                    "latency.precision")
     import transformers.models.bert.modeling_bert  # noqa: F401  (so that start-up counts all the imports)
 
     phases = {"startup_s": process_age_s(), "warm": float(bool(os.environ.get(CHILD_ENV)))}

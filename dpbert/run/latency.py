@@ -4,6 +4,8 @@ One measurement = the mean per-example wall time of one pass over a fixed list o
 adaptive method's cheap and expensive inputs both count); the reported latency is the median of
 ``repeats`` such passes, and the spread (max - min) / median is kept next to it. Forwards that are
 compared (BERT-base and a method's points) are timed in interleaved rounds, never one after the other.
+``latency.precision`` (bf16 / fp16) times every forward of those rounds under one ``torch.autocast``; fp32,
+the default, enters none (dpbert.model.precision).
 """
 
 from __future__ import annotations
@@ -18,6 +20,8 @@ from pathlib import Path
 
 import torch
 from torch import Tensor
+
+from dpbert.model.precision import autocast, check_precision
 
 
 @dataclass
@@ -88,9 +92,11 @@ def measure(
     warmup: int,
     repeats: int,
     device: str,
+    precision: str = "fp32",
 ) -> Latency:
     """Time ``forward`` on each example at batch size 1; tokenisation happened before this call."""
-    return measure_interleaved([forward], examples, warmup=warmup, repeats=repeats, device=device)[0]
+    return measure_interleaved([forward], examples, warmup=warmup, repeats=repeats, device=device,
+                               precision=precision)[0]
 
 
 def measure_interleaved(
@@ -100,13 +106,16 @@ def measure_interleaved(
     warmup: int,
     repeats: int,
     device: str,
+    precision: str = "fp32",
 ) -> list[Latency]:
     """Time several forwards (BERT-base and a method's sweep points) in rounds. A round is one pass of
     every forward over the examples, interleaved example by example: each example is run by every
     forward in turn (the order rotated from one example to the next) before the next example, so two
     forwards' passes of a round span the same seconds and a burst of load on a shared machine reaches
-    them alike. ``paired_speedup`` then compares two forwards round by round."""
-    with torch.inference_mode():
+    them alike. ``paired_speedup`` then compares two forwards round by round. ``precision``: every forward
+    (warm-up and rounds) runs inside one autocast at bf16 / fp16, entered before the first; fp32 enters none."""
+    check_precision(precision, device, "latency.precision")
+    with torch.inference_mode(), autocast(precision, device):
         for forward in forwards:
             for i in range(warmup):
                 forward(examples[i % len(examples)])

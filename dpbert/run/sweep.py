@@ -66,6 +66,7 @@ class LatencySettings:
     warmup: int = 10
     repeats: int = 3
     reference: str = "engine"  # BERT-base timed through: engine (the methods' code path) | hf (its HF forward)
+    precision: str = "fp32"  # the timed forwards' autocast: fp32 (none) | bf16 | fp16 (dpbert.model.precision)
 
     @classmethod
     def from_config(cls, latency: dict) -> LatencySettings:
@@ -153,7 +154,7 @@ def evaluate_sweep(
         (lambda m, k: (lambda ex: method.predict_one(m, ex, k)))(models[v], k) for v, k in timed_points]
     with lock(), phase(phases, "latency_s"):
         base, *lats = measure_interleaved(forwards, timed, warmup=latency.warmup, repeats=latency.repeats,
-                                          device=device)
+                                          device=device, precision=latency.precision)
     log.info("BERT-base latency: %.3f ms (spread %.1f%% over %d repeats)", base.median_ms, 100 * base.spread,
              len(base.repeats_ms))
     timings = {pt: (lat, *paired_speedup(base, lat)) for pt, lat in zip(timed_points, lats)}
@@ -165,6 +166,7 @@ def evaluate_sweep(
         r.update({"latency_ms": lat.median_ms, "latency_spread": lat.spread, "base_latency_ms": base.median_ms,
                   "base_latency_spread": base.spread, "latency_speedup": speedup,
                   "latency_speedup_spread": speedup_spread, "latency_reference": reference,
+                  "latency_precision": latency.precision,
                   "latency_examples": len(timed), "threads": lat.threads,
                   "refined": r["knob"] in refined[r["variant"]], "refine_status": statuses[r["variant"]]})
     return points, predictions

@@ -346,6 +346,8 @@ def test_device_gpu_is_refused_with_the_list(section):
     ({"seeds": [2**32]}, "config key seeds[0] is 4294967296, but it must be <= 4294967295."),
     ({"tasks": []}, "config key tasks is [], but it must have at least 1 item(s)."),
     ({"methods": {"dpbert": 3}}, "config key methods.dpbert is 3, but it must be a mapping"),
+    ({"training": {"precision": "bfl16"}}, "must be one of 'fp32', 'bf16', 'fp16' (did you mean bf16?)"),
+    ({"latency": {"precision": "half"}}, "config key latency.precision is 'half', but it must be one of 'fp32'"),
 ])
 def test_schema_errors_are_a_few_lines_naming_the_key(change, expect):
     cfg = yaml.safe_load(MICRO.read_text())
@@ -389,3 +391,9 @@ def test_dry_run_schema_error_is_short(tmp_path):
     out = dry_run(tmp_path, cfg)
     assert "config key trainig is unknown: did you mean 'training'?" in out, out[-2000:]
     assert len(out.strip().splitlines()) < 15, out
+
+
+@pytest.mark.parametrize("path", PROFILES, ids=lambda p: p.stem)
+def test_precision_defaults_to_fp32_in_every_profile(path):
+    cfg = load(path)
+    assert cfg["training"]["precision"] == cfg["latency"]["precision"] == "fp32"

@@ -3,6 +3,7 @@
 import fcntl
 
 import pytest
+import torch
 
 from dpbert.run import latency
 from dpbert.run.latency import measure, measure_interleaved, timing_lock
@@ -94,3 +95,61 @@ def test_paired_speedup_cancels_a_slow_round():
     assert speedup == 2.0 and spread == 0.0  # the medians' ratio would be exposed to the slow round
     speedup, spread = paired_speedup(base, Latency(5.0, 0.0, [5.0, 8.0, 4.0], 1, "cpu"))
     assert speedup == 2.5 and spread == pytest.approx((2.5 - 2.0) / 2.5)
+
+
+# ---------------------------------------------------------------- latency.precision
+
+def _autocast_state(calls, clock):
+    def forward(ex):
+        clock.now += 0.001
+        calls.append((torch.is_autocast_enabled("cpu"), torch.get_autocast_dtype("cpu")))
+    return forward
+
+
+def test_fp32_times_outside_any_autocast(clock, monkeypatch):
+    def refuse(*args, **kwargs):
+        raise AssertionError("fp32 entered torch.autocast")
+
+    monkeypatch.setattr(torch, "autocast", refuse)
+    calls = []
+    measure_interleaved([_autocast_state(calls, clock)] * 2, [{"i": 0}], warmup=1, repeats=2, device="cpu")
+    measure(_autocast_state(calls, clock), [{"i": 0}], warmup=1, repeats=2, device="cpu", precision="fp32")
+    assert len(calls) == 9 and not any(on for on, _ in calls)
+
+
+@pytest.mark.parametrize(("precision", "dtype"), [("bf16", torch.bfloat16), ("fp16", torch.float16)])
+def test_every_forward_of_the_rounds_runs_in_the_same_autocast(clock, precision, dtype):
+    base, point = [], []
+    measure_interleaved([_autocast_state(base, clock), _autocast_state(point, clock)], [{"i": 0}, {"i": 1}], warmup=2,
+                        repeats=3, device="cpu", precision=precision)
+    assert len(base) == len(point) == 2 + 3 * 2  # warm-up and every timed call of both forwards
+    assert set(base) == set(point) == {(True, dtype)}
+    assert not torch.is_autocast_enabled("cpu")  # left on leaving
+
+
+def test_an_unknown_latency_precision_is_refused_before_timing(clock):
+    calls = []
+    with pytest.raises(ValueError, match="latency.precision: int8"):
+        measure(_autocast_state(calls, clock), [{"i": 0}], warmup=1, repeats=1, device="cpu", precision="int8")
+    assert calls == []
+
+
+def test_latency_settings_take_the_precision():
+    from dpbert.run.sweep import LatencySettings
+
+    assert LatencySettings.from_config({"device": "cpu"}).precision == "fp32"
+    assert LatencySettings.from_config({"device": "cpu", "precision": "bf16"}).precision == "bf16"
+
+
+def test_a_job_refuses_a_bad_precision_before_it_trains(monkeypatch):
+    from dpbert.run import job
+
+    monkeypatch.setattr(job, "load_prepared", lambda path: pytest.fail("the job went on to load its data"))
+    kwargs = {"task": "SST-2", "method": "bert", "seed": 1, "method_params": {}, "model": {}, "profile": "demo",
+              "data_path": "missing.pt", "base_dir": None, "model_out": "m", "sweep_out": "s",
+              "predictions_out": "p", "phases_out": "ph", "timing_lock_path": None, "log": None}
+    with pytest.raises(ValueError, match="`latency.precision: bf16` asks for autocast on device 'mps'"):
+        job.run_method(training={"device": "cpu", "precision": "bf16"},
+                       latency={"device": "mps", "precision": "bf16"}, **kwargs)
+    with pytest.raises(ValueError, match="`training.precision: fp8`"):
+        job.run_method(training={"device": "cpu", "precision": "fp8"}, latency={"device": "cpu"}, **kwargs)

@@ -22,10 +22,19 @@ rule run_method:
         gpu=config["resources"]["method"]["gpu"],
     params:
         method_params=lambda wc: config["methods"][wc.method],
-        # without training.checkpoint (how often to checkpoint changes no result: run_method.py reads it)
-        training={k: v for k, v in config["training"].items() if k != "checkpoint"},
+        # without training.checkpoint (how often to checkpoint changes no result: run_method.py reads it),
+        # and without a precision of fp32 (the default, bit for bit the code before the key: no job reruns)
+        training={
+            k: v
+            for k, v in config["training"].items()
+            if k != "checkpoint" and (k, v) != ("precision", "fp32")
+        },
         model=config["model"],
-        latency=config["latency"],
+        latency={
+            k: v
+            for k, v in config["latency"].items()
+            if (k, v) != ("precision", "fp32")
+        },
         profile=config["profile"],
         # the sweep's window search; only the keys it reads, so that changing selection.speedup
         # (a reporting choice) does not rerun the method jobs
