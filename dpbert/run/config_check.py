@@ -281,11 +281,27 @@ def coerce_small_strings(small: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def _config_depth(path: Path | str | None) -> int | None:
+def _config_int(path: Path | str | None, key: str) -> int | None:
+    """An integer field of a model's config.json; None when the file or the field is absent or unreadable."""
     try:
-        return int(json.loads(Path(path).read_text())["num_hidden_layers"])
-    except (OSError, ValueError, KeyError, TypeError):  # absent, unreadable or not a BERT config: the depth is left unchecked
+        return int(json.loads(Path(path).read_text())[key])
+    except (OSError, ValueError, KeyError, TypeError):  # absent, unreadable or not a BERT config: left unchecked
         return None
+
+
+def _config_depth(path: Path | str | None) -> int | None:
+    return _config_int(path, "num_hidden_layers")
+
+
+def _cached_hub_config(name: str) -> str | None:
+    """The path of ``name``'s config.json in the local Hugging Face cache, else None (never the network)."""
+    try:
+        from huggingface_hub import try_to_load_from_cache
+
+        cached = try_to_load_from_cache(name, "config.json")
+    except (ImportError, ValueError, OSError):  # no hub library, an id it refuses, an unreadable cache
+        cached = None
+    return cached if isinstance(cached, str) else None
 
 
 def backbone_depth(model: dict[str, Any]) -> tuple[int | None, str]:
@@ -317,13 +333,8 @@ def backbone_depth(model: dict[str, Any]) -> tuple[int | None, str]:
         return _config_depth(folder / "config.json"), f"{folder}/config.json"
     if source == "hub":
         name = model.get("name", "")
-        try:
-            from huggingface_hub import try_to_load_from_cache
-
-            cached = try_to_load_from_cache(name, "config.json")
-        except (ImportError, ValueError, OSError):  # no hub library, an id it refuses, an unreadable cache
-            cached = None
-        if isinstance(cached, str) and (depth := _config_depth(cached)) is not None:
+        cached = _cached_hub_config(name)
+        if cached is not None and (depth := _config_depth(cached)) is not None:
             return depth, f"the cached config of {name}"
         return (12, name) if name == "bert-base-uncased" else (None, name)
     return None, source
@@ -360,6 +371,130 @@ def check_depths(params: dict[str, Any], given: dict[str, dict], depth: int, sou
                     )
 
 
+def check_window_reach(window: list[float], depth: int, source: str) -> None:
+    """Refuse a window whose minimum no point can reach: the layer speed-up of an N-layer backbone is
+    N / mean executed layers, at most N (every example leaves after one layer)."""
+    lo, hi = window
+    if lo > depth:
+        raise ConfigError(
+            f"selection.window is [{lo:g}, {hi:g}], but the backbone has {depth} layers ({source}), so a layer "
+            f"speed-up (N / mean executed layers) is at most {depth}x: no point of any method can reach "
+            f"{lo:g}x and every window cell of Table 1 (every method's) would be empty. Lower the window's "
+            f"minimum to at most {depth} (the paper's [1.30, 1.96] is for 12 layers), or use a backbone of at least "
+            f"{math.ceil(lo)} layers."
+        )
+
+
+def reporting_defaults() -> dict[str, Any]:
+    """The schema's default of every ``reporting`` key ({} when the schema is not next to the package)."""
+    import yaml
+
+    path = Path(__file__).resolve().parents[2] / "workflow" / "schemas" / "config.schema.yaml"
+    try:
+        props = yaml.safe_load(path.read_text())["properties"]["reporting"]["properties"]
+    except (OSError, KeyError, TypeError):
+        return {}
+    return {key: spec["default"] for key, spec in props.items() if "default" in spec}
+
+
+def check_reporting_tasks(reporting: dict[str, Any], tasks: list[str], defaults: dict[str, Any]) -> None:
+    """Refuse a written ``reporting.table2_tasks`` / ``figure3_tasks`` naming a task the profile does not
+    run: the reporting rules would leave it out silently. The schema's default (the paper's tasks) is
+    exempt: it stands for "those of the paper's tasks that the profile runs"."""
+    for key in ("table2_tasks", "figure3_tasks"):
+        named = reporting.get(key)
+        if named is None or named == defaults.get(key):
+            continue
+        unknown = [t for t in named if t not in tasks]
+        if unknown:
+            lower = {t.lower(): t for t in tasks}
+            close = {t: difflib.get_close_matches(str(t).lower(), list(lower), n=1) for t in unknown}
+            hint = "; ".join(f"{t!s}: did you mean {lower[c[0]]}?" for t, c in close.items() if c)
+            raise ConfigError(
+                f"reporting.{key} is {_show(named)}, but {', '.join(map(str, unknown))} "
+                f"{'is' if len(unknown) == 1 else 'are'} not in tasks ({', '.join(tasks)}), so the reporting "
+                f"would leave {'it' if len(unknown) == 1 else 'them'} out without a word"
+                + (f" ({hint})" if hint else "") + f". Name tasks the profile runs, add "
+                f"{'it' if len(unknown) == 1 else 'them'} to tasks, or remove reporting.{key} for the paper's "
+                f"{_show(defaults.get(key))} (those of them the profile runs)."
+            )
+
+
+def check_method_coverage(config: dict[str, Any]) -> None:
+    """Refuse a method that covers none of the profile's tasks (dpbert.run.jobs.method_tasks): it would
+    get no job and be missing from every table without a word."""
+    from dpbert.data.tasks import TASKS
+    from dpbert.run.jobs import method_tasks
+
+    for name in config["methods"]:
+        if method_tasks(config, name):
+            continue
+        covered = [t for t, spec in TASKS.items() if get_method(name).supports_regression or not spec.is_regression]
+        raise ConfigError(
+            f"methods.{name} covers no task of this profile: tasks is [{', '.join(config['tasks'])}], and "
+            f"{name} has no regression head (supports_regression is False), so it would get no job and be "
+            f"missing from every table. Add a task it covers ({', '.join(covered)}) to tasks, or remove "
+            f"methods.{name}."
+        )
+
+
+def position_limit(model: dict[str, Any]) -> tuple[int | None, str]:
+    """(position embeddings of the configured backbone, where that number comes from); None: unknown,
+    no check. small: model.small.max_position_embeddings or BertConfig's default; minilm: the package's
+    config.json (512 without it); local: the folder's config.json; hub: the cached config.json only."""
+    source = model["source"]
+    key = "max_position_embeddings"
+    if source == "small":
+        if key in (model.get("small") or {}):
+            return int(model["small"][key]), f"model.small.{key}"
+        from transformers import BertConfig
+
+        return int(BertConfig().max_position_embeddings), f"BertConfig's default; model.small.{key} is unset"
+    if source == "minilm":
+        from dpbert.model.sources import ModelLoadError, minilm_path
+
+        try:
+            limit = _config_int(minilm_path() / "config.json", key)
+        except ModelLoadError:
+            limit = None
+        return limit or 512, "all-MiniLM-L6-v2"
+    if source == "local":
+        path = Path(model.get("name") or "") / "config.json"
+        return _config_int(path, key), str(path)
+    if source == "hub":
+        name = model.get("name", "")
+        cached = _cached_hub_config(name)
+        return (_config_int(cached, key), f"the cached config of {name}") if cached else (None, name)
+    return None, source
+
+
+def check_max_length(max_length: int, limit: int, source: str) -> None:
+    if max_length > limit:
+        small = (" or raise model.small.max_position_embeddings"
+                 if source.startswith(("model.small", "BertConfig")) else "")
+        raise ConfigError(
+            f"model.max_length is {max_length}, but the backbone has {limit} position embeddings ({source}): "
+            f"an example longer than {limit} tokens would index past them and its job would crash in the "
+            f"first batch. Set model.max_length to at most {limit} (the paper uses 128){small}."
+        )
+
+
+def check_vocabulary(data_source: str, model_source: str) -> None:
+    """Refuse real GLUE text with the small model: its tokenizer's vocabulary is the synthetic data's
+    words (dpbert.model.sources.load_tokenizer: SYNTHETIC_VOCAB), fixed, not built from the data."""
+    if model_source == "small" and data_source in ("glue_tsv", "hub"):
+        from dpbert.data.synthetic import SYNTHETIC_VOCAB
+
+        raise ConfigError(
+            f"data.source is {data_source} (real GLUE text), but model.source is small, whose tokenizer is a "
+            f"word-level vocabulary of the synthetic data's {len(SYNTHETIC_VOCAB)} words (SYNTHETIC_VOCAB in "
+            "dpbert/data/synthetic.py), not of your data: most real words would become [UNK] and every "
+            "method would learn from the few words it knows. Use model.source: minilm (offline; see "
+            "workflow/config/minilm.yaml) or a pretrained model (model.source: hub or local), or "
+            "data.source: synthetic."
+        )
+
+
 def check_config(config: dict[str, Any]) -> dict[str, type]:
     """Validate methods (their parameters' types and ranges, layers against the backbone's depth),
     window, devices, backbone and data; return {method name: class} in config order. Run after the
@@ -381,10 +516,16 @@ def check_config(config: dict[str, Any]) -> dict[str, type]:
             raise ConfigError(str(exc)) from None
         resolved[name] = cls
     check_window(config["selection"])
+    check_reporting_tasks(config.get("reporting") or {}, config["tasks"], reporting_defaults())
+    check_method_coverage(config)
     check_devices(config)
     depth, source = backbone_depth(config["model"])
     if depth is not None:
         check_depths(params, config["methods"], depth, source)
+        check_window_reach(config["selection"]["window"], depth, source)
+    limit, where = position_limit(config["model"])
+    if limit is not None:
+        check_max_length(config["model"]["max_length"], limit, where)
     data = config["data"]
     if data["source"] == "glue_tsv":
         if not data.get("data_dir"):
@@ -405,6 +546,7 @@ def check_config(config: dict[str, Any]) -> dict[str, type]:
                 check_glue_folder(task, data["data_dir"])
             except DataError as exc:
                 raise ConfigError(str(exc)) from None
+    check_vocabulary(data["source"], config["model"]["source"])
     from dpbert.run import offline
 
     needs = offline.hub_needs(config, params)

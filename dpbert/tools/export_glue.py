@@ -168,7 +168,9 @@ def unreachable_message(spec: TaskSpec, why: str, offline: bool) -> str:
             f"{cause}. Run this tool on a machine with network (then copy the folder here), or put the GLUE TSV "
             f"files in the standard GLUE layout yourself, one folder per task under one root: "
             f"{layout_text()}, as the GLUE download script "
-            f"writes them; then run with --config data='{{\"source\": \"glue_tsv\", \"data_dir\": \"/that/root\"}}'.")
+            f"writes them; then run with --configfile workflow/config/minilm.yaml "
+            f"--config data='{{\"source\": \"glue_tsv\", \"data_dir\": \"/that/root\"}}' (real text needs a "
+            f"pretrained tokenizer: the demo's small model knows only the synthetic words).")
 
 
 def load_hub(spec: TaskSpec, load: Callable[..., Any] | None = None) -> Any:

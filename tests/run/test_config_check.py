@@ -33,9 +33,14 @@ from dpbert.run.config_check import (
     backbone_depth,
     check_config,
     check_devices,
+    check_reporting_tasks,
     check_schema,
     check_small,
+    check_vocabulary,
     check_window,
+    check_window_reach,
+    position_limit,
+    reporting_defaults,
 )
 from tests.conftest import with_changes
 
@@ -397,3 +402,82 @@ def test_dry_run_schema_error_is_short(tmp_path):
 def test_precision_defaults_to_fp32_in_every_profile(path):
     cfg = load(path)
     assert cfg["training"]["precision"] == cfg["latency"]["precision"] == "fp32"
+
+
+# ---------------------------------------------------------------- fail before the queue (issue 31, item 7)
+
+def test_a_window_above_the_backbones_reach_is_refused():
+    msg = refused(load(selection__window=[4.5, 6.0]))  # micro: 4 layers, so at most 4x
+    assert "selection.window is [4.5, 6], but the backbone has 4 layers (model.small.num_hidden_layers)" in msg
+    assert "at most 4x" in msg and "Lower the window's minimum to at most 4" in msg
+    check_window_reach([4.0, 6.0], 4, "x")  # 4x is reachable: every example leaves after one layer
+    with pytest.raises(ConfigError, match=r"\[1.3, 1.96\], but the backbone has 1 layers"):
+        check_window_reach([1.3, 1.96], 1, "x")
+
+
+def test_reporting_tasks_the_profile_does_not_run_are_refused():
+    check_config(load(reporting={"figure3_tasks": ["SST-2", "QNLI"]}))  # the paper's list: taken as the default
+    msg = refused(load(reporting={"figure3_tasks": ["SST-2", "sst2", "RTE"]}))
+    assert msg.startswith("reporting.figure3_tasks is [\"SST-2\", \"sst2\", \"RTE\"], but sst2, RTE are not in "
+                          "tasks (SST-2, STS-B)")
+    assert "sst2: did you mean SST-2?" in msg and "remove reporting.figure3_tasks" in msg
+    assert "reporting.table2_tasks" in refused(load(reporting={"table2_tasks": ["MRPC"]}))
+    # the schema's defaults (the paper's tasks) stand for those the profile runs: micro runs neither QNLI nor RTE
+    check_reporting_tasks({"table2_tasks": ["RTE", "MRPC", "SST-2", "STS-B"], "figure3_tasks": ["SST-2", "QNLI"]},
+                          ["SST-2"], reporting_defaults())
+    assert reporting_defaults()["figure3_tasks"] == ["SST-2", "QNLI"]
+    check_config(load(reporting={"figure3_tasks": ["STS-B"], "table2_tasks": ["SST-2", "STS-B"]}))
+
+
+def test_the_reporting_defaults_are_not_refused_after_the_schema_fills_them():
+    cfg = load(tasks=["STS-B"], methods={"bert": {}})
+    assert cfg["reporting"]["figure3_tasks"] == ["SST-2", "QNLI"]
+    check_config(cfg)
+
+
+def test_a_method_with_no_task_it_covers_is_refused():
+    msg = refused(load(tasks=["STS-B"], methods={"bert": {}, "deebert": {}}))
+    assert msg.startswith("methods.deebert covers no task of this profile: tasks is [STS-B]")
+    assert "supports_regression is False" in msg and "remove methods.deebert" in msg
+    assert "(CoLA, MNLI, SST-2, QNLI, MRPC, QQP, RTE)" in msg
+    check_config(load(tasks=["STS-B", "RTE"], methods={"bert": {}, "deebert": {}}))  # RTE is a job
+
+
+def test_max_length_above_the_position_embeddings_is_refused():
+    msg = refused(load(model__max_length=128))  # micro: max_position_embeddings 64
+    assert msg.startswith("model.max_length is 128, but the backbone has 64 position embeddings "
+                          "(model.small.max_position_embeddings)")
+    assert "at most 64" in msg and "raise model.small.max_position_embeddings" in msg
+    small = {"num_hidden_layers": 4, "hidden_size": 32, "num_attention_heads": 2, "intermediate_size": 64}
+    assert "has 512 position embeddings (BertConfig's default" in refused(
+        load(model={"source": "small", "max_length": 1024, "small": small}))
+    assert "512 position embeddings (all-MiniLM-L6-v2)" in refused(load(model={"source": "minilm", "max_length": 600}))
+    check_config(load(model={"source": "minilm", "max_length": 512}))
+
+
+def test_position_limit_per_source(tmp_path, monkeypatch):
+    assert position_limit({"source": "small", "small": {"max_position_embeddings": 64}})[0] == 64
+    assert position_limit({"source": "small", "small": {}})[0] == 512
+    assert position_limit({"source": "minilm"})[0] == 512
+    (tmp_path / "config.json").write_text(json.dumps({"num_hidden_layers": 3, "max_position_embeddings": 256}))
+    assert position_limit({"source": "local", "name": str(tmp_path)})[0] == 256
+    monkeypatch.setattr("huggingface_hub.try_to_load_from_cache", lambda *a, **k: None)
+    assert position_limit({"source": "hub", "name": "bert-base-uncased"})[0] is None  # not cached: no check
+    monkeypatch.setattr("huggingface_hub.try_to_load_from_cache", lambda *a, **k: str(tmp_path / "config.json"))
+    assert position_limit({"source": "hub", "name": "bert-base-uncased"}) == (
+        256, "the cached config of bert-base-uncased")
+
+
+def test_real_glue_text_with_the_small_models_vocabulary_is_refused(tmp_path):
+    glue = tmp_path / "glue"
+    for task in ("SST-2", "STS-B"):
+        (glue / task).mkdir(parents=True)
+        for split in ("train.tsv", "dev.tsv"):
+            (glue / task / split).write_text("sentence\tlabel\nfine words\t1\n")
+    msg = refused(load(data={"source": "glue_tsv", "data_dir": str(glue)}))
+    assert msg.startswith("data.source is glue_tsv (real GLUE text), but model.source is small")
+    assert "[UNK]" in msg and "model.source: minilm" in msg
+    check_vocabulary("synthetic", "small")
+    check_vocabulary("glue_tsv", "minilm")
+    with pytest.raises(ConfigError, match="data.source is hub"):
+        check_vocabulary("hub", "small")

@@ -101,7 +101,8 @@ def test_a_failed_jobs_own_error_reaches_the_terminal(tmp_path):
     (tmp_path / "glue" / "SST-2" / "train.tsv").write_text("sentence\tlabel\nfine words\t1\nbad words\t0\n")
     (tmp_path / "glue" / "SST-2" / "dev.tsv").write_text("sentence\tlabel\nfine words\tmaybe\n")
     cfg = _config(tmp_path, tasks=["SST-2"], methods={"bert": {}},
-                  data={"source": "glue_tsv", "data_dir": str(tmp_path / "glue")})
+                  data={"source": "glue_tsv", "data_dir": str(tmp_path / "glue")},
+                  model={"source": "minilm", "max_length": 48})  # real text: not the small model's vocabulary
     error = "label 'maybe' is outside SST-2's label set"
     result = _snakemake(tmp_path / "run", f"results/{MICRO_PROFILE}/table1.csv", "--cores", "1", config=cfg)
     assert result.returncode != 0
