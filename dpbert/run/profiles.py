@@ -8,7 +8,8 @@ paper) or of the test profiles in tests/config/ (micro), or the path of a YAML f
 partial file's folder, else to the current one), itself complete or layered over its own base. A
 partial file without ``base:`` is refused, never mixed with the demo. ``--config`` overrides go on
 top of either, their strings read as numbers, booleans or null where the config schema asks for one
-(``coerce_overrides``). The Snakefile and ``python -m dpbert.tools.plan`` both resolve a config here.
+(``coerce_overrides``); ``methods.<name>: null`` there, as in a file, drops that method
+(``--config methods='{"deebert": null}'``). The Snakefile and ``python -m dpbert.tools.plan`` both resolve a config here.
 
 Outputs: the default profile (demo) writes ``results/`` and ``figures/``; every other profile
 ``results/<profile>/`` and ``figures/<profile>/``, so no profile overwrites another's tables.
@@ -213,6 +214,10 @@ def resolve_config(configfiles: Iterable[str | Path], cdir: str | Path,
     if overrides:
         _update(config, coerce_overrides(overrides, cdir))
     config.pop("base", None)
+    if isinstance(config.get("methods"), dict):  # `methods.<name>: null` drops a method, in a file or in --config
+        # (Snakemake hands a nested null over as the text "null")
+        config["methods"] = {name: params for name, params in config["methods"].items()
+                             if params is not None and params != "null"}
     name = config.get("profile", DEFAULT_PROFILE)
     if name in RESERVED_NAMES:
         raise ConfigError(

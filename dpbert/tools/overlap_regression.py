@@ -1,8 +1,10 @@
 """A regression task in STS-B's shape built from real sentence pairs: the target is their word overlap.
 
     python -m dpbert.tools.overlap_regression --glue /path/to/glue_data --out /tmp/overlap
-    snakemake --cores 2 --configfile workflow/config/minilm.yaml \
-        --config data='{"source": "glue_tsv", "data_dir": "/tmp/overlap"}' tasks='[STS-B]'
+    snakemake --cores 2 --configfile workflow/config/minilm.yaml --config profile=overlap \
+        data='{"source": "glue_tsv", "data_dir": "/tmp/overlap"}' tasks='[STS-B]' methods='{"deebert": null}'
+
+(DeeBERT has no regression exit, so a regression-only run drops it.)
 
 Why: checking that every method which covers regression learns it needs a regression task on real
 text, and a user (or a development machine) may have MRPC but not STS-B. Each MRPC pair keeps its

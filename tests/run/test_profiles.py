@@ -258,3 +258,18 @@ def test_plan_cli_resolves_profiles_like_the_snakefile(tmp_path):
                         capture_output=True, text=True, timeout=120, cwd=ROOT)
     assert ok.returncode == 0, ok.stderr[-1500:]
     assert "Profile `paper-seed1`: 8 tasks x 1 seeds x 10 methods" in ok.stdout and "8.00 ms" in ok.stdout
+
+
+def test_a_method_set_to_null_in_config_overrides_is_dropped():
+    """`--config methods='{"deebert": null}'` leaves deebert out, as `deebert: null` in a layered file does
+    (a regression-only run must drop the method with no regression exit)."""
+    from dpbert.run.profiles import config_dir, resolve_config
+
+    cdir = config_dir(str(Path(__file__).resolve().parents[2]))
+    from snakemake.cli import parse_config
+
+    overrides = parse_config(["tasks=[STS-B]", 'methods={"deebert": null}'])  # what snakemake hands over
+    assert overrides["methods"] == {"deebert": "null"}
+    for given in (overrides, {"tasks": ["STS-B"], "methods": {"deebert": None}}):
+        config = resolve_config([], cdir, given)
+        assert "deebert" not in config["methods"] and "pabee" in config["methods"]
