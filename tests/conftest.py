@@ -9,6 +9,7 @@ import pytest
 import torch
 
 ROOT = Path(__file__).resolve().parents[1]
+MICRO = ROOT / "tests" / "config" / "micro.yaml"  # the tiny profile the workflow and config tests run
 sys.path.insert(0, str(ROOT))
 
 

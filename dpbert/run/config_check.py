@@ -27,6 +27,17 @@ class ConfigError(ValueError):
     pass
 
 
+class CacheMissingError(ConfigError):
+    """The offline refusal: every other check passed, but the local Hugging Face cache lacks ``missing``
+    (``offline.missing_from_cache``). It carries what a dry run needs to plan anyway: ``methods``, what
+    check_config would have returned."""
+
+    def __init__(self, message: str, missing: list, methods: dict):
+        super().__init__(message)
+        self.missing = missing
+        self.methods = methods
+
+
 # ------------------------------------------------------------------ the schema, in a few lines
 
 _TYPE_WORDS = {"number": "a number", "integer": "an integer", "string": "a string", "boolean": "true or false",
@@ -556,10 +567,10 @@ def check_config(config: dict[str, Any]) -> dict[str, type]:
         if not hub_reachable():  # offline: proceed only if the local cache holds everything (dpbert.run.offline)
             missing = offline.missing_from_cache(needs)
             if missing:
-                raise ConfigError(offline.offline_message(
+                raise CacheMissingError(offline.offline_message(
                     missing, config["profile"],
                     "run the offline profiles instead: the default demo, or "
-                    "--configfile workflow/config/minilm.yaml with a local GLUE folder"))
+                    "--configfile workflow/config/minilm.yaml with a local GLUE folder"), missing, resolved)
             print(f"{offline.offline_reason()}: the jobs read "
                   + ", ".join(n.describe() for n in needs) + " from the local Hugging Face cache.", file=sys.stderr)
     return resolved

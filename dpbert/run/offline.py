@@ -150,24 +150,6 @@ def fetch_command(configfile: str | None) -> str:
     return f"python -m dpbert.run.offline --configfile {configfile or PLACEHOLDER} --fetch"
 
 
-def dry_run_plan(config: dict[str, Any], refusal: str,
-                 configfile: str | None) -> tuple[dict[str, type], str] | None:
-    """A dry run (``snakemake -n``) plans without the cache: when ``refusal`` is check_config's offline
-    refusal (:func:`offline_message`, which it raises after every other check has passed), the methods
-    check_config would have returned, in config order, and :func:`dry_run_note`; else None, and the
-    refusal stands. A real run still stops before its first job."""
-    from dpbert.methods.registry import get_method
-
-    needs = hub_needs(config, _resolved_params(config))
-    missing = missing_from_cache(needs) if needs else []
-    # the refusal's exact text up to the alternative check_config names (a fresh check: never a guess
-    # from the wording of some other error)
-    if not missing or not refusal.startswith(offline_message(missing, config["profile"], "\0").split("\0")[0]):
-        return None
-    methods = {name: get_method(name) for name in config["methods"]}
-    return methods, dry_run_note(missing, config["profile"], configfile)
-
-
 def dry_run_note(missing: list[tuple[Need, str]], profile: str, configfile: str | None) -> str:
     """A few lines for the end of a dry run: what a real run of ``profile`` still needs, and the fix."""
     models = [n.name for n, _ in missing if n.kind == "model"]

@@ -42,11 +42,10 @@ from dpbert.run.config_check import (
     position_limit,
     reporting_defaults,
 )
-from tests.conftest import with_changes
+from tests.conftest import MICRO, with_changes
 
 ROOT = Path(__file__).resolve().parents[2]
 SCHEMA = ROOT / "workflow" / "schemas" / "config.schema.yaml"
-MICRO = ROOT / "tests" / "config" / "micro.yaml"
 PROFILES = [ROOT / "workflow/config/config.yaml", ROOT / "workflow/config/minilm.yaml",
             ROOT / "workflow/config/paper.yaml", MICRO]
 

@@ -17,9 +17,9 @@ from dpbert.run.writable import (
     check_writable,
     run_folders,
 )
+from tests.conftest import MICRO
 
 ROOT = Path(__file__).resolve().parents[2]
-MICRO = ROOT / "tests" / "config" / "micro.yaml"
 AS_ROOT = os.geteuid() == 0  # root ignores permission bits: there the denial is simulated
 
 

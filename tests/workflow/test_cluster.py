@@ -14,10 +14,10 @@ from pathlib import Path
 import pytest
 import yaml
 
+from tests.conftest import MICRO
 from tests.workflow import fake_slurm
 
 ROOT = Path(__file__).resolve().parents[2]
-MICRO = ROOT / "tests" / "config" / "micro.yaml"
 MICRO_PROFILE = yaml.safe_load(MICRO.read_text())["profile"]  # its outputs: results/<profile>/
 SLURM_PROFILE = ROOT / "workflow" / "profiles" / "slurm"
 

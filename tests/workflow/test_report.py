@@ -12,9 +12,7 @@ import pytest
 import yaml
 from docutils.core import publish_parts
 
-from tests.conftest import ROOT
-
-MICRO = ROOT / "tests" / "config" / "micro.yaml"
+from tests.conftest import MICRO, ROOT
 
 
 def report_items(configfile: Path, workdir: Path) -> dict[str, dict]:

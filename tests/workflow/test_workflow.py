@@ -3,20 +3,19 @@
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import subprocess
 import sys
-import re
 from pathlib import Path
 
 import pandas as pd
 import pytest
 import yaml
 
-from tests.conftest import with_changes
+from tests.conftest import MICRO, with_changes
 
 ROOT = Path(__file__).resolve().parents[2]
-MICRO = ROOT / "tests" / "config" / "micro.yaml"
 
 
 def snakemake(workdir: Path, *args: str, config: Path = MICRO, env: dict | None = None, timeout: int = 600):

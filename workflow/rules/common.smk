@@ -8,6 +8,7 @@ from snakemake.utils import validate
 sys.path.insert(0, str(Path(workflow.basedir)))
 
 from dpbert.run.config_check import (
+    CacheMissingError,
     check_config,
     check_schema,
     ConfigError,
@@ -43,18 +44,17 @@ try:
     validate(config, "../schemas/config.schema.yaml", set_default=True)
     try:
         METHODS = check_config(config)  # name -> method class, after semantic checks
-    except ConfigError as exc:
+    except CacheMissingError as exc:
         # a dry run (-n) on a machine whose Hugging Face cache lacks the profile's downloads lists the
         # jobs and their resources, then ends with what a real run still needs; a real run stops here
-        _plan = (
-            _offline.dry_run_plan(config, str(exc), _configfile_arg())
-            if workflow.output_settings.dryrun
-            else None
-        )
-        if _plan is None:
+        if not workflow.output_settings.dryrun:
             raise
-        METHODS, _note = _plan
-        atexit.register(print, f"\n{_note}")
+        METHODS = exc.methods
+        atexit.register(
+            print,
+            "\n"
+            + _offline.dry_run_note(exc.missing, config["profile"], _configfile_arg()),
+        )
     # reproducible CPU arithmetic: put the pinning in this process's environment, which every job's
     # process inherits (it must be there before a job imports torch); jobs check it (runtime.setup)
     _pinned = _reproducible.enabled(config)
