@@ -211,6 +211,17 @@ class Method(ABC):
     def predict_one(self, model, example: dict[str, Tensor], knob: float) -> Prediction:
         """Batch-size-1 inference with the knob; exit/skip decisions per example, no wasted layers."""
 
+    def predict_batch(self, model, batch: dict[str, Tensor], knob: float) -> list[Prediction]:
+        """Serving: predictions of a padded batch (``EncodedSplit.batch``: input_ids, token_type_ids,
+        attention_mask, rows of any lengths) at ``knob``, one ``Prediction`` per row with the layers that
+        row executed. Each row must get what ``predict_one`` gives its example alone, up to the float
+        rounding that padding brings (tests/methods/test_predict_batch.py counts the differences).
+        Default: the rows one at a time, unpadded; a method overrides it to run its rows together."""
+        lengths = batch["attention_mask"].sum(1).tolist()
+        return [self.predict_one(model, {k: batch[k][row : row + 1, :n] for k in
+                                         ("input_ids", "token_type_ids", "attention_mask")}, knob)
+                for row, n in enumerate(lengths)]
+
     def predict_knobs(self, model, example: dict[str, Tensor], knobs: Sequence[float]) -> list[Prediction]:
         """Batch-1 predictions at every knob value, for scoring a sweep (latency is timed per knob with
         ``predict_one``). A method whose knob only moves the exit point overrides this to read every
