@@ -21,6 +21,7 @@ import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import ClassVar
 
 import torch
 from torch import Tensor, nn
@@ -34,6 +35,7 @@ from dpbert.methods.interface import (
     TrainContext,
 )
 from dpbert.model.engine import check_state_kind, cls_state, token_state
+from dpbert.model.flops import head_flops
 from dpbert.model.method_model import MethodModel, load_method_model
 from dpbert.model.sources import build_start, load_classifier, start_at_targets
 
@@ -310,6 +312,19 @@ class ExitCriterion(Method):
     def final_output(self, answer) -> Tensor:
         """The prediction's output from the exiting layer's answer, shape (1, k) -> (k,)."""
         return answer[0]
+
+    # FLOPs of the unit that reads each exit after a layer but the last (BERxiT's LTE unit, DACT's halting
+    # gate): a linear layer to one value, 2 H; 0 where the exit statistic is read off the ramp's logits.
+    exit_unit_outputs: ClassVar[int] = 0
+
+    def overhead_flops(self, executed: list[int], n_layers: int, hidden: int, num_labels: int) -> int:
+        """What ``predict_one`` computes besides the layers: after every executed layer i < N an off-ramp
+        (a pooler, the ramp's own or, PABEE, the backbone's shared one computed again on this layer's
+        state: 2 H^2; and its classifier, 2 H k) plus the exit unit (``exit_unit_outputs``); after layer
+        N, BERT's own head and no exit unit (the loop ends there anyway)."""
+        last = n_layers - 1
+        ramp = head_flops(hidden, num_labels) + 2 * hidden * self.exit_unit_outputs
+        return sum(head_flops(hidden, num_labels) if i == last else ramp for i in executed)
 
     @torch.inference_mode()
     def predict_one(self, model: MethodModel, example: dict[str, Tensor], knob: float) -> Prediction:

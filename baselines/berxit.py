@@ -92,6 +92,7 @@ class Berxit(ExitCriterion):
     needs_finetuned = False  # the official code trains from the pretrained backbone
     supports_regression = True
     Params = BerxitParams
+    exit_unit_outputs = 1  # the shared LTE unit, Linear(H, 1), on each exit's pooled output
 
     def knobs(self) -> list[float]:
         return list(self.params.thresholds)

@@ -147,6 +147,7 @@ class DactBert(ExitCriterion):
     needs_finetuned = True
     supports_regression = True
     Params = DactParams
+    exit_unit_outputs = 1  # the halting gate, Linear(H, 1), on the state after each layer but the last
 
     def variants(self) -> list[str]:
         return [variant_name(t) for t in self.params.taus]

@@ -30,6 +30,7 @@ from dpbert.methods.interface import (
     register,
 )
 from dpbert.model.engine import check_state_kind, token_state
+from dpbert.model.flops import head_flops
 from dpbert.model.method_model import MethodModel, load_method_model, save_method_model
 from dpbert.model.sources import load_classifier
 from dpbert.model.training import TrainSettings, task_loss, train_loop
@@ -307,6 +308,11 @@ class _DPBertBase(Method):
             plan=lambda i, hidden: bool(model.extra.prob(i, hidden, mask).item() >= knob),
         )
         return Prediction(model.final_head(out.hidden, mask)[0], out.executed)
+
+    def overhead_flops(self, executed: list[int], n_layers: int, hidden: int, num_labels: int) -> int:
+        """Every layer's planner, Linear(H, 1), decides before it whether it runs or is skipped (N x 2 H),
+        then BERT's own head: a skipped layer still costs its planner."""
+        return n_layers * 2 * hidden + head_flops(hidden, num_labels)
 
     def trace(self, model: MethodModel, example: dict[str, Tensor]) -> PathTree:
         """The example's tree of paths, empty: ``predict_traced`` computes each decision prefix the first

@@ -23,6 +23,7 @@ from torch import Tensor
 
 from dpbert.data.encoding import EncodedSplit
 from dpbert.data.tasks import TaskSpec
+from dpbert.model.flops import head_flops
 from dpbert.model.training import TrainSettings
 
 _REGISTRY: dict[str, type[Method]] = {}
@@ -290,6 +291,16 @@ class Method(ABC):
     def reference_layers(self, model) -> int:
         """N for the layer speed-up N / mean executed layers (the BERT-base depth)."""
         return model.n_layers
+
+    def overhead_flops(self, executed: list[int], n_layers: int, hidden: int, num_labels: int) -> int:
+        """FLOPs per example beyond the backbone layers in ``executed`` (0-based; what ``predict_one``
+        ran) on a backbone of ``n_layers`` layers of width ``hidden``, counted as
+        ``dpbert.model.flops`` counts (matrix products only): what the method's own modules compute for
+        this example. Default: BERT's final head, pooler + classifier (``head_flops``). A method that
+        computes more (off-ramps, planners, halting units) overrides it with exactly what its
+        ``predict_one`` computes; tests/methods/test_overhead_flops.py holds each family's count equal to
+        torch's FLOP counter on ``predict_one``."""
+        return head_flops(hidden, num_labels)
 
 
 def make_params(cls: type[MethodParams], values: dict[str, Any], method: str) -> MethodParams:

@@ -235,7 +235,7 @@ def pool(choices: Sequence[pd.Series], jobs: Sequence[PointPredictions], split: 
 SELECTED_COLUMNS: list[str] = [
     "task", "row", "method", "display_name", "split", "chosen_on", "scored_on", "variant", "knob_name", "knob",
     "threshold", "fold_score", "score", "score_min", "score_max", "n_seeds", "n_candidates", "layer_speedup",
-    "latency_speedup", "in_window", "static", "note",
+    "latency_speedup", "flops_per_example", "flops_speedup", "in_window", "static", "note",
 ]
 
 
@@ -276,7 +276,8 @@ def select_rows(sweep: pd.DataFrame, predictions: Mapping[tuple[str, str, int], 
                 rows.append({**base, "split": split, "chosen_on": "", "scored_on": "", "variant": "", "knob_name": "",
                              "knob": np.nan, "threshold": np.nan, "fold_score": np.nan, "score": np.nan,
                              "score_min": np.nan, "score_max": np.nan, "n_seeds": 0, "n_candidates": 0,
-                             "layer_speedup": np.nan, "latency_speedup": np.nan, "in_window": False, "note": why})
+                             "layer_speedup": np.nan, "latency_speedup": np.nan, "flops_per_example": np.nan,
+                             "flops_speedup": np.nan, "in_window": False, "note": why})
             continue
         candidates = cap_candidates(inside, speedup_col, max_candidates)
         metric = metric_of(task)
@@ -304,6 +305,8 @@ def select_rows(sweep: pd.DataFrame, predictions: Mapping[tuple[str, str, int], 
                              "n_seeds": len(scores), "n_candidates": len(candidates),
                              "layer_speedup": point.get("layer_speedup", np.nan),
                              "latency_speedup": point.get("latency_speedup", np.nan),
+                             "flops_per_example": point.get("flops_per_example", np.nan),
+                             "flops_speedup": point.get("flops_speedup", np.nan),
                              "in_window": True, "note": "static baseline (not windowed)" if spec.static else ""})
     out = pd.DataFrame(rows, columns=SELECTED_COLUMNS)
     out["in_window"] = out["in_window"].astype(bool)

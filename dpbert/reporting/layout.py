@@ -18,13 +18,14 @@ from dpbert.run.profiles import DEFAULT_PROFILE, results_dir
 TASK_COLUMNS: list[str] = ["CoLA", "MNLI-m", "MNLI-mm", "SST-2", "QNLI", "MRPC", "QQP", "RTE", "STS-B"]
 META_COLUMNS: list[str] = ["profile", "backbone", "device"]
 TABLE1_COLUMNS: list[str] = (
-    ["model", "speedup", "speedup_latency", "speedup_layer"] + TASK_COLUMNS
+    ["model", "speedup", "speedup_latency", "speedup_layer", "speedup_flops"] + TASK_COLUMNS
     + ["avg", "covered", "n_seeds"] + META_COLUMNS
 )
 AVG_TASKS_ATTR = "avg_tasks"
 """``table.attrs[AVG_TASKS_ATTR]``: the tasks ``avg`` is taken over (those every row with a score covers)."""
 NON_TASK_COLUMNS: frozenset[str] = frozenset(
-    {"model", "speedup", "speedup_latency", "speedup_layer", "avg", "covered", "n_seeds", *META_COLUMNS})
+    {"model", "speedup", "speedup_latency", "speedup_layer", "speedup_flops", "avg", "covered", "n_seeds",
+     *META_COLUMNS})
 
 MNLI_SPLIT_COLUMNS: dict[str, str] = {"dev_matched": "MNLI-m", "dev_mismatched": "MNLI-mm"}
 

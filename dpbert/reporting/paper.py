@@ -32,8 +32,8 @@ def compare_with_paper(ours: pd.DataFrame, paper: pd.DataFrame) -> pd.DataFrame:
     if "MNLI-m" in o.columns or "MNLI-mm" in o.columns:
         parts = [o[c].astype(float) for c in ("MNLI-m", "MNLI-mm") if c in o.columns]
         o["MNLI"] = pd.concat(parts, axis=1).mean(axis=1, skipna=True)
-    skip = {"model", "speedup_latency", "speedup_layer", "n_seeds", "covered", "MNLI-m", "MNLI-mm", DEGENERATE_COLUMN,
-            *META_COLUMNS}
+    skip = {"model", "speedup_latency", "speedup_layer", "speedup_flops", "n_seeds", "covered", "MNLI-m", "MNLI-mm",
+            DEGENERATE_COLUMN, *META_COLUMNS}
     p_cols = [c for c in paper.columns if c != "model"]
     o_cols = [c for c in o.columns if c not in skip]
     columns = p_cols + [c for c in o_cols if c not in p_cols]

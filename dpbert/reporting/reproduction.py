@@ -26,8 +26,8 @@ log = logging.getLogger(__name__)
 
 def _task_scores(row: pd.Series) -> dict[str, float]:
     """Per-task scores of a Table 1 row, MNLI once as mean(m, mm)."""
-    skip = {"model", "speedup", "speedup_latency", "speedup_layer", "avg", "covered", "n_seeds", "profile", "backbone",
-            "device", "degenerate"}
+    skip = {"model", "speedup", "speedup_latency", "speedup_layer", "speedup_flops", "avg", "covered", "n_seeds",
+            "profile", "backbone", "device", "degenerate"}
     out: dict[str, float] = {}
     mnli = [float(row[c]) for c in ("MNLI-m", "MNLI-mm") if c in row.index and not pd.isna(row[c])]
     if mnli:

@@ -27,12 +27,12 @@ POINT_KEYS: list[str] = ["variant", "knob_name", "knob"]
 SELECTED_COLUMNS: list[str] = [
     "task", "method", "display_name", "split", "variant", "knob_name", "knob",
     "score", "score_min", "score_max", "n_seeds", "layer_speedup",
-    "latency_speedup", "in_window", "static", "note",
+    "latency_speedup", "flops_per_example", "flops_speedup", "in_window", "static", "note",
 ]
 
 
 _MEDIAN_COLS = ["score", "layer_speedup", "latency_speedup", "mean_layers",
-                "latency_ms", "base_latency_ms", "latency_spread"]
+                "latency_ms", "base_latency_ms", "latency_spread", "flops_per_example", "flops_speedup"]
 
 
 def _normalise(sweep: pd.DataFrame) -> pd.DataFrame:
@@ -155,6 +155,7 @@ def select_all(
                     "variant": "", "knob_name": "", "knob": np.nan, "score": np.nan,
                     "score_min": np.nan, "score_max": np.nan, "n_seeds": 0,
                     "layer_speedup": np.nan, "latency_speedup": np.nan,
+                    "flops_per_example": np.nan, "flops_speedup": np.nan,
                     "in_window": False, "static": is_static,
                     "note": "no point in window" if not is_static else f"no point on split {primary}",
                 })
@@ -170,6 +171,8 @@ def select_all(
                 "score_max": r["score_max"], "n_seeds": int(r["n_seeds"]),
                 "layer_speedup": r.get("layer_speedup", np.nan),
                 "latency_speedup": r.get("latency_speedup", np.nan),
+                "flops_per_example": r.get("flops_per_example", np.nan),
+                "flops_speedup": r.get("flops_speedup", np.nan),
                 "in_window": True, "static": is_static,
                 "note": "static baseline (not windowed)" if is_static else "",
             })

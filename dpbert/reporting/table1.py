@@ -48,16 +48,21 @@ def write_table1(
     *, sweep_paths: list[str], tasks: list[str], methods: list[str], selection: dict[str, Any],
     meta: dict[str, Any], table_out: str, markdown_out: str, sweeps_out: str, selected_out: str,
     health_records: dict[str, Any] | None = None, bootstrap_out: str | None = None,
+    flops_records: dict[str, Any] | None = None,
 ) -> pd.DataFrame:
     """``health_records`` (prediction_paths, diagnostics_paths, jobs: see dpbert.reporting.health.load_records):
     mark the cells of a method that is degenerate on a task, with the same verdicts as results/health.csv.
     With ``health_records``' predictions, every cell and every row's avg gets its bootstrap standard error
     over the dev examples (shown in the Markdown); ``bootstrap_out`` (a .csv.gz) keeps the paired
-    replicates themselves, one column per "<model>|<column>", for the reproduction report's claims."""
+    replicates themselves, one column per "<model>|<column>", for the reproduction report's claims.
+    ``flops_records`` (data_paths: task -> prepared data, stage1_dirs: (task, seed) -> stage-1 job folder,
+    method_params: the config's ``methods:``), with ``health_records``' predictions: every sweep point's FLOPs
+    per example and FLOPs speed-up (dpbert.reporting.flops), in sweeps.csv, selected_points.csv and Table 1's
+    ``speedup_flops``; without them those columns are empty."""
     from dpbert.data.tasks import get_task
     from dpbert.reporting.crossfit import DEFAULT_MAX_CANDIDATES, row_points, select_rows
 
-    sweep = read_sweeps(sweep_paths)
+    sweep = with_flops(read_sweeps(sweep_paths), health_records, flops_records)
     lo, hi = selection["window"]
     speedup_col = SPEEDUP_COLUMNS[selection["speedup"]]
     atomic_write_df(mark_window(sweep, lo, hi, speedup_col), sweeps_out)
@@ -107,12 +112,28 @@ def write_table1(
     notes.append(
         "speedup is the mean over tasks of the speed-up that selects points "
         f"({selection['speedup']}); speedup_latency is the measured batch-1 latency ratio vs BERT-base "
-        "in the same job, speedup_layer is N / mean executed layers."
+        "in the same job, speedup_layer is N / mean executed layers, speedup_flops is BERT-base's mean FLOPs per "
+        "example over the row's FLOPs on the same dev examples (matrix products at each example's length, the "
+        "method's off-ramps, planners and halting units counted; docs/methods.md, \"FLOPs per example\")."
     )
     atomic_write_text(markdown_out, "# Table 1 (dev)\n\n" + table1_markdown(table, full_meta, notes, se=se))
     atomic_write_df(table, table_out)
     log.info("Table 1: %d rows from %d sweep records", len(table), len(sweep))
     return table
+
+
+def with_flops(sweep: pd.DataFrame, health_records: dict[str, Any] | None,
+               flops_records: dict[str, Any] | None) -> pd.DataFrame:
+    """``sweep`` with ``flops_per_example`` and ``flops_speedup`` (dpbert.reporting.flops) from the jobs'
+    predictions (``health_records``) and ``flops_records``; both columns empty without them."""
+    from dpbert.reporting.flops import FLOPS_COLUMNS, POINT_KEYS, add_flops, job_flops
+
+    if not flops_records or not health_records or not health_records.get("prediction_paths"):
+        return add_flops(sweep, pd.DataFrame(columns=POINT_KEYS + FLOPS_COLUMNS))
+    flops = job_flops(prediction_paths=health_records["prediction_paths"], jobs=health_records["jobs"],
+                      data_paths=flops_records["data_paths"], stage1_dirs=flops_records["stage1_dirs"],
+                      method_params=flops_records.get("method_params"))
+    return add_flops(sweep, flops)
 
 
 def choice_note(mode: str, max_candidates: int, meta: dict[str, Any]) -> str:
@@ -201,7 +222,8 @@ def table1(
     if speedup_col not in ("layer_speedup", "latency_speedup"):
         raise ValueError(f"speedup_col must be layer_speedup or latency_speedup, got {speedup_col!r}")
     tcols = task_columns(tasks)
-    cols = ["model", "speedup", "speedup_latency", "speedup_layer"] + tcols + ["avg", "covered", "n_seeds"] + META_COLUMNS
+    cols = (["model", "speedup", "speedup_latency", "speedup_layer", "speedup_flops"] + tcols
+            + ["avg", "covered", "n_seeds"] + META_COLUMNS)
     reasons: dict[str, str] = {}
     spreads: list[dict[str, Any]] = []
     rows: list[dict[str, Any]] = []
@@ -213,6 +235,7 @@ def table1(
         task_scores: list[float] = []
         lat: list[float] = []
         lay: list[float] = []
+        flo: list[float] = []
         seeds: list[int] = []
         for task in tasks:
             tsub = sub[sub["task"] == task]
@@ -241,8 +264,10 @@ def table1(
             task_scores.append(float(np.mean(vals)))
             lat.append(float(ok["latency_speedup"].astype(float).mean()))
             lay.append(float(ok["layer_speedup"].astype(float).mean()))
+            flo.append(float(ok["flops_speedup"].astype(float).mean()) if "flops_speedup" in ok.columns else np.nan)
         row["speedup_latency"] = float(np.nanmean(lat)) if lat and not np.all(np.isnan(lat)) else np.nan
         row["speedup_layer"] = float(np.nanmean(lay)) if lay and not np.all(np.isnan(lay)) else np.nan
+        row["speedup_flops"] = float(np.nanmean(flo)) if flo and not np.all(np.isnan(flo)) else np.nan
         row["speedup"] = row["speedup_latency"] if speedup_col == "latency_speedup" else row["speedup_layer"]
         row["n_seeds"] = min(seeds) if seeds else pd.NA
         for k in META_COLUMNS:
@@ -256,7 +281,7 @@ def table1(
     out = pd.DataFrame(rows, columns=cols)
     for c in tcols + ["avg"]:
         out[c] = out[c].astype(float).round(1)
-    for c in ("speedup", "speedup_latency", "speedup_layer"):
+    for c in ("speedup", "speedup_latency", "speedup_layer", "speedup_flops"):
         out[c] = out[c].astype(float).round(2)
     out["n_seeds"] = out["n_seeds"].astype("Int64")
     out.attrs[EMPTY_REASONS_ATTR] = reasons
@@ -360,7 +385,7 @@ def table1_markdown(
                     cells.append("—" + marks[reason])
                 else:
                     cells.append("—")
-            elif c in ("speedup", "speedup_latency", "speedup_layer"):
+            elif c in ("speedup", "speedup_latency", "speedup_layer", "speedup_flops"):
                 cells.append(_fmt(v, 2) + "x")
             elif c == "n_seeds":
                 cells.append(str(int(v)))

@@ -62,6 +62,11 @@ def test_micro_run_writes_a_sane_table1(micro_run):
     assert bert["speedup_latency"] == 1.0 and bert["speedup_layer"] == 1.0
     assert 0 <= bert["SST-2"] <= 100 and -100 <= bert["STS-B"] <= 100
     assert (table["speedup_layer"].dropna() >= 1.0).all()
+    # FLOPs per example: read off the records, the data and the stage-1 configs, for every point with a speed-up
+    assert bert["speedup_flops"] == 1.0
+    assert (table["speedup_flops"].isna() == table["speedup_layer"].isna()).all()
+    sweeps = pd.read_csv(micro_run / "results/micro" / "sweeps.csv")
+    assert sweeps["flops_per_example"].gt(0).all() and sweeps["flops_speedup"].gt(0).all()
     assert (micro_run / "results/micro" / "table1.md").read_text().count("MICRO") >= 1
 
 

@@ -5,6 +5,10 @@ rule table1:
         # what the health verdicts (dpbert.reporting.health) read: Table 1 marks a degenerate method's cells
         predictions=all_run_files("predictions.csv.gz"),
         diagnostics=all_run_files("diagnostics.json"),
+        # FLOPs per example (dpbert.reporting.flops): each dev example's length, and the stage-1
+        # model's sizes (N, hidden, intermediate) in its config
+        data=[f"{W}/data/{t}.pt" for t in TASKS],
+        stage1=[f"{W}/models/{t}/bert/{s}" for t, m, s in method_jobs() if m == "bert"],
     output:
         table=report(
             f"{R}/table1.csv",
@@ -39,6 +43,8 @@ rule table1:
             "seeds": SEEDS,
         },
         jobs=[[t, m, s] for t, m, s in method_jobs()],
+        stage1_jobs=[[t, s] for t, m, s in method_jobs() if m == "bert"],
+        method_params={m: config["methods"].get(m) or {} for m in METHODS},
     script:
         "../scripts/table1.py"
 

@@ -23,4 +23,9 @@ write_table1(
     health_records={"prediction_paths": list(sm.input.predictions),
                     "diagnostics_paths": list(sm.input.diagnostics), "jobs": list(sm.params.jobs)},
     bootstrap_out=sm.output.bootstrap,
+    flops_records={
+        "data_paths": dict(zip(sm.params.tasks, sm.input.data)),
+        "stage1_dirs": {(str(t), int(s)): d for (t, s), d in zip(sm.params.stage1_jobs, sm.input.stage1)},
+        "method_params": dict(sm.params.method_params),
+    },
 )
