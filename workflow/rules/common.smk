@@ -3,6 +3,8 @@ import os
 import sys
 from pathlib import Path
 
+import yaml
+
 from snakemake.utils import validate
 
 sys.path.insert(0, str(Path(workflow.basedir)))
@@ -14,6 +16,7 @@ from dpbert.run.config_check import (
     ConfigError,
 )  # noqa: E402
 from dpbert.run import jobs as _jobs  # noqa: E402
+from dpbert.run.canonical import canonical_config  # noqa: E402
 from dpbert.run import reproducible as _reproducible  # noqa: E402
 from dpbert.run import writable as _writable  # noqa: E402
 from dpbert.run.job_resources import job_resources  # noqa: E402
@@ -55,6 +58,20 @@ try:
             "\n"
             + _offline.dry_run_note(exc.missing, config["profile"], _configfile_arg()),
         )
+    # one canonical form of the config (keys sorted but methods:'s row order, numbers in the type their key
+    # declares), from which every rule's params are built: Snakemake compares a job's params by their repr,
+    # so reordering keys or writing 1 for 1.0 must change none (dpbert/run/canonical.py)
+    _canonical = canonical_config(
+        config,
+        yaml.safe_load(
+            (
+                Path(workflow.basedir) / "workflow" / "schemas" / "config.schema.yaml"
+            ).read_text()
+        ),
+        METHODS,
+    )
+    config.clear()
+    config.update(_canonical)
     # reproducible CPU arithmetic: put the pinning in this process's environment, which every job's
     # process inherits (it must be there before a job imports torch); jobs check it (runtime.setup)
     _pinned = _reproducible.enabled(config)
