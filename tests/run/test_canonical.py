@@ -8,7 +8,13 @@ import pytest
 import yaml
 
 from dpbert.methods.registry import registered
-from dpbert.run.canonical import as_declared, canonical_config, param_numbers, schema_numbers, sorted_keys
+from dpbert.run.canonical import (
+    as_declared,
+    canonical_config,
+    param_numbers,
+    schema_numbers,
+    sorted_keys,
+)
 from dpbert.run.profiles import config_dir, resolve_config
 from tests.conftest import MICRO
 
