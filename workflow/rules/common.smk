@@ -18,6 +18,7 @@ from dpbert.run.config_check import (
 from dpbert.run import jobs as _jobs  # noqa: E402
 from dpbert.run.canonical import canonical_config  # noqa: E402
 from dpbert.run import reproducible as _reproducible  # noqa: E402
+from dpbert.run import warm as _warm  # noqa: E402
 from dpbert.run import writable as _writable  # noqa: E402
 from dpbert.run.job_resources import job_resources  # noqa: E402
 from dpbert.run import offline as _offline  # noqa: E402
@@ -101,9 +102,26 @@ TASKS = list(config["tasks"])
 SEEDS = [int(s) for s in config["seeds"]]
 
 
+def warm_off_under_a_cluster():
+    """The warm worker forks jobs on this machine: under any executor but the local ones (slurm, ...), and
+    in a job's own Snakemake process on a node (--mode remote), every job runs in its own process instead,
+    under the scheduler's limits (DPBERT_WARM=0, inherited by the jobs; dpbert/run/warm.py).
+    """
+    plugin = workflow.executor_plugin
+    if not _warm.warm_allowed(
+        plugin.name if plugin is not None else None, workflow.exec_mode.name
+    ):
+        os.environ[_warm.DISABLE_ENV] = "0"
+
+
+# here for a job's own process on a cluster node; in onstart for the main process (its executor known then)
+warm_off_under_a_cluster()
+
+
 # once the DAG is built, before the first job (not on a dry run, not in a job's own process): the work,
 # results and figures folders can be written, or one paragraph naming the folder (dpbert/run/writable.py)
 onstart:
+    warm_off_under_a_cluster()
     try:
         _writable.check_run_folders(config)
     except ConfigError as exc:
