@@ -13,6 +13,17 @@ after ``IDLE_S`` seconds without a job (``DPBERT_WARM_IDLE_S`` overrides), or on
 SIGHUP, and removes its socket, its log and the start lock as it goes. If anything fails before the
 child starts, the job simply runs in its own process.
 
+A job keeps its own limits, and nothing of the server's. The job sends its resource limits
+(``job_limits``: every ``RLIMIT_*``, e.g. ``ulimit -f``, ``-v``, ``-t``, ``-n``) and the child sets
+them before the job starts (``apply_limits``); one it cannot set (a hard limit above the server's:
+only a privileged process may raise one) sends the job back to run in its own process, as does a job
+in another control group than the server's (``/proc/self/cgroup``: a cgroup's memory or CPU limit
+cannot be joined from a fork). The child closes every file descriptor but the job's stdin, stdout,
+stderr and its own connection (``close_other_fds``): the server's listening socket and the
+connections of other running jobs never reach a job. Under a cluster executor (any but Snakemake's
+local ones, ``warm_allowed``) the workflow turns the worker off (``DPBERT_WARM=0``), and each job runs
+in its own process under the scheduler's limits.
+
 Nobody else gets in. The socket, the start lock and the server's log live in a folder only this
 user can enter (``worker_dir``: ``$XDG_RUNTIME_DIR/dpbert-warm`` when that is this user's own
 private folder, else ``<tempdir>/dpbert-warm-<uid>``), created with mode 0700 and checked every
@@ -32,6 +43,7 @@ import fcntl
 import hashlib
 import json
 import os
+import resource
 import runpy
 import selectors
 import signal
@@ -62,6 +74,13 @@ PROJECT_PACKAGES = ("dpbert", "baselines")
 _VOLATILE_ENV = {"_", "OLDPWD", "PWD", "SHLVL"}
 _STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
 _SERVER_CODE = "import runpy, sys; runpy.run_path(sys.argv[1], run_name='__warm__')"  # argv: this file, address, log
+# Snakemake's executors that run a job on this machine, in a process of the run's own (exec mode
+# default); any other (slurm, cluster-generic, kubernetes, ...) runs it under a scheduler's limits
+LOCAL_EXECUTORS = frozenset({"local", "dryrun", "touch"})
+# every resource limit a job's process has, by name (RLIMIT_OFILE is RLIMIT_NOFILE under another name)
+LIMITS = {name: getattr(resource, name) for name in sorted(dir(resource))
+          if name.startswith("RLIMIT_") and name != "RLIMIT_OFILE"}
+CGROUP_FILE = "/proc/self/cgroup"
 
 # The environment a job takes to the server (and the server is started with): these names, and names
 # starting with these prefixes, less any name that looks like a credential (a word of it, split at
@@ -99,6 +118,72 @@ SECRETS_SENT = frozenset({"HF_TOKEN", "HUGGING_FACE_HUB_TOKEN"})
 class Refused(Exception):
     """The warm worker is not used: its folder, or the process at the other end of its socket, is not
     this user's own."""
+
+
+def warm_allowed(executor: str | None, exec_mode: str | None = None) -> bool:
+    """Whether jobs may run warm under Snakemake's ``executor`` (its name; None while not yet known) and
+    ``exec_mode`` (``default``, ``subprocess``, ``remote``): not under any executor but the local ones,
+    and not in a job's own Snakemake process on a cluster node (``--mode remote``)."""
+    if exec_mode is not None and exec_mode.lower() == "remote":
+        return False
+    return executor is None or executor in LOCAL_EXECUTORS
+
+
+def job_limits() -> dict[str, list[int]]:
+    """This process's resource limits, {RLIMIT_ name: [soft, hard]} (-1: unlimited)."""
+    out = {}
+    for name, which in LIMITS.items():
+        with contextlib.suppress(OSError, ValueError):
+            out[name] = list(resource.getrlimit(which))
+    return out
+
+
+def apply_limits(limits: dict[str, list[int]]) -> None:
+    """Set this process's resource limits to ``limits`` (as ``job_limits`` gives them), each that differs;
+    raise OSError naming the first one that cannot be set (raising a hard limit needs privileges)."""
+    for name, wanted in limits.items():
+        which = LIMITS.get(name)
+        if which is None:
+            raise OSError(f"{name} is no resource limit of this system")
+        wanted = (int(wanted[0]), int(wanted[1]))
+        if resource.getrlimit(which) == wanted:
+            continue
+        try:
+            resource.setrlimit(which, wanted)
+        except (OSError, ValueError) as exc:
+            raise OSError(f"cannot set {name} to {wanted} (the server's is {resource.getrlimit(which)}): "
+                          f"{exc}") from None
+
+
+def own_cgroup() -> str | None:
+    """The control groups of this process (/proc/self/cgroup), None where there is no such file."""
+    try:
+        return Path(CGROUP_FILE).read_text()
+    except OSError:
+        return None
+
+
+def refusal(request: dict, server_cgroup: str | None) -> str | None:
+    """Why the server must not fork the job of ``request`` (None: it may): the job runs in another
+    control group than the server (a fork cannot join it), or it sent no limits to keep."""
+    if request.get("cgroup") != server_cgroup:
+        return "the job runs in another control group than the warm server; a fork cannot join it"
+    if not isinstance(request.get("rlimits"), dict):
+        return "the job sent no resource limits"
+    return None
+
+
+def close_other_fds(keep) -> None:
+    """Close every file descriptor of this process but those in ``keep``."""
+    keep = set(keep)
+    try:
+        fds = [int(name) for name in os.listdir("/proc/self/fd")]
+    except OSError:  # no /proc: every descriptor below the soft limit
+        fds = range(resource.getrlimit(resource.RLIMIT_NOFILE)[0])
+    for fd in fds:
+        if fd not in keep:
+            with contextlib.suppress(OSError):
+                os.close(fd)
 
 
 def run_job_warm(enabled: bool) -> None:
@@ -141,10 +226,11 @@ def _env_sent(name: str) -> bool:
 
 
 def server_address() -> str:
-    """One server per Python executable and environment (libraries read some variables at import), its
-    socket in this user's private folder (created and checked here; raises Refused or OSError)."""
+    """One server per Python executable, environment (libraries read some variables at import) and version
+    of this file, its socket in this user's private folder (created and checked here; raises Refused or OSError)."""
     env = {k: v for k, v in job_environment().items() if k not in _VOLATILE_ENV}
-    key = hashlib.sha1(json.dumps([sys.executable, sorted(env.items())]).encode()).hexdigest()[:16]
+    code = hashlib.sha1(Path(__file__).read_bytes()).hexdigest()  # a server runs the protocol of its own file
+    key = hashlib.sha1(json.dumps([sys.executable, sorted(env.items()), code]).encode()).hexdigest()[:16]
     return str(worker_dir() / f"{key}.sock")
 
 
@@ -322,15 +408,19 @@ def _remove(*paths: str) -> None:
 def _run_remote(sock: socket.socket) -> int | None:
     """Send this job (argv, cwd, allowed env, stdio) to the server; forward signals; return the child's
     status, or None if the server never started it (the job then runs here)."""
-    request = json.dumps({"argv": sys.argv, "cwd": os.getcwd(), "env": job_environment()}).encode() + b"\n"
+    request = json.dumps({"argv": sys.argv, "cwd": os.getcwd(), "env": job_environment(),
+                          "rlimits": job_limits(), "cgroup": own_cgroup()}).encode() + b"\n"
     for stream in (sys.stdout, sys.stderr):
         stream.flush()
     reader = sock.makefile("rb")
     try:
         sock.settimeout(START_TIMEOUT_S)  # a server that does not answer at once is stuck, not busy
         socket.send_fds(sock, [request], [0, 1, 2])
-        first = reader.readline()
-        pid = json.loads(first)["pid"]
+        first = json.loads(reader.readline())
+        if "refused" in first:
+            print(f"warm worker refused this job ({first['refused']})", file=sys.stderr)
+            return None
+        pid = first["pid"]
     except (OSError, ValueError, KeyError, TypeError):
         return None
     if type(pid) is not int or pid <= 1 or pid == os.getpid():  # never signal a group, init or ourselves
@@ -475,6 +565,15 @@ def _receive(conn: socket.socket) -> tuple[dict, list[int]]:
     return json.loads(data), fds
 
 
+def _refuse(conn: socket.socket, fds: list[int], why: str) -> None:
+    """Send the job back to run in its own process, with the reason."""
+    for fd in fds:
+        os.close(fd)
+    with contextlib.suppress(OSError):
+        conn.sendall(json.dumps({"refused": why}).encode() + b"\n")
+    conn.close()
+
+
 def _start_child(conn: socket.socket, server: socket.socket, client: int) -> int | None:
     try:
         request, fds = _receive(conn)
@@ -482,6 +581,11 @@ def _start_child(conn: socket.socket, server: socket.socket, client: int) -> int
         conn.close()
         return None
     conn.settimeout(None)
+    why = refusal(request, own_cgroup())
+    if why is not None:
+        _refuse(conn, fds, why)
+        return None
+    ready_r, ready_w = os.pipe()  # the child says here whether it took the job's limits
     mask = signal.pthread_sigmask(signal.SIG_BLOCK, _STOP_SIGNALS)  # until the child has its own handlers
     pid = os.fork()
     if pid == 0:  # the child: become the job, and never return into the server's loop
@@ -491,6 +595,14 @@ def _start_child(conn: socket.socket, server: socket.socket, client: int) -> int
                 signal.signal(signum, signal.SIG_DFL)
             signal.pthread_sigmask(signal.SIG_SETMASK, mask)
             server.close()
+            os.close(ready_r)
+            try:
+                apply_limits(request["rlimits"])
+            except OSError as exc:
+                os.write(ready_w, str(exc).encode()[:4000] or b"?")
+                os._exit(1)
+            os.write(ready_w, b"\0")
+            os.close(ready_w)
             code = _child(conn, request, fds, client)
         except BaseException:  # noqa: BLE001
             with contextlib.suppress(Exception):
@@ -498,6 +610,15 @@ def _start_child(conn: socket.socket, server: socket.socket, client: int) -> int
         finally:
             os._exit(code)
     signal.pthread_sigmask(signal.SIG_SETMASK, mask)
+    os.close(ready_w)
+    try:
+        ready = os.read(ready_r, 4096)  # at once: a few setrlimit calls, or b"" if the child died
+    finally:
+        os.close(ready_r)
+    if ready != b"\0":
+        os.waitpid(pid, 0)
+        _refuse(conn, fds, ready.decode(errors="replace") or "the fork ended before the job started")
+        return None
     for fd in fds:
         os.close(fd)
     try:
@@ -511,6 +632,8 @@ def _child(conn: socket.socket, request: dict, fds: list[int], client: int) -> i
     for target, fd in zip((0, 1, 2), fds):
         os.dup2(fd, target)
         os.close(fd)
+    # nothing of the server's: its listening socket, other jobs' connections, its selector
+    close_other_fds({0, 1, 2, conn.fileno()})
     os.chdir(request["cwd"])
     os.environ.clear()
     os.environ.update(request["env"])

@@ -346,3 +346,150 @@ def test_a_warm_jobs_wall_time_counts_from_its_own_process(tmp_path):
     (_, client), (_, fork, passed, age) = lines
     assert fork != client and passed == client
     assert float(age) >= 1.0  # the fork itself is younger than the sleep before it was made
+
+
+# ------------------------------------------------------------- limits, descriptors, cluster executors
+
+_BIG = 171_000  # bytes: more than `ulimit -f 100` (100 blocks of 1024 bytes) lets a process write
+_FSIZE_100 = 100 * 1024
+
+
+def _fsize_100():
+    import resource
+
+    resource.setrlimit(resource.RLIMIT_FSIZE, (_FSIZE_100, _FSIZE_100))
+
+
+def _writer(tmp_path):
+    """A job that says whether it ran warm, then writes _BIG bytes (the error as the job's last line)."""
+    return _script(tmp_path, f"""
+        print("warm", os.environ.get("DPBERT_WARM_CHILD"), flush=True)
+        try:
+            with open({str(tmp_path / "big.bin")!r}, "wb") as out:
+                out.write(b"x" * {_BIG})
+        except OSError as exc:
+            print("error", exc)
+            sys.exit(4)
+        print("wrote", os.path.getsize({str(tmp_path / "big.bin")!r}))
+    """)
+
+
+def _test_server(address: str, log: Path, patch: str = "") -> subprocess.Popen:
+    """A warm server at ``address`` without preloads, after ``patch`` (Python run in it first, ``w`` the module)."""
+    code = (f"import os, sys; sys.path.insert(0, {str(ROOT)!r}); import dpbert.run.warm as w; w.PRELOAD = []; "
+            f"{patch}; w._serve(sys.argv[1], sys.argv[2])")
+    server = subprocess.Popen([sys.executable, "-c", code, address, str(log)], stderr=subprocess.PIPE, text=True)
+    assert _wait_for(lambda: os.path.exists(address)), server.stderr.read() if server.poll() is not None else ""
+    return server
+
+
+def test_a_warm_job_keeps_the_jobs_file_size_limit(runtime_dir, tmp_path):
+    """Under `ulimit -f 100` a job cannot write 171 KB, warm as cold, with the same error; the server
+    (started by a job without the limit) never had it."""
+    path = _writer(tmp_path)
+    free = _run(path)  # starts the server, without the limit: it writes the whole file
+    assert free.returncode == 0 and free.stdout.split() == ["warm", "1", "wrote", str(_BIG)], free.stderr
+    warm_run = _run(path, preexec_fn=_fsize_100)
+    cold_run = _run(path, warm=False, preexec_fn=_fsize_100)
+    assert warm_run.stdout.splitlines()[0] == "warm 1", warm_run.stderr  # it did run in a fork of that server
+    assert cold_run.stdout.splitlines()[0] == "warm None"
+    assert warm_run.returncode == cold_run.returncode == 4, (warm_run.stderr, cold_run.stderr)
+    assert warm_run.stdout.splitlines()[1] == cold_run.stdout.splitlines()[1] == "error [Errno 27] File too large"
+    assert (tmp_path / "big.bin").stat().st_size == _FSIZE_100  # what the limit let through
+
+
+def test_a_limit_the_fork_cannot_take_sends_the_job_to_its_own_process(runtime_dir, tmp_path):
+    """A limit the child cannot set (here every setrlimit fails, as raising a hard limit does for an
+    unprivileged server) is never dropped: the job runs in its own process, under its limit."""
+    log = tmp_path / "server.log"
+    server = _test_server(warm.server_address(), log, patch=(
+        "w.resource.setrlimit = lambda *a: (_ for _ in ()).throw(PermissionError(1, 'Operation not permitted'))"))
+    try:
+        result = _run(_writer(tmp_path), preexec_fn=_fsize_100)
+    finally:
+        server.send_signal(signal.SIGTERM)
+        server.communicate(timeout=30)
+    assert result.stdout.splitlines() == ["warm None", "error [Errno 27] File too large"], result.stderr
+    assert "warm worker refused this job (cannot set RLIMIT_FSIZE to (102400, 102400)" in result.stderr
+    assert "Operation not permitted" in result.stderr
+
+
+def test_a_job_in_another_cgroup_runs_in_its_own_process(runtime_dir, tmp_path):
+    """A fork stays in the server's control group: a job in another (a cluster job's memory limit, a
+    systemd scope) is sent back to run in its own process."""
+    other = tmp_path / "cgroup"
+    other.write_text("0::/some/other.scope\n")
+    server = _test_server(warm.server_address(), tmp_path / "server.log", patch=f"w.CGROUP_FILE = {str(other)!r}")
+    try:
+        result = _run(_writer(tmp_path))
+    finally:
+        server.send_signal(signal.SIGTERM)
+        server.communicate(timeout=30)
+    assert result.returncode == 0 and result.stdout.split()[:2] == ["warm", "None"], result.stderr
+    assert "warm worker refused this job (the job runs in another control group" in result.stderr
+
+
+def test_refusal_and_the_limits_a_job_sends():
+    limits = warm.job_limits()
+    assert {"RLIMIT_FSIZE", "RLIMIT_AS", "RLIMIT_DATA", "RLIMIT_CPU", "RLIMIT_NOFILE"} <= set(limits)
+    assert "RLIMIT_OFILE" not in limits
+    warm.apply_limits(limits)  # the same limits: nothing to set
+    own = warm.own_cgroup()
+    assert warm.refusal({"rlimits": limits, "cgroup": own}, own) is None
+    assert "another control group" in warm.refusal({"rlimits": limits, "cgroup": "0::/x\n"}, own)
+    assert "no resource limits" in warm.refusal({"cgroup": own}, own)
+    with pytest.raises(OSError, match="RLIMIT_NOPE is no resource limit"):
+        warm.apply_limits({"RLIMIT_NOPE": [1, 1]})
+
+
+def test_a_forked_job_holds_no_descriptor_of_the_server_or_of_other_jobs(runtime_dir, tmp_path):
+    """While another warm job runs, a job's fork has its stdio and one socket, its own connection; the
+    server at that moment holds its listening socket and both jobs' connections."""
+    started, done = tmp_path / "started", tmp_path / "done"
+    sleeper = _script(tmp_path, f"""
+        import time
+        open({str(started)!r}, "w").close()
+        deadline = time.time() + 60
+        while not os.path.exists({str(done)!r}) and time.time() < deadline:
+            time.sleep(0.05)
+    """, name="sleeper.py")
+    probe = _script(tmp_path, """
+        import json
+        def links(pid):
+            out = {}
+            for fd in os.listdir(f"/proc/{pid}/fd"):
+                try:
+                    out[int(fd)] = os.readlink(f"/proc/{pid}/fd/{fd}")
+                except OSError:
+                    pass  # the descriptor listdir itself used
+            return out
+        print(json.dumps({"warm": os.environ.get("DPBERT_WARM_CHILD"), "own": links("self"),
+                          "server": links(os.getppid())}))
+    """, name="probe.py")
+    env = {**os.environ, "WANT_WARM": "1"}
+    env.pop("DPBERT_WARM_CHILD", None)
+    env.pop("DPBERT_WARM", None)
+    other = subprocess.Popen([sys.executable, str(sleeper)], env=env, cwd=tmp_path)
+    try:
+        assert _wait_for(started.exists, timeout=120)
+        result = _run(probe)
+    finally:
+        done.touch()
+        other.wait(timeout=60)
+    assert result.returncode == 0, result.stderr
+    seen = json.loads(result.stdout)
+    assert seen["warm"] == "1"
+    own = {int(fd): link for fd, link in seen["own"].items()}
+    server_sockets = {link for link in seen["server"].values() if link.startswith("socket:")}
+    own_sockets = [link for link in own.values() if link.startswith("socket:")]
+    assert len(server_sockets) >= 3, seen["server"]  # listening, the sleeper's, the probe's
+    assert len(own_sockets) == 1 and own_sockets[0] in server_sockets, own  # its own connection only
+    assert set(own) - {0, 1, 2} == {fd for fd, link in own.items() if link.startswith("socket:")}, own
+
+
+@pytest.mark.parametrize(("executor", "mode", "allowed"), [
+    ("local", "DEFAULT", True), (None, "DEFAULT", True), ("dryrun", "DEFAULT", True), ("touch", None, True),
+    ("slurm", "DEFAULT", False), ("cluster-generic", "DEFAULT", False), ("kubernetes", None, False),
+    (None, "REMOTE", False), ("slurm-jobstep", "REMOTE", False), ("local", "remote", False)])
+def test_the_warm_worker_is_off_under_any_cluster_executor(executor, mode, allowed):
+    assert warm.warm_allowed(executor, mode) is allowed

@@ -47,6 +47,33 @@ def workflow_rules(config: Path, workdir: Path) -> dict[str, bool]:
     return json.loads(result.stdout.strip().splitlines()[-1])
 
 
+_WARM = """
+import os, sys
+from pathlib import Path
+from snakemake.api import SnakemakeApi
+from snakemake.settings.types import ConfigSettings, OutputSettings, ResourceSettings, WorkflowSettings
+from snakemake_interface_executor_plugins.settings import ExecMode
+root, config, workdir, mode = sys.argv[1:5]
+os.environ.pop("DPBERT_WARM", None)
+with SnakemakeApi(OutputSettings(quiet={"all"})) as api:
+    api.workflow(resource_settings=ResourceSettings(), snakefile=Path(root) / "Snakefile", workdir=Path(workdir),
+                 config_settings=ConfigSettings(configfiles=[Path(config)]),
+                 workflow_settings=WorkflowSettings(exec_mode=ExecMode[mode]))._workflow
+print(os.environ.get("DPBERT_WARM"))
+"""
+
+
+@pytest.mark.parametrize(("mode", "warm"), [("REMOTE", "0"), ("DEFAULT", "None")])
+def test_a_jobs_own_snakemake_process_on_a_cluster_node_turns_the_warm_worker_off(tmp_path, mode, warm):
+    """Under a cluster executor each job runs `snakemake --mode remote` on its node: reading the workflow
+    there sets DPBERT_WARM=0, which the job's script inherits, so the job runs in its own process under
+    the scheduler's limits (the main process does the same in onstart, once it knows the executor)."""
+    result = subprocess.run([sys.executable, "-c", _WARM, str(ROOT), str(MICRO), str(tmp_path), mode],
+                            capture_output=True, text=True, timeout=120, check=False)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert result.stdout.strip().splitlines()[-1] == warm
+
+
 def test_only_training_timing_and_data_jobs_are_submitted(tmp_path):
     rules = workflow_rules(MICRO, tmp_path)  # every rule is defined whatever the profile
     assert SUBMITTED <= set(rules), sorted(rules)
@@ -143,6 +170,9 @@ def test_micro_profile_runs_through_the_slurm_profile(tmp_path):
         assert (job["partition"], job["account"], job["mem_mb"], job["cpus"]) == (partition, "CHANGE_ME", "4000", "1")
         assert job["time_min"] == ("90" if "run_method" in job["comment"] else "60")
         assert "--executor slurm-jobstep" in job["wrap"]
+    for method in ("bert", "pabee", "dpbert"):  # under a cluster executor no job runs as a fork of a warm server
+        phases = json.loads((tmp_path / "run" / "work" / MICRO_PROFILE / "runs" / "SST-2" / method / "1" / "phases.json").read_text())
+        assert phases["warm"] == 0.0, (method, phases)
 
     calls = fake_slurm.calls(state)
     used = {c[0] for c in calls}

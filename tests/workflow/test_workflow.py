@@ -157,6 +157,39 @@ def test_reporting_does_not_retrain(micro_run):
     assert jobs == {"figure3"}, dry.stdout[-2000:]
 
 
+def _reversed_keys(value, top=True):
+    """Every mapping's keys in reverse order, but the list of methods (Table 1's row order)."""
+    if isinstance(value, dict):
+        keys = list(value) if not top and "bert" in value else list(reversed(list(value)))
+        return {k: _reversed_keys(value[k], top=False) for k in keys}
+    return [_reversed_keys(v, top=False) for v in value] if isinstance(value, list) else value
+
+
+@pytest.mark.e2e
+def test_reordered_keys_and_respelled_numbers_rerun_nothing(micro_run, tmp_path):
+    """Snakemake compares a job's params by their repr: reordering the keys of data:, model:, training:,
+    selection: and of every methods.<m>:, and writing 1.0 for 1 (epochs) or ints for a float window, give
+    no job "Params have changed" (dpbert/run/canonical.py); a changed value still reruns its jobs."""
+    cfg = _reversed_keys(yaml.safe_load(MICRO.read_text()))
+    cfg["training"]["finetune"]["epochs"] = 1.0
+    cfg["methods"]["dpbert"] = {**cfg["methods"]["dpbert"], "stage2_epochs": 1.0}
+    cfg["selection"]["window"] = [1, 4]
+    for section in ("data", "model", "training", "selection"):
+        assert list(cfg[section]) != list(yaml.safe_load(MICRO.read_text())[section])
+    path = tmp_path / "reordered.yaml"
+    path.write_text(yaml.safe_dump(cfg, sort_keys=False))
+    dry = snakemake(micro_run, "-n", config=path)
+    out = dry.stdout + dry.stderr
+    assert dry.returncode == 0, out[-2000:]
+    assert "Params have changed" not in out and "rule run_method" not in out and "rule prepare_data" not in out, out[-3000:]
+    # the control: a changed value (DPBERT's planner lr) reruns DPBERT's jobs, for its params
+    cfg["methods"]["dpbert"]["planner_lr"] = 0.02
+    path.write_text(yaml.safe_dump(cfg, sort_keys=False))
+    changed = snakemake(micro_run, "-n", config=path)
+    assert changed.returncode == 0 and "Params have changed" in changed.stdout + changed.stderr
+    assert "run_method" in changed.stdout + changed.stderr
+
+
 def test_unknown_method_is_rejected_before_any_job(tmp_path):
     cfg = write_config(tmp_path, methods={"bert": {}, "dpbret": {}})
     result = snakemake(tmp_path, "-n", config=cfg)

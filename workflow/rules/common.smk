@@ -3,6 +3,8 @@ import os
 import sys
 from pathlib import Path
 
+import yaml
+
 from snakemake.utils import validate
 
 sys.path.insert(0, str(Path(workflow.basedir)))
@@ -14,7 +16,9 @@ from dpbert.run.config_check import (
     ConfigError,
 )  # noqa: E402
 from dpbert.run import jobs as _jobs  # noqa: E402
+from dpbert.run.canonical import canonical_config  # noqa: E402
 from dpbert.run import reproducible as _reproducible  # noqa: E402
+from dpbert.run import warm as _warm  # noqa: E402
 from dpbert.run import writable as _writable  # noqa: E402
 from dpbert.run.job_resources import job_resources  # noqa: E402
 from dpbert.run import offline as _offline  # noqa: E402
@@ -55,6 +59,20 @@ try:
             "\n"
             + _offline.dry_run_note(exc.missing, config["profile"], _configfile_arg()),
         )
+    # one canonical form of the config (keys sorted but methods:'s row order, numbers in the type their key
+    # declares), from which every rule's params are built: Snakemake compares a job's params by their repr,
+    # so reordering keys or writing 1 for 1.0 must change none (dpbert/run/canonical.py)
+    _canonical = canonical_config(
+        config,
+        yaml.safe_load(
+            (
+                Path(workflow.basedir) / "workflow" / "schemas" / "config.schema.yaml"
+            ).read_text()
+        ),
+        METHODS,
+    )
+    config.clear()
+    config.update(_canonical)
     # reproducible CPU arithmetic: put the pinning in this process's environment, which every job's
     # process inherits (it must be there before a job imports torch); jobs check it (runtime.setup)
     _pinned = _reproducible.enabled(config)
@@ -84,9 +102,26 @@ TASKS = list(config["tasks"])
 SEEDS = [int(s) for s in config["seeds"]]
 
 
+def warm_off_under_a_cluster():
+    """The warm worker forks jobs on this machine: under any executor but the local ones (slurm, ...), and
+    in a job's own Snakemake process on a node (--mode remote), every job runs in its own process instead,
+    under the scheduler's limits (DPBERT_WARM=0, inherited by the jobs; dpbert/run/warm.py).
+    """
+    plugin = workflow.executor_plugin
+    if not _warm.warm_allowed(
+        plugin.name if plugin is not None else None, workflow.exec_mode.name
+    ):
+        os.environ[_warm.DISABLE_ENV] = "0"
+
+
+# here for a job's own process on a cluster node; in onstart for the main process (its executor known then)
+warm_off_under_a_cluster()
+
+
 # once the DAG is built, before the first job (not on a dry run, not in a job's own process): the work,
 # results and figures folders can be written, or one paragraph naming the folder (dpbert/run/writable.py)
 onstart:
+    warm_off_under_a_cluster()
     try:
         _writable.check_run_folders(config)
     except ConfigError as exc:
