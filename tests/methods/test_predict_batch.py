@@ -317,3 +317,24 @@ def test_a_method_without_builder_is_trained_and_compared(tmp_path, tokenizer):
     split = toy_split(32, seed=3)
     a = agreement(method, model, split, range(len(split)), knobs[0], 8)
     assert a.n == 32 and a.share_equal >= 0.99, a
+
+
+def test_the_hub_distilbert_student_serves_a_batch_in_one_forward():
+    """``student: hub`` (no engine): its own Hugging Face forward on the padded batch, every layer for every row."""
+    from transformers import DistilBertConfig, DistilBertForSequenceClassification
+
+    from baselines.distilbert import HubStudent
+
+    torch.manual_seed(0)
+    cfg = DistilBertConfig(vocab_size=60, dim=32, n_layers=2, n_heads=2, hidden_dim=64, max_position_embeddings=64,
+                           num_labels=3, initializer_range=0.3)
+    model = HubStudent(DistilBertForSequenceClassification(cfg), reference_depth=N).eval()
+    method = registered()["distilbert"]({"student": "hub"}, CLS)
+    split = toy_split(32, seed=3)
+    calls = []
+    handle = model.hf.register_forward_hook(lambda *_: calls.append(1))
+    got = method.predict_batch(model, split.batch(list(range(8))), 0.0)
+    handle.remove()
+    assert len(calls) == 1 and all(p.executed == [0, 1] for p in got)
+    a = agreement(method, model, split, range(len(split)), 0.0, 8)
+    assert a.share_equal >= 0.99 and a.max_abs_output_diff < 1e-4, a
