@@ -160,7 +160,7 @@ class LayerwiseBackbone(nn.Module):
         ``True`` for leaves the batch with its state (no later layer runs for it), and the rest continue as
         a smaller batch, again trimmed to their longest row (all-padding columns on the right dropped).
         A row's padding never reaches another row (attention masks the padded keys of each row)."""
-        lengths = attention_mask.sum(1).tolist()
+        lengths = right_padded_lengths(attention_mask)
         hidden = self.bert.embeddings(input_ids=input_ids, token_type_ids=token_type_ids)
         mask2d = attention_mask
         active = list(range(len(lengths)))
@@ -209,6 +209,17 @@ class LayerwiseBackbone(nn.Module):
         out = hidden.clone()
         out[ran, :width] = new
         return out
+
+
+def right_padded_lengths(attention_mask: Tensor) -> list[int]:
+    """Each row's length in a right-padded batch (its mask's ones, then zeros), or an error: ``run_rows``
+    trims a batch to its longest row by dropping columns on the right."""
+    lengths = attention_mask.sum(1)
+    positions = torch.arange(attention_mask.shape[1], device=attention_mask.device)
+    if not torch.equal(attention_mask.bool(), positions.unsqueeze(0) < lengths.unsqueeze(1)):
+        raise ValueError("run_rows takes a right-padded batch (each row's attention mask: ones, then zeros, as "
+                         "EncodedSplit.batch pads), but this mask has padding before a token; pad on the right.")
+    return lengths.tolist()
 
 
 def _row_flags(flags, n: int, what: str) -> list[bool]:

@@ -338,3 +338,12 @@ def test_the_hub_distilbert_student_serves_a_batch_in_one_forward():
     assert len(calls) == 1 and all(p.executed == [0, 1] for p in got)
     a = agreement(method, model, split, range(len(split)), 0.0, 8)
     assert a.share_equal >= 0.99 and a.max_abs_output_diff < 1e-4, a
+
+
+def test_run_rows_refuses_a_left_padded_batch():
+    model = MethodModel(_classifier(False, "cls")).eval()
+    batch = toy_split(4, seed=3).batch([0, 1, 2, 3])
+    mask = batch["attention_mask"].flip(1)  # left padding
+    assert not torch.equal(mask, batch["attention_mask"])
+    with pytest.raises(ValueError, match="right-padded"):
+        model.engine.run_rows(batch["input_ids"], mask, batch["token_type_ids"])
