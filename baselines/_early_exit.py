@@ -27,7 +27,7 @@ import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
 
-from dpbert.data.encoding import stack_examples
+from dpbert.data.encoding import row_examples, stack_examples
 from dpbert.methods.interface import (
     FinetuneParams,
     Method,
@@ -338,6 +338,28 @@ class ExitCriterion(Method):
         out = model.engine.run(example["input_ids"], example["attention_mask"], example["token_type_ids"],
                                after=after)
         return Prediction(self.final_output(seen["answer"]), out.executed)
+
+    @torch.inference_mode()
+    def predict_batch(self, model: MethodModel, batch: dict[str, Tensor], knob: float) -> list[Prediction]:
+        """A padded batch through the layers together (``engine.run_rows``): after each layer every row
+        still in the batch asks its own exit signal (its state carried per row: PABEE's counter, DACT's
+        accumulated answer and halting product), reading its row on its own tokens as ``predict_one``
+        does; the rows whose test fires leave with their answer, and the rest continue as a smaller
+        batch trimmed to their longest row."""
+        examples = row_examples(batch)
+        signals = [self.exit_signal(model, example) for example in examples]
+        lengths = [example["input_ids"].shape[1] for example in examples]
+        answers: list = [None] * len(examples)
+
+        def leave(i: int, hidden: Tensor, rows: list[int]) -> list[bool]:
+            flags = []
+            for k, row in enumerate(rows):
+                answers[row], statistic = signals[row](i, hidden[k : k + 1, : lengths[row]])
+                flags.append(statistic is not None and self.exits(statistic, knob))
+            return flags
+
+        out = model.engine.run_rows(batch["input_ids"], batch["attention_mask"], batch["token_type_ids"], leave=leave)
+        return [Prediction(self.final_output(answer), executed) for answer, executed in zip(answers, out.executed)]
 
     @torch.inference_mode()
     def trace(self, model: MethodModel, example: dict[str, Tensor]) -> ExitTrace:

@@ -102,9 +102,17 @@ class LayerDrop(Method):
     @torch.inference_mode()
     def predict_one(self, model: MethodModel, example: dict[str, Tensor], knob: float) -> Prediction:
         """The pruned model: the engine runs exactly the kept layers, then BERT's head."""
+        return Prediction(*model.run_fixed_layers(example, self._kept(model, knob), f"methods.{self.name}.kept_layers"))
+
+    @torch.inference_mode()
+    def predict_batch(self, model: MethodModel, batch: dict[str, Tensor], knob: float) -> list[Prediction]:
+        """The pruned model on the whole batch at once (the kept layers), then BERT's head on each row."""
+        return [Prediction(*row) for row in model.run_fixed_layers_batch(batch, self._kept(model, knob),
+                                                                          f"methods.{self.name}.kept_layers")]
+
+    def _kept(self, model: MethodModel, knob: float) -> list[int]:
         k = int(knob)
         if not 1 <= k <= model.n_layers:
             raise ValueError(f"methods.{self.name}.kept_layers has {k}, but the model has {model.n_layers} "
                              f"layers; use values in 1..{model.n_layers}.")
-        return Prediction(*model.run_fixed_layers(example, evenly_spaced(model.n_layers, k),
-                                                  f"methods.{self.name}.kept_layers"))
+        return evenly_spaced(model.n_layers, k)

@@ -141,14 +141,24 @@ class BertTruncated(Method):
         model.reference_depth = int(meta["reference_depth"])
         return model
 
-    @torch.inference_mode()
-    def predict_one(self, model: MethodModel, example: dict[str, Tensor], knob: float) -> Prediction:
-        """Every layer of the k-layer model (the knob is its k), then its own head."""
+    def _check_depth(self, model: MethodModel, knob: float) -> None:
         if int(knob) != model.n_layers:
             raise ValueError(f"methods.{self.name}: this model has {model.n_layers} layers, so its knob is "
                              f"{model.n_layers}, not {knob:g} (each BERT-kL variant runs at its own depth)")
+
+    @torch.inference_mode()
+    def predict_one(self, model: MethodModel, example: dict[str, Tensor], knob: float) -> Prediction:
+        """Every layer of the k-layer model (the knob is its k), then its own head."""
+        self._check_depth(model, knob)
         out = model.engine.run(example["input_ids"], example["attention_mask"], example["token_type_ids"])
         return Prediction(model.final_head(out.hidden, example["attention_mask"])[0], out.executed)
+
+    @torch.inference_mode()
+    def predict_batch(self, model: MethodModel, batch: dict[str, Tensor], knob: float) -> list[Prediction]:
+        """The batch through every layer of the k-layer model at once, then its head on each row."""
+        self._check_depth(model, knob)
+        return [Prediction(*row) for row in model.run_fixed_layers_batch(batch, range(model.n_layers),
+                                                                          f"methods.{self.name}.layers")]
 
     def reference_layers(self, model) -> int:
         """The backbone's depth N (12 for BERT-base), so 9 layers give a 1.33x layer speed-up."""
@@ -188,6 +198,12 @@ class BertCut(Method):
     def predict_one(self, model: MethodModel, example: dict[str, Tensor], knob: float) -> Prediction:
         # The engine runs embeddings + layers 0..k-1 and nothing else; BERT's own head reads layer k.
         return Prediction(*model.run_fixed_layers(example, range(int(knob)), f"methods.{self.name}.layers"))
+
+    @torch.inference_mode()
+    def predict_batch(self, model: MethodModel, batch: dict[str, Tensor], knob: float) -> list[Prediction]:
+        """The batch through the first k layers at once, then the head on each row."""
+        return [Prediction(*row) for row in model.run_fixed_layers_batch(batch, range(int(knob)),
+                                                                          f"methods.{self.name}.layers")]
 
     @torch.inference_mode()
     def predict_knobs(self, model: MethodModel, example: dict[str, Tensor], knobs: Sequence[float]) -> list[Prediction]:

@@ -119,6 +119,16 @@ def encode_examples(examples, tokenizer, max_length: int, is_regression: bool) -
     return EncodedSplit(list(enc["input_ids"]), list(enc["token_type_ids"]), labels, is_regression)
 
 
+ROW_KEYS = ("input_ids", "token_type_ids", "attention_mask")
+
+
+def row_examples(batch: dict[str, Tensor]) -> list[dict[str, Tensor]]:
+    """Each row of a right-padded batch (``EncodedSplit.batch``) as its batch-1 example: the row cut to its
+    own length (``attention_mask``'s ones), the shapes ``EncodedSplit.example`` gives."""
+    lengths = batch["attention_mask"].sum(1).tolist()
+    return [{k: batch[k][row : row + 1, :n] for k in ROW_KEYS} for row, n in enumerate(lengths)]
+
+
 def stack_examples(examples: list[dict[str, Tensor]]) -> dict[str, Tensor]:
     """Batch-1 examples (``EncodedSplit.example``) of one length as one unpadded batch. Refuses padding:
     every row of the batch must be what its example alone would be."""

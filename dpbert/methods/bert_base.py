@@ -67,6 +67,11 @@ class BertBase(Method):
         out = model.engine.run(example["input_ids"], example["attention_mask"], example["token_type_ids"])
         return Prediction(model.final_head(out.hidden, example["attention_mask"])[0], out.executed)
 
+    @torch.inference_mode()
+    def predict_batch(self, model: MethodModel, batch: dict[str, Tensor], knob: float) -> list[Prediction]:
+        """The plain batched forward with the attention mask, then BERT's head on each row."""
+        return [Prediction(*row) for row in model.run_fixed_layers_batch(batch, range(model.n_layers), "model")]
+
     @staticmethod
     def hf_forward(model: MethodModel, example: dict[str, Tensor]) -> Tensor:
         """The plain Hugging Face forward of the same model (``latency.reference: hf``); its head reads

@@ -18,7 +18,7 @@ from pathlib import Path
 import torch
 from torch import Tensor, nn
 
-from dpbert.data.encoding import stack_examples
+from dpbert.data.encoding import row_examples, stack_examples
 from dpbert.methods.interface import (
     FORWARD_SHARE,
     SCORE_BATCH,
@@ -313,6 +313,22 @@ class _DPBertBase(Method):
         """Every layer's planner, Linear(H, 1), decides before it whether it runs or is skipped (N x 2 H),
         then BERT's own head: a skipped layer still costs its planner."""
         return n_layers * 2 * hidden + head_flops(hidden, num_labels)
+
+    @torch.inference_mode()
+    def predict_batch(self, model: MethodModel, batch: dict[str, Tensor], knob: float) -> list[Prediction]:
+        """A padded batch, each row on its own path (``engine.run_rows``): before layer i every row's planner
+        reads its row on its own tokens, as ``predict_one`` does (a skipped row pays its planner too); the
+        rows with p_i >= threshold go through the layer together, the others carry their state forward."""
+        examples = row_examples(batch)
+        masks = [example["attention_mask"] for example in examples]
+
+        def plan(i: int, hidden: Tensor, rows: list[int]) -> list[bool]:
+            return [bool(model.extra.prob(i, hidden[k : k + 1, : masks[row].shape[1]], masks[row]).item() >= knob)
+                    for k, row in enumerate(rows)]
+
+        out = model.engine.run_rows(batch["input_ids"], batch["attention_mask"], batch["token_type_ids"], plan=plan)
+        return [Prediction(model.final_head(state, mask)[0], executed)
+                for state, mask, executed in zip(out.states, masks, out.executed)]
 
     def trace(self, model: MethodModel, example: dict[str, Tensor]) -> PathTree:
         """The example's tree of paths, empty: ``predict_traced`` computes each decision prefix the first

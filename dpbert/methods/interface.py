@@ -21,7 +21,7 @@ from typing import Any, ClassVar, Union, get_args, get_origin, get_type_hints
 
 from torch import Tensor
 
-from dpbert.data.encoding import EncodedSplit
+from dpbert.data.encoding import EncodedSplit, row_examples
 from dpbert.data.tasks import TaskSpec
 from dpbert.model.flops import head_flops
 from dpbert.model.training import TrainSettings
@@ -217,11 +217,9 @@ class Method(ABC):
         attention_mask, rows of any lengths) at ``knob``, one ``Prediction`` per row with the layers that
         row executed. Each row must get what ``predict_one`` gives its example alone, up to the float
         rounding that padding brings (tests/methods/test_predict_batch.py counts the differences).
-        Default: the rows one at a time, unpadded; a method overrides it to run its rows together."""
-        lengths = batch["attention_mask"].sum(1).tolist()
-        return [self.predict_one(model, {k: batch[k][row : row + 1, :n] for k in
-                                         ("input_ids", "token_type_ids", "attention_mask")}, knob)
-                for row, n in enumerate(lengths)]
+        Default: the rows one at a time, unpadded; a method overrides it to run its rows together
+        (docs/methods.md, "Serving batches")."""
+        return [self.predict_one(model, example, knob) for example in row_examples(batch)]
 
     def predict_knobs(self, model, example: dict[str, Tensor], knobs: Sequence[float]) -> list[Prediction]:
         """Batch-1 predictions at every knob value, for scoring a sweep (latency is timed per knob with

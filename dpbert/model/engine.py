@@ -8,6 +8,10 @@ embeddings and a chosen sequence of layers, and steers the loop with two callbac
   ``(batch,)`` mixes ``g * T_i(h) + (1 - g) * h`` (soft gates and sampled actions in training).
 * ``after(i, hidden)`` is asked *after* layer ``i`` ran; returning ``True`` stops the loop
   (early exit): no later layer is computed.
+
+``run_rows`` is the same loop for a padded batch whose rows take their own paths (serving,
+``Method.predict_batch``): ``plan`` and ``leave`` answer per row, the rows that run a layer go through it
+as one batch, and a row that leaves takes its state with it while the rest continue as a smaller batch.
 """
 
 from __future__ import annotations
@@ -22,6 +26,8 @@ from transformers.masking_utils import create_bidirectional_mask
 
 PlanFn = Callable[[int, Tensor], "bool | Tensor"]
 AfterFn = Callable[[int, Tensor], bool]
+# run_rows: (layer i, the sub-batch's hidden (rows, width, hidden), the batch rows it holds) -> one bool per row
+RowFn = Callable[[int, Tensor, list[int]], "Sequence[bool] | Tensor"]
 
 
 @dataclass
@@ -29,6 +35,15 @@ class EngineOutput:
     hidden: Tensor  # (batch, seq, hidden) after the last visited layer
     executed: list[int] = field(default_factory=list)  # 0-based indices of layers that ran
     states: list[Tensor] = field(default_factory=list)  # hidden after each visited layer, if kept
+
+
+@dataclass
+class RowsOutput:
+    """``run_rows``: per row of the batch, its state after its last layer on its own tokens, (1, length,
+    hidden), and the 0-based layers it ran."""
+
+    states: list[Tensor]
+    executed: list[list[int]]
 
 
 class LayerwiseBackbone(nn.Module):
@@ -55,6 +70,11 @@ class LayerwiseBackbone(nn.Module):
             config=self.bert.config, inputs_embeds=hidden, attention_mask=attention_mask
         )
         return hidden, mask
+
+    def layer_mask(self, hidden: Tensor, attention_mask: Tensor | None) -> Tensor | None:
+        """The attention mask a layer takes for a (sub-)batch of ``hidden`` and its (batch, width) 0/1 mask
+        (None where no row is padded, as at batch size 1)."""
+        return create_bidirectional_mask(config=self.bert.config, inputs_embeds=hidden, attention_mask=attention_mask)
 
     def layer(self, i: int, hidden: Tensor, mask: Tensor | None) -> Tensor:
         module = self.bert.encoder.layer[i]
@@ -119,6 +139,94 @@ class LayerwiseBackbone(nn.Module):
                 break
         out.hidden = hidden
         return out
+
+    def run_rows(
+        self,
+        input_ids: Tensor,
+        attention_mask: Tensor,
+        token_type_ids: Tensor | None = None,
+        *,
+        layers: Sequence[int] | None = None,
+        plan: RowFn | None = None,
+        leave: RowFn | None = None,
+    ) -> RowsOutput:
+        """A right-padded batch whose rows decide for themselves (``Method.predict_batch``).
+
+        ``plan(i, hidden, rows)`` is asked before layer ``i`` for the rows of the batch still in it (``rows``:
+        their indices in the input batch, in ``hidden``'s order); its per-row ``True`` runs the layer: those
+        rows are gathered, go through it as one batch trimmed to their own longest row, and are scattered
+        back; the others carry their state forward unchanged. None: every row runs every layer.
+        ``leave(i, hidden, rows)`` is asked after layer ``i`` for the rows that ran it; a row it answers
+        ``True`` for leaves the batch with its state (no later layer runs for it), and the rest continue as
+        a smaller batch, again trimmed to their longest row (all-padding columns on the right dropped).
+        A row's padding never reaches another row (attention masks the padded keys of each row)."""
+        lengths = right_padded_lengths(attention_mask)
+        hidden = self.bert.embeddings(input_ids=input_ids, token_type_ids=token_type_ids)
+        mask2d = attention_mask
+        active = list(range(len(lengths)))
+        states: list[Tensor | None] = [None] * len(lengths)
+        executed: list[list[int]] = [[] for _ in lengths]
+        for i in range(self.n_layers) if layers is None else layers:
+            if not active:
+                break
+            run = [True] * len(active) if plan is None else _row_flags(plan(i, hidden, list(active)), len(active), "plan")
+            ran = [k for k, flag in enumerate(run) if flag]
+            if ran:
+                hidden = self._run_subset(i, hidden, mask2d, ran, [lengths[active[k]] for k in ran])
+                for k in ran:
+                    executed[active[k]].append(i)
+            if leave is None or not ran:
+                continue
+            sub = hidden if len(ran) == len(active) else hidden[ran]
+            flags = _row_flags(leave(i, sub, [active[k] for k in ran]), len(ran), "leave")
+            leaving = {ran[k] for k, flag in enumerate(flags) if flag}
+            if not leaving:
+                continue
+            for k in leaving:
+                states[active[k]] = hidden[k : k + 1, : lengths[active[k]]]
+            keep = [k for k in range(len(active)) if k not in leaving]
+            active = [active[k] for k in keep]
+            if keep:
+                width = max(lengths[r] for r in active)
+                index = torch.tensor(keep, device=hidden.device)
+                hidden, mask2d = hidden[index, :width], mask2d[index, :width]
+        for k, r in enumerate(active):
+            states[r] = hidden[k : k + 1, : lengths[r]]
+        return RowsOutput(states, executed)  # type: ignore[arg-type]
+
+    def _run_subset(self, i: int, hidden: Tensor, mask2d: Tensor, ran: list[int], lengths: list[int]) -> Tensor:
+        """``hidden`` after layer ``i`` ran for the rows ``ran`` (positions in ``hidden``), trimmed to their
+        longest row; a new tensor (the old one, which rows that left may still view, is never written)."""
+        width = max(lengths)
+        if len(ran) == hidden.shape[0]:
+            if width == hidden.shape[1]:
+                return self.layer(i, hidden, self.layer_mask(hidden, mask2d))
+            sub, sub_mask = hidden[:, :width], mask2d[:, :width]
+        else:
+            index = torch.tensor(ran, device=hidden.device)
+            sub, sub_mask = hidden[index, :width], mask2d[index, :width]
+        new = self.layer(i, sub, self.layer_mask(sub, sub_mask))
+        out = hidden.clone()
+        out[ran, :width] = new
+        return out
+
+
+def right_padded_lengths(attention_mask: Tensor) -> list[int]:
+    """Each row's length in a right-padded batch (its mask's ones, then zeros), or an error: ``run_rows``
+    trims a batch to its longest row by dropping columns on the right."""
+    lengths = attention_mask.sum(1)
+    positions = torch.arange(attention_mask.shape[1], device=attention_mask.device)
+    if not torch.equal(attention_mask.bool(), positions.unsqueeze(0) < lengths.unsqueeze(1)):
+        raise ValueError("run_rows takes a right-padded batch (each row's attention mask: ones, then zeros, as "
+                         "EncodedSplit.batch pads), but this mask has padding before a token; pad on the right.")
+    return lengths.tolist()
+
+
+def _row_flags(flags, n: int, what: str) -> list[bool]:
+    flags = flags.tolist() if isinstance(flags, Tensor) else list(flags)
+    if len(flags) != n:
+        raise ValueError(f"run_rows: {what}() must answer once per row it is asked about ({n}), got {len(flags)}")
+    return [bool(f) for f in flags]
 
 
 def _fast_layer_ok(config) -> bool:

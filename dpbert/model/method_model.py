@@ -48,6 +48,22 @@ class MethodModel(nn.Module):
         ``model.head_state`` cls; with mean the pooler reads the masked token mean, see ``engine.pool``)."""
         return self.classifier.classifier(self.classifier.dropout(self.engine.pool(hidden, attention_mask)))
 
+    def final_head_rows(self, hidden: Tensor, attention_mask: Tensor) -> list[Tensor]:
+        """BERT's head on each row of a padded batch, read alone on its own tokens (``hidden[r:r+1, :n_r]``,
+        the mask's ones): per row, the call ``final_head`` makes at batch size 1, so a row's output is its
+        example's alone wherever its state is (on CPU a (batch, hidden) product rounds differently from a
+        (1, hidden) one). The mask decides what a mean-reading head averages. Shapes (num_labels,)."""
+        lengths = attention_mask.sum(1).tolist()
+        return [self.final_head(hidden[r : r + 1, :n], attention_mask[r : r + 1, :n])[0] for r, n in enumerate(lengths)]
+
+    def run_fixed_layers_batch(self, batch: dict[str, Tensor], layers, knob_key: str) -> list[tuple[Tensor, list[int]]]:
+        """``run_fixed_layers`` for a padded batch (``Method.predict_batch``): the plain batched forward of
+        exactly ``layers`` with the attention mask, then BERT's head on each row (``final_head_rows``)."""
+        layers = self.check_layers(layers, knob_key)
+        mask = batch["attention_mask"]
+        out = self.engine.run(batch["input_ids"], mask, batch["token_type_ids"], layers=layers)
+        return [(output, list(out.executed)) for output in self.final_head_rows(out.hidden, mask)]
+
     def run_fixed_layers(self, example: dict[str, Tensor], layers, knob_key: str) -> tuple[Tensor, list[int]]:
         """Static methods (truncation, LayerDrop pruning): exactly ``layers``, then BERT's own head.
 
