@@ -77,11 +77,13 @@ def test_paper_profile_planner_lrs_can_move_a_planner_on_every_task():
 
 
 def test_plan_from_config_is_what_the_command_prints_at_the_configs_costs():
-    from dpbert.tools.plan import CONFIG_COSTS, plan_from_config, render
+    from dpbert.run.costs import profile_costs
+    from dpbert.tools.plan import plan_from_config, render
 
     cfg = _config()
-    res = cfg["resources"]
-    train_s, forward_s = float(res["train_ms"]) / 1000, float(res["forward_ms"]) / 1000
     text = plan_from_config(ROOT / "tests/config/micro.yaml", ROOT, [1, 2])
-    assert text == render(cfg, plan_jobs(cfg, train_s, forward_s), train_s, forward_s, CONFIG_COSTS, [1, 2])
+    costs = profile_costs(cfg, ROOT)
+    assert not costs.measured and costs.source.startswith("assumed (resources.train_ms / forward_ms;")
+    assert text == render(cfg, costs, [1, 2])
     assert text.startswith(f"Profile `{cfg['profile']}`") and "| 2 |" in text
+    assert f"per-example costs {costs.source}" in text

@@ -16,7 +16,7 @@ from dpbert.run.config_check import (
 from dpbert.run import jobs as _jobs  # noqa: E402
 from dpbert.run import reproducible as _reproducible  # noqa: E402
 from dpbert.run import writable as _writable  # noqa: E402
-from dpbert.run.job_resources import job_resources  # noqa: E402
+from dpbert.run.job_resources import job_estimates, max_attempts  # noqa: E402
 from dpbert.run import offline as _offline  # noqa: E402
 from dpbert.run.profiles import figures_dir, results_dir  # noqa: E402
 from dpbert.reporting.layout import figure3_panels  # noqa: E402
@@ -73,8 +73,16 @@ try:
 except ConfigError as exc:
     raise WorkflowError(str(exc)) from None
 
-# per-job runtime / mem_mb from dpbert.tools.plan's cost model, by job name (dpbert/run/job_resources.py)
-JOB_RESOURCES = job_resources(config)
+# per-job runtime / mem_mb from dpbert.tools.plan's cost model, by job name (dpbert/run/job_resources.py), at
+# the profile's stored measurement (workflow/costs/) or its typed resources.train_ms / forward_ms
+_ESTIMATES = job_estimates(config, workflow.basedir)
+JOB_RESOURCES = {
+    name: {"runtime": e.runtime, "mem_mb": e.mem_mb} for name, e in _ESTIMATES.items()
+}
+# under resources.max_runtime a method job longer than the limit runs as several attempts, each resuming
+# the last one's checkpoint: run_method's retries; None (no limit): the executor's own --retries
+_ATTEMPTS = max_attempts(config, _ESTIMATES)
+RUN_METHOD_RETRIES = None if _ATTEMPTS is None else _ATTEMPTS - 1
 
 W = f"{config['workdir']}/{config['profile']}"
 # tables and reports: results/ and figures/ for the default profile (demo), else results/<profile>/ ...
