@@ -80,9 +80,13 @@ JOB_RESOURCES = {
     name: {"runtime": e.runtime, "mem_mb": e.mem_mb} for name, e in _ESTIMATES.items()
 }
 # under resources.max_runtime a method job longer than the limit runs as several attempts, each resuming
-# the last one's checkpoint: run_method's retries; None (no limit): the executor's own --retries
+# the last one's checkpoint: run_method's retries; None (no limit): the executor's own --retries. Never
+# inside a cluster job's own Snakemake (remote execution): an attempt ends the job, the submitting Snakemake
+# resubmits it with a fresh time limit
 _ATTEMPTS = max_attempts(config, _ESTIMATES)
-RUN_METHOD_RETRIES = None if _ATTEMPTS is None else _ATTEMPTS - 1
+RUN_METHOD_RETRIES = (
+    None if _ATTEMPTS is None else (0 if workflow.remote_exec else _ATTEMPTS - 1)
+)
 
 W = f"{config['workdir']}/{config['profile']}"
 # tables and reports: results/ and figures/ for the default profile (demo), else results/<profile>/ ...
