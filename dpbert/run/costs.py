@@ -37,6 +37,28 @@ class Job:
     forwards: float = 0.0  # batch-1 forwards (scoring, timing, test files)
 
 
+BERT_BASE = {"hidden_size": 768, "num_hidden_layers": 12, "intermediate_size": 3072, "num_attention_heads": 12,
+             "vocab_size": 30522, "max_position_embeddings": 512}
+MINILM = {"hidden_size": 384, "num_hidden_layers": 6, "intermediate_size": 1536, "num_attention_heads": 12,
+          "vocab_size": 30522, "max_position_embeddings": 512}
+
+
+def backbone_shape(model: dict[str, Any]) -> dict[str, int]:
+    """BertConfig sizes of the profile's backbone (a hub model or a folder without config.json: BERT-base's)."""
+    source = model.get("source", "small")
+    if source == "small":
+        shape = {**BERT_BASE, "vocab_size": 30522, **(model.get("small") or {})}  # vocab: BERT's, an upper bound
+        return {k: int(shape[k]) for k in BERT_BASE}
+    if source == "minilm":
+        return dict(MINILM)
+    if source == "local":
+        config_json = Path(model.get("name", "")) / "config.json"
+        if config_json.is_file():
+            given = json.loads(config_json.read_text())
+            return {k: int(given.get(k, v)) for k, v in BERT_BASE.items()}
+    return dict(BERT_BASE)
+
+
 COSTS_DIR = "workflow/costs"  # the measurement files, relative to the workflow root
 STORE_COMMAND = "python -m dpbert.tools.plan --configfile <profile file> --measure --store"
 
@@ -54,8 +76,6 @@ class Costs:
 def measurement_key(config: dict[str, Any]) -> dict[str, Any]:
     """What a stored measurement must match to stand for a profile's jobs: the backbone's shape, the
     training batch size, the maximum length, the threads and precisions of training and timing."""
-    from dpbert.run.job_resources import backbone_shape
-
     training, latency = config["training"], config["latency"]
     return {"shape": backbone_shape(config["model"]), "batch_size": int(training["finetune"]["batch_size"]),
             "max_length": int(config["model"]["max_length"]), "train_threads": int(training.get("threads", 1)),

@@ -17,7 +17,6 @@ Estimates, not measurements: the floors are what a job gets when its estimate is
 
 from __future__ import annotations
 
-import json
 import math
 import os
 from collections.abc import Mapping
@@ -25,7 +24,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from dpbert.run.costs import Costs, job_passes, plan_jobs, profile_costs, split_sizes
+from dpbert.run.costs import (
+    Costs,
+    backbone_shape,
+    job_passes,
+    plan_jobs,
+    profile_costs,
+    split_sizes,
+)
 
 SLACK_MIN_S = 120.0  # of a job's runtime, kept for start-up, loading and saving: at least this ...
 SLACK_FRACTION = 0.05  # ... or this share of the runtime
@@ -35,28 +41,6 @@ BUDGET_EXIT = 75  # a method job's exit status when its attempt spent its time b
 PROCESS_MB = {"cpu": 1000, "cuda": 3000}  # python + torch + transformers; CUDA's libraries and context on the host
 BYTES_PER_TOKEN = 44  # a token id (28 B int + 8 B list slot) and its token type (8 B slot; 0/1 are shared)
 STATE_COPIES = 6  # weights, gradients, 2 AdamW moments, the stage-1 (teacher) model, one copy while saving
-BERT_BASE = {"hidden_size": 768, "num_hidden_layers": 12, "intermediate_size": 3072, "num_attention_heads": 12,
-             "vocab_size": 30522, "max_position_embeddings": 512}
-MINILM = {"hidden_size": 384, "num_hidden_layers": 6, "intermediate_size": 1536, "num_attention_heads": 12,
-          "vocab_size": 30522, "max_position_embeddings": 512}
-
-
-def backbone_shape(model: dict[str, Any]) -> dict[str, int]:
-    """BertConfig sizes of the profile's backbone (a hub model or a folder without config.json: BERT-base's)."""
-    source = model.get("source", "small")
-    if source == "small":
-        shape = {**BERT_BASE, "vocab_size": 30522, **(model.get("small") or {})}  # vocab: BERT's, an upper bound
-        return {k: int(shape[k]) for k in BERT_BASE}
-    if source == "minilm":
-        return dict(MINILM)
-    if source == "local":
-        config_json = Path(model.get("name", "")) / "config.json"
-        if config_json.is_file():
-            given = json.loads(config_json.read_text())
-            return {k: int(given.get(k, v)) for k, v in BERT_BASE.items()}
-    return dict(BERT_BASE)
-
-
 def param_count(shape: dict[str, int]) -> int:
     h, i, n = shape["hidden_size"], shape["intermediate_size"], shape["num_hidden_layers"]
     embeddings = (shape["vocab_size"] + shape["max_position_embeddings"] + 2) * h

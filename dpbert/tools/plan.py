@@ -28,7 +28,15 @@ import time
 from pathlib import Path
 from typing import Any
 
-from dpbert.run.costs import Costs, Job, costs_file, measurement_key, plan_jobs, profile_costs, store_measurement
+from dpbert.run.costs import (
+    Costs,
+    Job,
+    costs_file,
+    measurement_key,
+    plan_jobs,
+    profile_costs,
+    store_measurement,
+)
 from dpbert.run.job_resources import JobEstimate
 
 
@@ -83,7 +91,7 @@ def measure_costs(device: str, batch_size: int, max_length: int, threads: int, s
     from transformers import BertConfig, BertForSequenceClassification
 
     from dpbert.model.precision import autocast
-    from dpbert.run.job_resources import BERT_BASE
+    from dpbert.run.costs import BERT_BASE
     from dpbert.run.latency import measure
 
     torch.set_num_threads(threads)
@@ -295,7 +303,7 @@ def main() -> None:
     if args.store and not args.measure:
         ap.error("--store stores a measurement: pass --measure with it")
     if args.measure:
-        from dpbert.run.job_resources import backbone_shape
+        from dpbert.run.costs import backbone_shape
         from dpbert.run.latency import describe_device
 
         device = args.device or str(config["training"].get("device", "cpu"))
