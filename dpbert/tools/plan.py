@@ -169,6 +169,11 @@ def runtime_lines(config: dict[str, Any], estimates: dict[str, JobEstimate]) -> 
                      f"before its time is spent, resubmitted and resumed), up to {allowed} a job "
                      f"(resources.max_attempts{'' if res.get('max_attempts') else ': the most needed + 1'}): "
                      f"{named}{more}.")
+    from dpbert.model.checkpoint import parse_interval
+
+    if fits and parse_interval(config["training"].get("checkpoint", "epoch")) is None:
+        lines.append("FLAGGED: training.checkpoint is off, so these jobs cannot stop and resume: each would train "
+                     "until the scheduler kills it. Turn checkpoints on (epoch, or every N steps).")
     short = [n for n in fits if estimates[n].attempts > allowed]
     if short:
         lines.append(f"FLAGGED: {len(short)} jobs need more attempts than resources.max_attempts {allowed} allows "

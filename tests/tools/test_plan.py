@@ -130,3 +130,5 @@ def test_the_plan_shows_the_runtime_requests_against_max_runtime():
     small = render({**paper, "resources": {**paper["resources"], "max_runtime": 20, "max_attempts": 2}}, costs, [1])
     assert "within resources.max_runtime 20." in small and "FLAGGED" in small
     assert "need more attempts than resources.max_attempts 2 allows" in small
+    off = render({**paper, "training": {**paper["training"], "checkpoint": "off"}}, costs, [1])
+    assert "FLAGGED: training.checkpoint is off, so these jobs cannot stop and resume" in off
