@@ -19,6 +19,13 @@ of the method's module. A changed config therefore never resumes from another co
 the other folder is named in the log and removed with the rest once the job succeeds. A checkpoint
 that cannot be read, or that was written by a different stage, stops the job with an error that names
 the file and the fix, and the file is left where it is.
+
+A time budget (``resumable(..., deadline=)``, a ``time.monotonic()`` instant: a cluster's time limit less
+a reserve, dpbert.run.job_resources) ends an attempt cleanly: before each step the loop asks whether one
+more step (the longest of this attempt so far) and a checkpoint still fit; if not, it saves the stage where
+it is (mid-epoch too) and raises ``TimeBudgetReached``, whose one line says where it stopped. Every attempt
+makes at least one step, so a job always gets closer to its end. The job then exits non-zero without its
+outputs, and the next attempt (Snakemake's ``retries``) resumes exactly as after a kill.
 """
 
 from __future__ import annotations
@@ -51,6 +58,18 @@ KILL_ENV = "DPBERT_KILL_AFTER_STEP"
 
 class CheckpointError(RuntimeError):
     pass
+
+
+class TimeBudgetReached(RuntimeError):
+    """An attempt spent its time budget: its stage is checkpointed, the next attempt resumes it."""
+
+    def __init__(self, message: str, stage: int, step: int):
+        super().__init__(message)
+        self.stage, self.step = stage, step
+
+
+def _now() -> float:
+    return time.monotonic()
 
 
 def parse_interval(value: Any) -> str | int | None:
@@ -90,24 +109,43 @@ class Job:
     interval: str | int
     calls: int = 0  # train_loop calls so far in this job
     save_s: list[float] = field(default_factory=list)  # seconds per checkpoint written
+    deadline: float | None = None  # time.monotonic() by which the attempt must have saved and stopped training
+    steps: int = 0  # steps trained in this attempt (every stage)
+    step_s: float = 0.0  # the longest of them, in seconds
 
     def next_stage(self) -> Stage:
         stage = Stage(self, self.calls)
         self.calls += 1
         return stage
 
+    def record_step(self, seconds: float) -> None:
+        self.steps += 1
+        self.step_s = max(self.step_s, seconds)
+
+    def out_of_time(self) -> bool:
+        """Whether one more step and a checkpoint would end past the deadline (never before this attempt's
+        first step: every attempt trains at least one)."""
+        if self.deadline is None or self.steps == 0:
+            return False
+        return _now() + self.step_s + max(self.save_s, default=0.0) > self.deadline
+
 
 _JOB: Job | None = None
 
 
 @contextmanager
-def resumable(root: str | Path | None, key: str, interval: Any, logger: logging.Logger | None = None) -> Iterator[Job | None]:
+def resumable(root: str | Path | None, key: str, interval: Any, logger: logging.Logger | None = None,
+              deadline: float | None = None) -> Iterator[Job | None]:
     """Checkpoint every ``train_loop`` run inside the block under ``root/key`` (nothing when ``root`` is
-    None or the interval is off). Checkpoints of other keys in ``root`` are named in the log, not read."""
+    None or the interval is off). Checkpoints of other keys in ``root`` are named in the log, not read.
+    ``deadline``: the attempt's time budget as a ``time.monotonic()`` instant (module docstring)."""
     global _JOB
     logger = logger or log
     every = parse_interval(interval)
     if root is None or every is None:
+        if deadline is not None:
+            logger.warning("the job has a time budget but no checkpoints (training.checkpoint is off): it cannot "
+                           "stop and resume, so it trains to the end or until the scheduler kills it")
         yield None
         return
     root = Path(root)
@@ -119,7 +157,7 @@ def resumable(root: str | Path | None, key: str, interval: Any, logger: logging.
     if folder.is_dir() and any(folder.glob("stage*.pt")):
         logger.info("resuming from the checkpoints in %s", folder)
     folder.mkdir(parents=True, exist_ok=True)
-    _JOB = Job(folder, every)
+    _JOB = Job(folder, every, deadline=deadline)
     try:
         yield _JOB
     finally:
@@ -247,6 +285,12 @@ class Stage:
             os.fsync(f.fileno())
         tmp.replace(self.path)
         self.job.save_s.append(time.perf_counter() - start)
+
+    def stop(self, desc: str, step: int, total: int) -> TimeBudgetReached:
+        """The error that ends an attempt at ``step`` (the stage's checkpoint already written)."""
+        where = f"after step {step} of {total} of stage {self.index} ({desc})"
+        kept = f"checkpoint saved in {self.path}" if step else f"checkpoints of the earlier stages kept in {self.job.folder}"
+        return TimeBudgetReached(f"time budget reached {where}; {kept}, the next attempt resumes", self.index, step)
 
     def after_step(self, step: int) -> None:
         if self._kill_at is not None and step == self._kill_at:

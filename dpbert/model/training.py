@@ -172,10 +172,17 @@ def train_loop(
 
     bar = tqdm(total=total, initial=step, desc=desc, mininterval=2.0, ascii=True)
     epoch, skip = divmod(step, steps_per_epoch)  # an epoch is steps_per_epoch batches, the last one may stop early
+    saved_at = step  # the step the stage's checkpoint on disk holds (0: none, or nothing trained yet)
+    last = checkpoint._now()
     while step < total:
         order = data.batches(settings.batch_size, shuffle=True, seed=seed + epoch, device=device,
                              group_by_length=settings.group_by_length)
         for batch in itertools.islice(order, skip, None):
+            if stage is not None and stage.job.out_of_time():  # the attempt's time budget (checkpoint module)
+                bar.close()
+                if step > saved_at:
+                    stage.save(state(done=False))
+                raise stage.stop(desc, step, total)
             with autocast(settings.precision, device):  # fp32: a nullcontext, no autocast
                 loss = loss_fn(batch, step)
             if not torch.isfinite(loss):
@@ -204,9 +211,12 @@ def train_loop(
             if step % 50 == 0:
                 bar.set_postfix(loss=f"{np.mean(losses[-50:]):.4f}")
             if stage is not None:
+                stage.job.record_step(checkpoint._now() - last)
                 if stage.due(step, total, steps_per_epoch):
                     stage.save(state(done=False))
+                    saved_at = step
                 stage.after_step(step)
+                last = checkpoint._now()
             if step >= total:
                 break
         epoch, skip = epoch + 1, 0

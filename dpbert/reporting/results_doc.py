@@ -281,9 +281,10 @@ def build_results_doc(profiles: Sequence[ProfileResults], plans: Mapping[str, st
             out += ["", f"### Figure 3 (`{p.figures}/figure3.png`)", "",
                     f"![Figure 3, profile {p.profile}: score against speed-up](../{p.figures}/figure3.png)"]
     out += ["", "## Cost", "",
-            "Estimated by `python -m dpbert.tools.plan --configfile <profile's file>` from each profile's "
-            "config (its per-example costs `resources.train_ms` / `forward_ms`); `--measure --device cuda` "
-            "measures them on a device instead. Each plan is of the profile file as it is: a `--config` override "
+            "Estimated by `python -m dpbert.tools.plan --configfile <profile's file>` at each profile's "
+            "per-example costs: its measurement stored in `workflow/costs/` (`--measure --store` on its device), "
+            "else its typed `resources.train_ms` / `forward_ms`, assumed (each plan's first line says which). "
+            "Each plan is of the profile file as it is: a `--config` override "
             "(fewer tasks, another data folder) changes it."]
     for name, plan in plans.items():
         out += ["", f"### {name}: planned cost", "", *plan_lines(plan)]

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import time
 from pathlib import Path
 from typing import Any
 
@@ -45,14 +46,17 @@ def run_method(
     model: dict[str, Any], latency: dict[str, Any], profile: str, data_path: str, base_dir: str | None,
     model_out: str, sweep_out: str, predictions_out: str, phases_out: str, timing_lock_path: str | None,
     log: logging.Logger, diagnostics_out: str | None = None, selection: dict[str, Any] | None = None,
-    checkpoint_dir: str | None = None, checkpoint: Any = "epoch",
+    checkpoint_dir: str | None = None, checkpoint: Any = "epoch", time_budget_s: float | None = None,
 ) -> None:
     """Train (into ``model_out``, atomically), then sweep; ``base_dir`` is the stage-1 BERT-base folder
     (None for BERT-base itself, whose own folder is then the base). ``diagnostics_out``: where the
     method-health diagnostics go (dpbert.reporting.health: per-layer off-ramp scores, planner spread).
     ``selection``: the config's section, for the sweep's window search (dpbert.run.sweep).
     ``checkpoint_dir``: the job's checkpoint folder outside its outputs (None: no checkpoints), written
-    every ``checkpoint`` (``training.checkpoint``) and removed when the job succeeds (dpbert.model.checkpoint)."""
+    every ``checkpoint`` (``training.checkpoint``) and removed when the job succeeds (dpbert.model.checkpoint).
+    ``time_budget_s``: seconds from the start of the job's process by which training must have checkpointed
+    and stopped (dpbert.run.job_resources.job_time_budget_s; None: no budget); past it the training loop raises
+    ``dpbert.model.checkpoint.TimeBudgetReached`` and no output is written, and a rerun resumes."""
     impl = build_method(method, method_params, get_task(task))  # imports every method, torch, transformers
     # both precisions before any training, so that a latency.precision the device cannot run wastes no training
     check_precision(training.get("precision", "fp32"), resolve_device(training.get("device", "cpu")),
@@ -69,7 +73,8 @@ def run_method(
             key = (checkpoints.method_job_key(impl, seed=seed, method_params=method_params, training=training,
                                               model=model, data_path=data_path, base_dir=finetuned_dir)
                    if checkpoint_dir and checkpoints.parse_interval(checkpoint) else "")
-            with checkpoints.resumable(checkpoint_dir, key, checkpoint, log):
+            deadline = None if time_budget_s is None else time.monotonic() - process_age_s() + time_budget_s
+            with checkpoints.resumable(checkpoint_dir, key, checkpoint, log, deadline=deadline):
                 train_method(impl, prepared, seed=seed, training=training, model=model,
                              finetuned_dir=finetuned_dir, out_dir=model_out, log=log, selection=selection)
         else:

@@ -31,27 +31,35 @@ JOB = r"""
 import json, logging, sys
 import torch
 torch.set_num_threads(1)
+from dpbert.model.checkpoint import TimeBudgetReached
 from dpbert.run.job import run_method
+from dpbert.run.job_resources import BUDGET_EXIT
 a = json.loads(sys.argv[1])
 logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="%(levelname)s %(name)s: %(message)s")
 w = a.pop("out")
-run_method(**a, profile="micro", model_out=f"{w}/model", sweep_out=f"{w}/sweep.csv",
-           predictions_out=f"{w}/predictions.csv.gz", phases_out=f"{w}/phases.json", timing_lock_path=None,
-           log=logging.getLogger("dpbert"))
+try:
+    run_method(**a, profile="micro", model_out=f"{w}/model", sweep_out=f"{w}/sweep.csv",
+               predictions_out=f"{w}/predictions.csv.gz", phases_out=f"{w}/phases.json", timing_lock_path=None,
+               log=logging.getLogger("dpbert"))
+except TimeBudgetReached as exc:  # as workflow/scripts/run_method.py ends an attempt
+    print(exc, file=sys.stderr)
+    sys.exit(BUDGET_EXIT)
 """
 
 
-def _training(epochs: int = 3, checkpoint="epoch", lr: float = 0.001) -> dict:
-    return {**MICRO["training"], "finetune": {**MICRO["training"]["finetune"], "epochs": epochs, "lr": lr},
+def _training(epochs: int = 3, checkpoint="epoch", lr: float = 0.001, batch_size: int = 16) -> dict:
+    return {**MICRO["training"], "finetune": {**MICRO["training"]["finetune"], "epochs": epochs, "lr": lr,
+                                              "batch_size": batch_size},
             "checkpoint": checkpoint}
 
 
 def run_job(out: Path, method: str, params: dict, training: dict, data: Path, base: Path | None,
-            kill_after: str | None = None) -> subprocess.CompletedProcess:
+            kill_after: str | None = None, time_budget_s: float | None = None) -> subprocess.CompletedProcess:
     args = {"task": TASK, "method": method, "seed": 1, "method_params": params, "training": training,
             "model": MICRO["model"], "latency": {**MICRO["latency"], "examples": 4}, "data_path": str(data),
             "base_dir": str(base) if base else None, "out": str(out),
-            "checkpoint_dir": str(out / "checkpoints"), "checkpoint": training["checkpoint"]}
+            "checkpoint_dir": str(out / "checkpoints"), "checkpoint": training["checkpoint"],
+            "time_budget_s": time_budget_s}
     env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
     env.pop("DPBERT_KILL_AFTER_STEP", None)
     if kill_after:
@@ -229,3 +237,55 @@ def test_loss_function_state_is_resumed(tmp_path, one_thread):
     state, drawn = train(None, resumable=True)
     assert drawn == ref_drawn and len(drawn) == 9
     assert_bit_identical(ref_state, state)
+
+
+def test_a_time_budget_ends_each_attempt_checkpointed_and_the_attempts_train_the_same_weights(tmp_path, prepared):
+    """DPBERT, one target rate: stage 2 and stage 3 of 2 steps each (batch 32). With a zero budget every
+    attempt trains one step, saves the stage where it is (mid-epoch) and exits with status 75 and one line;
+    the fourth attempt finishes, with the weights of an uninterrupted run, bit for bit."""
+    from dpbert.run.job_resources import BUDGET_EXIT
+
+    data, base = prepared
+    params = {"target_rates": [0.3], "stage2_epochs": 1, "stage2_lr": 0.01, "stage3_epochs": 1, "planner_lr": 0.01}
+    training = _training(epochs=1, batch_size=32)
+    ref = tmp_path / "ref"
+    result = run_job(ref, "dpbert", params, {**training, "checkpoint": "off"}, data, base)
+    assert result.returncode == 0, result.stderr[-3000:]
+    out, lines = tmp_path / "budget", []
+    for _ in range(6):
+        attempt = run_job(out, "dpbert", params, training, data, base, time_budget_s=0.0)
+        if attempt.returncode == 0:
+            break
+        assert attempt.returncode == BUDGET_EXIT, attempt.stderr[-3000:]
+        assert not (out / "model").exists() and not (out / "sweep.csv").exists()  # nothing looks finished
+        lines.append(next(line for line in attempt.stderr.splitlines() if "time budget reached" in line))
+    assert attempt.returncode == 0, attempt.stderr[-3000:]
+    assert len(lines) == 3, lines
+    assert lines[0].startswith("time budget reached after step 1 of 2 of stage 0 (") and "stage0.pt" in lines[0]
+    assert lines[0].endswith("checkpoint saved in " + lines[0].split("checkpoint saved in ")[1])
+    assert "after step 0 of 2 of stage 1" in lines[1] and "after step 1 of 2 of stage 1" in lines[2]
+    assert all(line.endswith("the next attempt resumes") for line in lines)
+    assert not (out / "checkpoints").exists()
+    n, diff = assert_bit_identical(final_state("dpbert", params, ref / "model"), final_state("dpbert", params, out / "model"))
+    assert n > 30 and diff == 0.0
+
+
+def test_the_budget_check_needs_one_step_and_a_checkpoint_to_fit(monkeypatch, tmp_path):
+    """Job.out_of_time: never before the attempt's first step; then whether the longest step so far and the
+    longest checkpoint save would end past the deadline."""
+    from dpbert.model import checkpoint
+
+    now = [100.0]
+    monkeypatch.setattr(checkpoint, "_now", lambda: now[0])
+    job = checkpoint.Job(tmp_path, "epoch", deadline=103.0)
+    assert not job.out_of_time()  # no step yet: an attempt always trains one
+    now[0] = 110.0
+    assert not job.out_of_time()
+    now[0] = 100.0
+    job.record_step(1.0)
+    job.record_step(2.0)
+    assert job.steps == 2 and job.step_s == 2.0
+    assert not job.out_of_time()  # 100 + 2 <= 103
+    job.save_s.append(1.5)
+    assert job.out_of_time()  # 100 + 2 + 1.5 > 103
+    assert not checkpoint.Job(tmp_path, "epoch").out_of_time()  # no deadline: never

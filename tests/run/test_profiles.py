@@ -226,7 +226,9 @@ def test_plan_and_dag_share_one_job_list_paper(tmp_path):
 
 def test_paper_job_resources_follow_the_cost_model():
     paper = _validated(resolve_config([CDIR / "paper.yaml"], CDIR))
-    res = job_resources(paper)
+    assert paper["resources"]["max_runtime"] == 1440  # a common partition's 24 h
+    unlimited = {**paper, "resources": {**paper["resources"], "max_runtime": None}}
+    res = job_resources(unlimited)
     assert set(res) == {j.name for j in plan_jobs(paper, 1.0, 1.0)}
     mnli, sst2 = res["MNLI/dpbert/1"], res["SST-2/dpbert/1"]
     assert mnli["runtime"] > sst2["runtime"] > paper["resources"]["method"]["runtime"]
@@ -235,10 +237,32 @@ def test_paper_job_resources_follow_the_cost_model():
     assert res["MNLI/bert/1"]["mem_mb"] > res["RTE/bert/1"]["mem_mb"]  # MNLI's data is 80x RTE's
     # ~22 h of estimated device time for MNLI DPBERT (README), x1.5
     assert 1.5 * 20 * 60 < mnli["runtime"] < 1.5 * 24 * 60
-    doubled = job_resources({**paper, "resources": {**paper["resources"], "runtime_factor": 3.0}})
+    doubled = job_resources({**unlimited, "resources": {**unlimited["resources"], "runtime_factor": 3.0}})
     assert abs(doubled["MNLI/dpbert/1"]["runtime"] - 2 * mnli["runtime"]) <= 1
     floored = job_resources({**paper, "resources": {**paper["resources"], "method": {"runtime": 5000, "mem_mb": 99999, "gpu": 1}}})
-    assert floored["MNLI/dpbert/1"] == {"runtime": 5000, "mem_mb": 99999}
+    assert floored["MNLI/dpbert/1"] == {"runtime": 1440, "mem_mb": 99999}  # the floor, then the limit
+
+
+@pytest.mark.parametrize("limit", [1440, 120])
+def test_no_paper_job_asks_for_more_than_max_runtime(limit):
+    """Every request is min(estimate, resources.max_runtime); a method job over it runs as several attempts,
+    enough of them that its training fits the attempts' budgets, and the rule may retry it that often."""
+    from dpbert.run.job_resources import job_estimates, max_attempts, training_budget_s
+
+    paper = _validated(resolve_config([CDIR / "paper.yaml"], CDIR))
+    paper["resources"]["max_runtime"] = limit
+    est = job_estimates(paper)
+    assert max(e.runtime for e in est.values()) == limit
+    over = {n: e for n, e in est.items() if e.over_limit}
+    assert over and "MNLI/dpbert/1" in over and all(e.runtime == limit for e in over.values())
+    for name, e in over.items():
+        if name.startswith("glue_test/"):
+            continue
+        assert e.attempts >= 2 and e.train_s <= e.attempts * training_budget_s(limit, e.eval_s), name
+    assert all(e.attempts == 1 for e in est.values() if not e.over_limit)
+    assert max_attempts(paper, est) == 1 + max(e.attempts for e in est.values() if e.attempts)
+    assert max_attempts({**paper, "resources": {**paper["resources"], "max_attempts": 9}}, est) == 9
+    assert max_attempts({**paper, "resources": {**paper["resources"], "max_runtime": None}}, est) is None
 
 
 def test_runtime_factor_is_schema_checked():

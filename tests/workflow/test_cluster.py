@@ -186,3 +186,40 @@ def test_micro_profile_runs_through_the_slurm_profile(tmp_path):
     assert "PABEE" in table and "DPBERT" in table
     print(f"\nstand-in SLURM: {len(jobs)} jobs, states seen {seen}, {len(answers)} status queries, "
           f"commands {sorted(used)}, wall {wall:.0f} s")
+
+
+@pytest.mark.e2e
+def test_a_job_longer_than_its_time_budget_runs_as_attempts_to_the_same_model(tmp_path):
+    """BERT-base on the micro SST-2 (2 steps at batch 32) through the SLURM profile with a zero time budget
+    (DPBERT_TIME_BUDGET_S: SLURM's minutes are too coarse for a test): the first attempt trains one step,
+    checkpoints and exits (75, its SLURM job 1) with one line; run_method's retries (resources.max_attempts) resubmit it, the
+    second attempt resumes and finishes. Its weights equal an uninterrupted local run's, bit for bit."""
+    env = fake_slurm.install(tmp_path / "bin", tmp_path / "slurm")
+    micro = yaml.safe_load(MICRO.read_text())
+    training = {**micro["training"], "finetune": {**micro["training"]["finetune"], "batch_size": 32}}
+    cfg = _config(tmp_path, tasks=["SST-2"], methods={"bert": {}}, training=training,
+                  resources={"max_runtime": 30, "max_attempts": 3})
+    model = f"work/{MICRO_PROFILE}/models/SST-2/bert/1"
+    result = _snakemake(tmp_path / "run", model, "--workflow-profile", str(SLURM_PROFILE),
+                        "--slurm-init-seconds-before-status-checks", "1", config=cfg,
+                        env={**env, "DPBERT_TIME_BUDGET_S": "0"}, timeout=1500)
+    assert result.returncode == 0, result.stderr[-4000:]
+    attempts = [j for j in fake_slurm.jobs(tmp_path / "slurm") if j["comment"] == "rule_run_method_wildcards_SST-2_bert_1"]
+    # the job's own Snakemake exits 1 when its script exits 75; the submitting one resubmits it
+    assert [(j["state"], j["exit_code"] != 0) for j in attempts] == [("FAILED", True), ("COMPLETED", False)], attempts
+    # the SLURM profile's own limit (its config: resources.max_runtime 1440) replaced the file's 30; the job's
+    # estimate is below both: it asks for its floor
+    assert {j["time_min"] for j in attempts} == {"90"}
+    first = Path(attempts[0]["output"]).read_text()
+    assert "time budget reached after step 1 of 2 of stage 0 (fine-tune BERT on SST-2); checkpoint saved in" in first, first[-3000:]
+    log = (tmp_path / "run" / f"work/{MICRO_PROFILE}/logs/run_method/SST-2/bert/1.log").read_text()
+    assert "resuming at step 1 of 2" in log, log[-3000:]
+    assert not (tmp_path / "run" / f"work/{MICRO_PROFILE}/checkpoints").exists()  # removed once the job succeeded
+
+    plain = _snakemake(tmp_path / "ref", model, "--cores", "1", config=cfg, timeout=900)
+    assert plain.returncode == 0, plain.stderr[-4000:]
+    weights = sorted(p.relative_to(tmp_path / "ref" / model) for p in (tmp_path / "ref" / model).rglob("*.safetensors"))
+    assert weights and weights == sorted(p.relative_to(tmp_path / "run" / model)
+                                         for p in (tmp_path / "run" / model).rglob("*.safetensors"))
+    for rel in weights:
+        assert (tmp_path / "run" / model / rel).read_bytes() == (tmp_path / "ref" / model / rel).read_bytes(), rel

@@ -20,7 +20,7 @@ from dpbert.run.canonical import canonical_config  # noqa: E402
 from dpbert.run import reproducible as _reproducible  # noqa: E402
 from dpbert.run import warm as _warm  # noqa: E402
 from dpbert.run import writable as _writable  # noqa: E402
-from dpbert.run.job_resources import job_resources  # noqa: E402
+from dpbert.run.job_resources import job_estimates, max_attempts  # noqa: E402
 from dpbert.run import offline as _offline  # noqa: E402
 from dpbert.run.profiles import figures_dir, results_dir  # noqa: E402
 from dpbert.reporting.layout import figure3_panels  # noqa: E402
@@ -91,8 +91,20 @@ try:
 except ConfigError as exc:
     raise WorkflowError(str(exc)) from None
 
-# per-job runtime / mem_mb from dpbert.tools.plan's cost model, by job name (dpbert/run/job_resources.py)
-JOB_RESOURCES = job_resources(config)
+# per-job runtime / mem_mb from dpbert.tools.plan's cost model, by job name (dpbert/run/job_resources.py), at
+# the profile's stored measurement (workflow/costs/) or its typed resources.train_ms / forward_ms
+_ESTIMATES = job_estimates(config, workflow.basedir)
+JOB_RESOURCES = {
+    name: {"runtime": e.runtime, "mem_mb": e.mem_mb} for name, e in _ESTIMATES.items()
+}
+# under resources.max_runtime a method job longer than the limit runs as several attempts, each resuming
+# the last one's checkpoint: run_method's retries; None (no limit): the executor's own --retries. Never
+# inside a cluster job's own Snakemake (remote execution): an attempt ends the job, the submitting Snakemake
+# resubmits it with a fresh time limit
+_ATTEMPTS = max_attempts(config, _ESTIMATES)
+RUN_METHOD_RETRIES = (
+    None if _ATTEMPTS is None else (0 if workflow.remote_exec else _ATTEMPTS - 1)
+)
 
 W = f"{config['workdir']}/{config['profile']}"
 # tables and reports: results/ and figures/ for the default profile (demo), else results/<profile>/ ...

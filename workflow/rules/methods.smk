@@ -12,6 +12,9 @@ rule run_method:
         diagnostics=f"{W}/runs/{{task}}/{{method}}/{{seed}}/diagnostics.json",
     log:
         f"{W}/logs/run_method/{{task}}/{{method}}/{{seed}}.log",
+    # resources.max_runtime: an attempt that reaches its time budget checkpoints and exits non-zero (its
+    # outputs are never written); the retry resumes it (dpbert/run/job_resources.py)
+    retries: RUN_METHOD_RETRIES
     conda:
         "../../environment.yml"
     threads: config["training"]["threads"]
