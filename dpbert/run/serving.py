@@ -41,6 +41,9 @@ log = logging.getLogger(__name__)
 ORDERS = ("arrival", "length")
 """Batch orders: the split's own order (requests as they arrive), or sorted by input length first."""
 
+INPUTS = ("input_ids", "token_type_ids", "attention_mask")
+"""What a served batch holds (``EncodedSplit.batch`` without the labels)."""
+
 BOTH_FOLDS = "both folds"
 """``chosen_on`` of a point both folds of the cross-fitted selection chose."""
 
@@ -269,7 +272,7 @@ def bench_task(
     for order in settings.orders:
         for batch_size in settings.batch_sizes:
             groups = batches_of(split, indices, batch_size, sort_by_length=order == "length")
-            batches = [split.batch(idx, device) for idx in groups]
+            batches = [{k: v for k, v in split.batch(idx, device).items() if k in INPUTS} for idx in groups]
             diag = {}  # untimed: what each forward executes, and its rows per layer call
             start = time.perf_counter()
             with torch.inference_mode():
@@ -357,7 +360,8 @@ def run_serving(
         base_model = bert.load(Path(model_dirs[(task, "bert")]) / "main").to(device)
         base = Served("bert", bert, base_model, 0.0, bert.reference_layers(base_model))
         # latency.reference: BERT-base through the engine (its predict_batch) or its plain Hugging Face forward
-        base_forward = (lambda b: base_model.classifier(**b).logits) if reference == "hf" else base.forward
+        base_forward = ((lambda b, m=base_model: m.classifier(**b).logits) if reference == "hf"
+                        else base.forward)
         served: dict[tuple[str, str, float], Served] = {}
         models: dict[tuple[str, str], Any] = {}
         for p in points:

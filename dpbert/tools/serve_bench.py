@@ -27,7 +27,7 @@ def run_paths(config: dict, directory: Path, tasks: list[str]) -> dict:
     work = directory / config["workdir"] / config["profile"]
     seed = int(config["seeds"][0])
     model_dirs = {}
-    for method in config["methods"]:
+    for method in dict.fromkeys(["bert", *config["methods"]]):  # BERT-base always runs (check_config)
         owner = method if get_method(method).trains else "bert"
         for task in method_tasks(config, method):
             if task in tasks:

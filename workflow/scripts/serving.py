@@ -4,13 +4,13 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(snakemake.scriptdir).parents[1]))  # noqa: F821
-from dpbert.run.warm import run_job_warm  # noqa: E402
+from dpbert.run.warm import run_job_warm
 
 run_job_warm(snakemake.params.warm_worker)  # noqa: F821  (returns in the process that runs the job)
 
-from dpbert.reporting.figures import serving_figure  # noqa: E402
-from dpbert.run.runtime import setup  # noqa: E402
-from dpbert.run.serving import run_serving  # noqa: E402
+from dpbert.reporting.figures import serving_figure
+from dpbert.run.runtime import setup
+from dpbert.run.serving import run_serving
 
 sm = snakemake  # noqa: F821
 setup(sm.log[0], threads=sm.threads)
