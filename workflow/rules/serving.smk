@@ -20,7 +20,12 @@ rule serving:
         models=[weights_dir(t, m, SEEDS[0]) for t, m in SERVING_MODELS],
     output:
         csv=f"{R}/serving.csv",
-        png=f"{F}/serving.png",
+        png=report(
+            f"{F}/serving.png",
+            caption="../report/serving.rst",
+            category="Figures",
+            labels={"figure": "Serving", "view": "survival vs batch size"},
+        ),
     log:
         f"{R}/logs/serving.log",
     conda:
