@@ -257,9 +257,11 @@ def bench_task(
     lock: Callable[[], AbstractContextManager] = nullcontext,
 ) -> list[dict]:
     """Serve every point of one task and BERT-base at every batch size and order; one row per point,
-    batch size and order (module docstring). ``served``: each point's ``Served`` by ``OperatingPoint.key``."""
+    batch size and order (module docstring). ``served``: each point's ``Served`` by ``OperatingPoint.key``.
+    ``precision`` (``latency.precision``): the timed rounds, the untimed pass and the agreement all run in it."""
     import torch
 
+    from dpbert.model.precision import autocast
     from dpbert.run.batching import agreement, batches_of
     from dpbert.run.latency import measure_interleaved, paired_speedup
 
@@ -275,7 +277,7 @@ def bench_task(
             batches = [{k: v for k, v in split.batch(idx, device).items() if k in INPUTS} for idx in groups]
             diag = {}  # untimed: what each forward executes, and its rows per layer call
             start = time.perf_counter()
-            with torch.inference_mode():
+            with torch.inference_mode(), autocast(precision, device):  # the timed forwards' arithmetic
                 with layer_rows(base.model) as calls:
                     diag[None] = ([p.executed for b in batches for p in base.forward(b)], calls)
                 for key in keys:
@@ -294,8 +296,9 @@ def bench_task(
             base_eps = examples_per_s(n, base_lat.median_ms, len(batches))
             by_key = dict(zip(keys, lats))
             start = time.perf_counter()
-            agree = {k: agreement(reused[k], served[k].model, split, indices, k[2], batch_size,
-                                  sort_by_length=order == "length") for k in keys}
+            with autocast(precision, device):  # batch size 1 in the arithmetic the batches ran in
+                agree = {k: agreement(reused[k], served[k].model, split, indices, k[2], batch_size,
+                                      sort_by_length=order == "length") for k in keys}
             spent["agreement"] += time.perf_counter() - start
             for p in points:
                 lat, s = by_key[p.key], served[p.key]

@@ -186,3 +186,31 @@ def test_bench_task_serves_a_cut_model_against_bert_base():
         assert r["rows_per_layer_call"] == "1:1 2:1 3:- 4:-" and r["mean_rows_per_call"] == 1.0
         assert (r["prediction_differences"], r["layer_differences"], r["agreement_n"]) == (0, 0, 8)
         assert r["threads"] == 1 and r["repeats"] == 2
+
+
+def test_bench_task_runs_every_pass_in_the_timed_precision():
+    """latency.precision bf16: the untimed pass and the agreement run under the same autocast as the rounds."""
+    from dpbert.run import serving as serving_module
+
+    clf = tiny_classifier(layers=4)
+    bert, cut = BertBase(None, SST2), BertCut(None, SST2)
+    model = MethodModel(clf).eval()
+    points = operating_points(pd.DataFrame([_line("bert_cut", "bert_cut", "fold 1", "main", 3.0)]), "SST-2", "dev")
+    dtypes = []
+    real = serving_module.layer_rows
+
+    def spy(model):
+        dtypes.append(torch.get_autocast_dtype("cpu") if torch.is_autocast_enabled("cpu") else None)
+        return real(model)
+
+    serving_module.layer_rows = spy
+    try:
+        rows = bench_task(task="SST-2", points=points, served={points[0].key: Served("bert_cut", cut, model, 3.0, 4)},
+                          base=Served("bert", bert, model, 0.0, 4), base_forward=lambda b: bert.predict_batch(model, b, 0.0),
+                          split=toy_split(6, seed=1), settings=ServingSettings(batch_sizes=(3,), orders=("length",),
+                                                                               examples=6, warmup=0, repeats=1),
+                          device="cpu", precision="bf16")
+    finally:
+        serving_module.layer_rows = real
+    assert dtypes == [torch.bfloat16, torch.bfloat16]  # BERT-base's untimed pass, then the point's
+    assert [(r["batch_size"], r["layer_speedup"], r["agreement_n"]) for r in rows] == [(3, 4 / 3, 6)]
