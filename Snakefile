@@ -39,6 +39,7 @@ include: "workflow/rules/methods.smk"
 include: "workflow/rules/report.smk"
 include: "workflow/rules/figures.smk"
 include: "workflow/rules/submission.smk"
+include: "workflow/rules/serving.smk"
 include: "workflow/rules/docs.smk"
 
 
@@ -53,6 +54,9 @@ rule all:
         f"{R}/reproduction.md",
         f"{R}/health.csv",
         f"{R}/health.md",
+        # serving throughput at batch sizes 1..64 vs BERT-base (runs the models; retrains nothing)
+        f"{R}/serving.csv",
+        f"{F}/serving.png",
         # the stamp: commit, config hash and sha256 of every file above
         f"{R}/manifest.json",
         # GLUE test-server files, when the profile loads test splits (the paper profile does)

@@ -104,11 +104,12 @@ def _profile_of(df: pd.DataFrame) -> str:
     return ", ".join(vals) or "unknown"
 
 
-def _save(fig, out_png: str | Path, out_pdf: str | Path) -> None:
-    for p in (out_png, out_pdf):
-        Path(p).parent.mkdir(parents=True, exist_ok=True)
+def _save(fig, out_png: str | Path, out_pdf: str | Path | None) -> None:
+    paths = [Path(p) for p in (out_png, out_pdf) if p is not None]  # out_pdf None: the PNG alone
+    for p in paths:
+        p.parent.mkdir(parents=True, exist_ok=True)
     # write next to the target and rename, so an interrupted job leaves no half figure
-    for p in (Path(out_png), Path(out_pdf)):
+    for p in paths:
         tmp = p.with_name(p.stem + ".partial" + p.suffix)
         fig.savefig(tmp, dpi=200 if p.suffix == ".png" else None, bbox_inches="tight")
         tmp.replace(p)
@@ -480,6 +481,61 @@ def figure4(
         fig.text(0.01, 0.0, note, fontsize=8, ha="left", va="top", wrap=True)
     fig.tight_layout()
     _save(fig, out_png, out_pdf)
+    return fig
+
+
+def serving_label(row: Mapping[str, Any]) -> str:
+    """A serving line's legend entry: the Table 1 row's name, with the fold when the folds chose apart."""
+    chosen = str(row.get("chosen_on", ""))
+    name = str(row["display_name"])
+    return name if chosen in ("", "nan", "both folds") else f"{name} ({chosen})"
+
+
+def serving_figure(serving: pd.DataFrame, out_png: str | Path, value: str = "survival"):
+    """``value`` (survival, or throughput_speedup) against batch size: one line per Table 1 row, one panel
+    per task (rows) and batch order (columns); 1.0 drawn. An empty frame gives a figure that says why."""
+    title = ("Serving: share of the layer saving that survives batching" if value == "survival"
+             else "Serving: throughput speed-up over BERT-base")
+    title += f" (profile: {_profile_of(serving)})"
+    if serving.empty:
+        fig, ax = plt.subplots(figsize=(7, 2.5))
+        ax.axis("off")
+        ax.text(0.5, 0.5, "no operating point to serve", ha="center", va="center", fontsize=11)
+        fig.suptitle(title, fontsize=11)
+        _save(fig, out_png, None)
+        return fig
+    tasks = list(dict.fromkeys(serving["task"]))
+    orders = list(dict.fromkeys(serving["order"]))
+    fig, axes = plt.subplots(len(tasks), len(orders), figsize=(5.2 * len(orders), 3.8 * len(tasks)),
+                             squeeze=False, sharey=True)
+    sizes = sorted({int(b) for b in serving["batch_size"]})
+    for i, task in enumerate(tasks):
+        for j, order in enumerate(orders):
+            ax = axes[i][j]
+            panel = serving[(serving["task"] == task) & (serving["order"] == order)]
+            seen: dict[str, int] = {}  # a method's second and third rows (BERT-3L, "threshold searched") dash
+            for _key, line in panel.groupby(["row", "chosen_on"], sort=False):
+                line = line.sort_values("batch_size")
+                first = line.iloc[0]
+                method = str(first["method"])
+                style = ("-", "--", ":", "-.")[seen.get(method, 0) % 4]
+                seen[method] = seen.get(method, 0) + 1
+                ax.plot(line["batch_size"], line[value], marker=method_marker(method), lw=1.2, ls=style,
+                        color=method_colour(method), label=serving_label(first))
+            ax.axhline(1.0, color="#888888", lw=0.8, ls="--")
+            ax.set_xscale("log", base=2)
+            ax.set_xticks(sizes, [str(b) for b in sizes])
+            ax.set_xlabel("batch size", fontsize=9)
+            ax.set_title(f"{task}, {order} order", fontsize=10)
+            if j == 0:
+                ax.set_ylabel("throughput x / layer x" if value == "survival" else "throughput speed-up (x)",
+                              fontsize=9)
+            ax.grid(alpha=0.3)
+    handles, labels = axes[0][0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="center left", bbox_to_anchor=(1.0, 0.5), fontsize=8, frameon=False)
+    fig.suptitle(title, fontsize=11)
+    fig.tight_layout()
+    _save(fig, out_png, None)
     return fig
 
 

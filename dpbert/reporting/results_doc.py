@@ -34,6 +34,7 @@ class ProfileResults:
     health: pd.DataFrame
     reproduction: str
     benchmarks: pd.DataFrame | None = None  # results/<profile>/rule_benchmarks.csv, when committed
+    serving: pd.DataFrame | None = None  # results/<profile>/serving.csv, when committed
     has_figure3: bool = True
 
     @property
@@ -57,9 +58,10 @@ def committed_profiles(names: Sequence[str], root: str | Path = ".") -> list[str
 
 
 def doc_inputs(profile: str, root: str | Path = ".") -> list[str]:
-    """Every file of ``profile`` the page reads: its Table 1, health, reproduction report, and Figure 3
-    and rule_benchmarks.csv where present."""
-    optional = [f"{figures_dir(profile)}/figure3.png", f"{results_dir(profile)}/rule_benchmarks.csv"]
+    """Every file of ``profile`` the page reads: its Table 1, health, reproduction report, and Figure 3,
+    rule_benchmarks.csv and serving.csv where present."""
+    optional = [f"{figures_dir(profile)}/figure3.png", f"{results_dir(profile)}/rule_benchmarks.csv",
+                f"{results_dir(profile)}/serving.csv"]
     return list(profile_inputs(profile).values()) + [f for f in optional if (Path(root) / f).is_file()]
 
 
@@ -67,10 +69,12 @@ def read_profile(profile: str, root: str | Path = ".") -> ProfileResults:
     root = Path(root)
     paths = {k: root / v for k, v in profile_inputs(profile).items()}
     bench = root / results_dir(profile) / "rule_benchmarks.csv"
+    serving = root / results_dir(profile) / "serving.csv"
     return ProfileResults(
         profile=profile, table1=read_csv(paths["table1"]), health=read_csv(paths["health"]),
         reproduction=paths["reproduction"].read_text(encoding="utf-8"),
         benchmarks=read_csv(bench) if bench.is_file() else None,
+        serving=read_csv(serving) if serving.is_file() else None,
         has_figure3=(root / figures_dir(profile) / "figure3.png").is_file())
 
 
@@ -194,6 +198,31 @@ def benchmark_lines(p: ProfileResults) -> list[str]:
     return lines
 
 
+def serving_lines(p: ProfileResults) -> list[str]:
+    """``serving.csv``: per served point, its layer speed-up and, per batch order and size, the throughput
+    speed-up over BERT-base / the survival (throughput speed-up / layer speed-up)."""
+    if p.serving is None or p.serving.empty:
+        return [f"No `{p.results}/serving.csv` is committed. The run's own command with the target "
+                f"`{p.results}/serving.csv` (rule `serving`, in `all`) writes it from the run's models; this page "
+                "then shows it."]
+    s = p.serving
+    configs = list(dict.fromkeys(zip(s["order"], s["batch_size"])))
+    first = s.iloc[0]
+    lines = [f"From `{p.results}/serving.csv`: {int(first['n_examples'])} dev examples of "
+             f"{', '.join(dict.fromkeys(s['task']))} on {first['device']}; each cell the throughput speed-up over "
+             "BERT-base at that batch order and size / its survival (throughput speed-up / layer speed-up; 1.00: "
+             "the layer saving survives batching in full).", "",
+             "| task | row | layer x | " + " | ".join(f"{o} {int(b)}" for o, b in configs) + " |",
+             "|" + "---|" * (3 + len(configs))]
+    for (task, name, chosen), g in s.groupby(["task", "display_name", "chosen_on"], sort=False):
+        cell = {(r["order"], r["batch_size"]): f"{r['throughput_speedup']:.2f}x / {r['survival']:.2f}"
+                for _, r in g.iterrows()}
+        label = name if chosen == "both folds" else f"{name} ({chosen})"
+        lines.append(f"| {task} | {label} | {_x(g['layer_speedup'].iloc[0])} | "
+                     + " | ".join(cell.get(c, "—") for c in configs) + " |")
+    return lines
+
+
 BENCH_FILES = {"speedup_bench": "results/speedup_bench.json", "pytest_benchmark": "results/benchmarks.json"}
 """Benchmark outputs the page shows when they are in the checkout, and the commands that write them."""
 BENCH_COMMANDS = {
@@ -292,4 +321,5 @@ def build_results_doc(profiles: Sequence[ProfileResults], plans: Mapping[str, st
             *bench_lines(benches or {})]
     for p in profiles:
         out += ["", f"### {p.profile}: job times", "", *benchmark_lines(p)]
+        out += ["", f"### {p.profile}: serving throughput", "", *serving_lines(p)]
     return "\n".join(out) + "\n"

@@ -231,3 +231,25 @@ def test_figure3_legend_takes_the_free_cell_of_the_grid(tmp_path):
                     tasks=("CoLA", "QQP", "STS-B", "SST-2", "RTE", "MRPC", "QNLI"),
                     out_png=tmp_path / "s.png", out_pdf=tmp_path / "s.pdf")
     assert len(seven.axes) == 8  # 3x3: seven panels, the legend's cell; the ninth cell is removed
+
+
+def test_serving_figure_one_line_per_row_and_fold_a_panel_per_order(tmp_path):
+    from dpbert.reporting.figures import serving_figure, serving_label
+
+    rows = []
+    for order in ("arrival", "length"):
+        for bs, survival in ((1, 0.9), (8, 0.6)):
+            for row, name, chosen in (("pabee", "PABEE", "fold 1"), ("pabee", "PABEE", "fold 2"),
+                                      ("dpbert", "DPBERT", "both folds")):
+                rows.append({"task": "SST-2", "order": order, "batch_size": bs, "row": row, "method": row,
+                             "display_name": name, "chosen_on": chosen, "survival": survival,
+                             "throughput_speedup": 1.5 * survival, "profile": "micro"})
+    fig = serving_figure(pd.DataFrame(rows), tmp_path / "serving.png")
+    assert (tmp_path / "serving.png").stat().st_size > 0 and not list(tmp_path.glob("*.pdf"))
+    assert [ax.get_title() for ax in fig.axes] == ["SST-2, arrival order", "SST-2, length order"]
+    assert [line.get_label() for line in fig.axes[0].get_lines()[:3]] == ["PABEE (fold 1)", "PABEE (fold 2)", "DPBERT"]
+    assert [line.get_linestyle() for line in fig.axes[0].get_lines()[:3]] == ["-", "--", "-"]
+    assert list(fig.axes[1].get_lines()[2].get_ydata()) == [0.9, 0.6]
+    assert serving_label({"display_name": "BERT-6L", "chosen_on": "both folds"}) == "BERT-6L"
+    serving_figure(pd.DataFrame(), tmp_path / "empty.png")  # a figure that says why, not a crash
+    assert (tmp_path / "empty.png").exists()

@@ -192,3 +192,18 @@ def test_the_committed_page_is_the_committed_results():
     expected = build_results_doc(profiles, plans, benches)
     assert (ROOT / "docs" / "results.md").read_text(encoding="utf-8") == expected, (
         f"docs/results.md is not what the committed results give: run `{COMMAND}` and commit it")
+
+
+def test_serving_is_shown_where_committed_else_its_target():
+    rows = [{"task": "SST-2", "display_name": name, "chosen_on": chosen, "order": order, "batch_size": bs,
+             "n_examples": 64, "device": "cpu (x86_64, 1 threads)", "layer_speedup": layer,
+             "throughput_speedup": layer * surv, "survival": surv}
+            for name, chosen, layer in (("PABEE", "fold 1", 1.6), ("BERT-6L", "both folds", 2.0))
+            for order in ("arrival", "length") for bs, surv in ((1, 0.9), (8, 0.5))]
+    page = build_results_doc([profile(serving=pd.DataFrame(rows))], {})
+    assert "### unit: serving throughput" in page and "64 dev examples of SST-2 on cpu (x86_64, 1 threads)" in page
+    assert "| task | row | layer x | arrival 1 | arrival 8 | length 1 | length 8 |" in page
+    assert "| SST-2 | PABEE (fold 1) | 1.60x | 1.44x / 0.90 | 0.80x / 0.50 | 1.44x / 0.90 | 0.80x / 0.50 |" in page
+    assert "| SST-2 | BERT-6L | 2.00x | 1.80x / 0.90 |" in page
+    assert "No `results/unit/serving.csv` is committed. The run's own command with the target " \
+           "`results/unit/serving.csv`" in build_results_doc([profile()], {})

@@ -23,8 +23,9 @@ SLURM_PROFILE = ROOT / "workflow" / "profiles" / "slurm"
 
 # The only rules whose jobs do more than read records: preparing the data (hub download,
 # tokenising), training and timing the methods, and the GLUE test-set predictions (which run every
-# method's models over the test splits). Every other rule must be in the Snakefile's `localrules:`.
-SUBMITTED = {"prepare_data", "run_method", "glue_test"}
+# method's models over the test splits), and the serving benchmark (which times every method's models).
+# Every other rule must be in the Snakefile's `localrules:`.
+SUBMITTED = {"prepare_data", "run_method", "glue_test", "serving"}
 
 _RULES = """
 import json, sys
@@ -84,13 +85,13 @@ def test_only_training_timing_and_data_jobs_are_submitted(tmp_path):
 
 
 def test_slurm_profile_puts_each_kind_of_job_on_its_partition():
-    """Training/timing and the GLUE test predictions on the GPU partition; data preparation, and any
+    """Training/timing, the GLUE test predictions and the serving benchmark on the GPU partition; data preparation, and any
     rule the profile does not name, on the CPU one (the record-reading rules are local anyway)."""
     profile = yaml.safe_load((SLURM_PROFILE / "config.yaml").read_text())
     per_rule = {rule: res["slurm_partition"] for rule, res in profile["set-resources"].items()}
     assert set(per_rule) == SUBMITTED  # every submitted rule, named
     gpu, cpu = per_rule["run_method"], profile["default-resources"]["slurm_partition"]
-    assert per_rule == {"run_method": gpu, "glue_test": gpu, "prepare_data": cpu} and gpu != cpu
+    assert per_rule == {"run_method": gpu, "glue_test": gpu, "serving": gpu, "prepare_data": cpu} and gpu != cpu
 
 
 def test_the_slurm_profile_partitions_reach_the_jobs(tmp_path):

@@ -64,6 +64,7 @@ def test_report_holds_every_table_health_reproduction_and_figure(micro_items):
         "results/micro/reproduction.md": ("reproduction", "Reproduction"),
         "figures/micro/figure3.png": ("figure3", "Figures"), "figures/micro/figure3_full.png": ("figure3", "Figures"),
         "figures/micro/figure4.png": ("figure4", "Figures"),
+        "figures/micro/serving.png": ("serving", "Figures"),
     }
     assert marked == expected
     # two files of one table are told apart by their labels
@@ -87,6 +88,9 @@ def test_captions_name_the_profiles_own_tasks_window_and_seeds(micro_items):
     assert "on SST-2 (profile" in fig3 and "QNLI" not in fig3 and f"window {window}x shaded" in fig3
     assert "1 seed: seeds 1" in fig3
     assert "± its bootstrap standard error" in micro_items["results/micro/table1.md"]["caption"]
+    serving = micro_items["figures/micro/serving.png"]["caption"]
+    sizes = ", ".join(str(b) for b in cfg["serving"]["batch_sizes"])
+    assert f"batches of {sizes}, arrival and length order, on SST-2 (first 16 dev examples" in serving
 
 
 

@@ -190,6 +190,44 @@ def test_reordered_keys_and_respelled_numbers_rerun_nothing(micro_run, tmp_path)
     assert "run_method" in changed.stdout + changed.stderr
 
 
+@pytest.mark.e2e
+def test_micro_run_serves_every_table1_point(micro_run, tmp_path):
+    """Rule serving (in all): every Table 1 row's point on the first task at every batch size and order,
+    from the run's records; its CLI reads the same run; asking for it again retrains nothing."""
+    cfg = yaml.safe_load(MICRO.read_text())
+    serving = pd.read_csv(micro_run / "results/micro/serving.csv")
+    selected = pd.read_csv(micro_run / "results/micro/selected_points.csv")
+    first = cfg["tasks"][0]
+    points = selected[(selected["task"] == first) & (selected["split"] == "dev") & selected["variant"].notna()
+                      & (selected["method"] != "bert")]
+    assert set(serving["task"]) == {first} and set(serving["row"]) == set(points["row"])
+    configs = {(b, o) for b in cfg["serving"]["batch_sizes"] for o in ("arrival", "length")}
+    assert set(zip(serving["batch_size"], serving["order"])) == configs
+    assert len(serving) == len(configs) * len(serving.drop_duplicates(["row", "variant", "knob"]))
+    assert (serving["survival"] - serving["throughput_speedup"] / serving["layer_speedup"]).abs().max() < 1e-9
+    assert (serving["examples_per_s"] > 0).all() and (serving["layer_speedup"] >= 1).all()
+    at_one = serving[serving["batch_size"] == 1]
+    assert (at_one["prediction_differences"] == 0).all() and (at_one["layer_differences"] == 0).all()
+    assert (serving["agreement_n"] == cfg["serving"]["examples"]).all()
+    assert (micro_run / "figures/micro/serving.png").stat().st_size > 0
+    out = tmp_path / "serving.csv"
+    cli = subprocess.run([sys.executable, "-m", "dpbert.tools.serve_bench", "--configfile", str(MICRO), "--directory",
+                          str(micro_run), "--batch-sizes", "2", "--orders", "length", "--examples", "4",
+                          "--repeats", "1", "--out", str(out), "--figure", str(tmp_path / "serving.png")],
+                         cwd=ROOT, capture_output=True, text=True, timeout=300, check=False,
+                         env={**os.environ, "PYTHONPATH": str(ROOT)})
+    assert cli.returncode == 0, cli.stderr[-2000:]
+    again = pd.read_csv(out)
+    assert set(again["row"]) == set(serving["row"]) and set(again["batch_size"]) == {2}
+    assert (again["n_examples"] == 4).all() and (again["n_batches"] == 2).all()
+    (micro_run / "results/micro/serving.csv").unlink()
+    dry = snakemake(micro_run, "results/micro/serving.csv", "-n", "--quiet", "rules")
+    assert dry.returncode == 0, dry.stdout[-2000:]
+    jobs = {ln.split()[0] for ln in dry.stdout.splitlines() if ln.strip() and ln.split()[0] in
+            {"prepare_data", "run_method", "table1", "serving"}}
+    assert jobs == {"serving"}, dry.stdout[-2000:]
+
+
 def test_unknown_method_is_rejected_before_any_job(tmp_path):
     cfg = write_config(tmp_path, methods={"bert": {}, "dpbret": {}})
     result = snakemake(tmp_path, "-n", config=cfg)

@@ -125,6 +125,8 @@ rule manifest:
         f"{R}/reproduction.md",
         f"{R}/health.csv",
         f"{R}/health.md",
+        f"{R}/serving.csv",
+        f"{F}/serving.png",
     output:
         f"{R}/manifest.json",
     log:
