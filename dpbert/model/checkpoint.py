@@ -47,6 +47,8 @@ from typing import Any
 import numpy as np
 import torch
 
+from dpbert.model.writes import writing
+
 log = logging.getLogger(__name__)
 
 FORMAT = 1
@@ -280,9 +282,10 @@ class Stage:
     def save(self, state: dict[str, Any]) -> None:
         start = time.perf_counter()
         tmp = self.path.with_name(self.path.name + ".partial")
-        torch.save({"format": FORMAT, **state}, tmp)
-        with open(tmp, "rb+") as f:
-            os.fsync(f.fileno())
+        with writing(tmp, "the training checkpoint"):
+            torch.save({"format": FORMAT, **state}, tmp)
+            with open(tmp, "rb+") as f:
+                os.fsync(f.fileno())
         tmp.replace(self.path)
         self.job.save_s.append(time.perf_counter() - start)
 

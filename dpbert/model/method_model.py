@@ -21,6 +21,7 @@ from dpbert.model.sources import (
     load_classifier,
     save_classifier,
 )
+from dpbert.model.writes import writing
 
 EXTRA_FILE = "method_modules.pt"
 META_FILE = "method.json"
@@ -86,9 +87,10 @@ class MethodModel(nn.Module):
 
 def save_method_model(model: MethodModel, tokenizer, folder: Path, meta: dict[str, Any]) -> None:
     folder = Path(folder)
-    save_classifier(model.classifier, tokenizer, folder / "backbone")
-    torch.save(model.extra.state_dict(), folder / EXTRA_FILE)
-    (folder / META_FILE).write_text(json.dumps(meta, indent=2, sort_keys=True))
+    with writing(folder, "the trained model folder"):
+        save_classifier(model.classifier, tokenizer, folder / "backbone")
+        torch.save(model.extra.state_dict(), folder / EXTRA_FILE)
+        (folder / META_FILE).write_text(json.dumps(meta, indent=2, sort_keys=True))
 
 
 def load_method_model(folder: Path, extra: nn.Module | None = None) -> tuple[MethodModel, Any, dict]:

@@ -13,6 +13,7 @@ from dpbert.data.encoding import EncodedSplit, encode_examples
 from dpbert.data.sources import DataError, load_task
 from dpbert.data.tasks import get_task
 from dpbert.model.sources import ModelSource, load_tokenizer
+from dpbert.model.writes import writing
 
 
 @dataclasses.dataclass
@@ -63,7 +64,8 @@ def prepare_task(task: str, data_cfg: dict, model_cfg: dict, out: str | Path, lo
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_name(out.name + ".partial")
-    torch.save(payload, tmp)
+    with writing(tmp, "the prepared data file"):
+        torch.save(payload, tmp)
     tmp.replace(out)
 
 

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import torch
 
+from dpbert.model.writes import writing
 from dpbert.run import reproducible
 
 
@@ -54,7 +55,8 @@ def atomic_write_text(path: str | Path, text: str) -> None:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".partial")
-    tmp.write_text(text)
+    with writing(tmp, "the output"):
+        tmp.write_text(text)
     tmp.replace(path)
 
 
@@ -63,7 +65,8 @@ def atomic_write_df(df, path: str | Path, **kwargs) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     suffix = "".join(path.suffixes)
     tmp = path.with_name(path.name.removesuffix(suffix) + ".partial" + suffix)
-    df.to_csv(tmp, index=False, **kwargs)
+    with writing(tmp, "the output"):
+        df.to_csv(tmp, index=False, **kwargs)
     tmp.replace(path)
 
 
