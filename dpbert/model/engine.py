@@ -176,6 +176,7 @@ class LayerwiseBackbone(nn.Module):
         active = list(range(len(lengths)))
         states: list[Tensor | None] = [None] * len(lengths)
         executed: list[list[int]] = [[] for _ in lengths]
+        masks: dict[tuple, Tensor | None] = {}  # (a sub-batch's batch rows, width) -> its layer mask
         for i in range(self.n_layers) if layers is None else layers:
             if not active:
                 break
@@ -183,7 +184,8 @@ class LayerwiseBackbone(nn.Module):
                    else _row_flags(plan(i, hidden, mask2d, list(active)), len(active), "plan"))
             ran = [k for k, flag in enumerate(run) if flag]
             if ran:
-                hidden = self._run_subset(i, hidden, mask2d, ran, [lengths[active[k]] for k in ran])
+                hidden = self._run_subset(i, hidden, mask2d, ran, [lengths[active[k]] for k in ran], masks,
+                                          tuple(active[k] for k in ran))
                 for k in ran:
                     executed[active[k]].append(i)
             if leave is None or not ran:
@@ -211,18 +213,28 @@ class LayerwiseBackbone(nn.Module):
             return RowsOutput(states, executed)  # type: ignore[arg-type]
         return RowsOutput(states, executed, hidden, mask2d, list(active))  # type: ignore[arg-type]
 
-    def _run_subset(self, i: int, hidden: Tensor, mask2d: Tensor, ran: list[int], lengths: list[int]) -> Tensor:
-        """``hidden`` after layer ``i`` ran for the rows ``ran`` (positions in ``hidden``), trimmed to their
-        longest row; a new tensor (the old one, which rows that left may still view, is never written)."""
+    def _run_subset(self, i: int, hidden: Tensor, mask2d: Tensor, ran: list[int], lengths: list[int],
+                    masks: dict[tuple, Tensor | None], rows: tuple[int, ...]) -> Tensor:
+        """``hidden`` after layer ``i`` ran for the rows ``ran`` (positions in ``hidden``; ``rows``: their
+        batch rows), trimmed to their longest row; a new tensor (the old one, which rows that left may still
+        view, is never written). The layer mask of a sub-batch is made once and kept in ``masks`` (the same
+        rows at the same width take the same mask at every layer)."""
         width = max(lengths)
+
+        def mask_of(sub: Tensor, sub_mask: Tensor) -> Tensor | None:
+            key = (rows, width)
+            if key not in masks:
+                masks[key] = self.layer_mask(sub, sub_mask)
+            return masks[key]
+
         if len(ran) == hidden.shape[0]:
             if width == hidden.shape[1]:
-                return self.layer(i, hidden, self.layer_mask(hidden, mask2d))
+                return self.layer(i, hidden, mask_of(hidden, mask2d))
             sub, sub_mask = hidden[:, :width], mask2d[:, :width]
         else:
             index = torch.tensor(ran, device=hidden.device)
             sub, sub_mask = hidden[index, :width], mask2d[index, :width]
-        new = self.layer(i, sub, self.layer_mask(sub, sub_mask))
+        new = self.layer(i, sub, mask_of(sub, sub_mask))
         out = hidden.clone()
         out[ran, :width] = new
         return out
