@@ -8,8 +8,10 @@ after the exit is ever computed.
 
 ``ExitCriterion`` is what the four share at inference: a per-layer *exit statistic* (entropy, LTE
 error, patience counter, halting probability) whose value does not depend on the knob, and a rule
-"exit when the statistic says so at this knob". ``predict_one`` applies the rule inside the layer
-loop (what is timed); ``trace`` runs the layers once and ``predict_traced`` reads every knob's exit off
+"exit when the statistic says so at this knob". Each method writes its signal once, for a sub-batch
+(``exit_rows``: the rows still in a batch after layer i -> each row's answer and statistic, one host read
+for all of them, the per-row state kept by batch row); ``exit_signal`` is that function on one example.
+``predict_one`` applies the rule inside the layer loop (what is timed); ``trace`` runs the layers once and ``predict_traced`` reads every knob's exit off
 the same statistics (what scores a sweep: ``predict_knobs`` is the two), which gives bit-identical
 predictions with one pass per example; the sweep keeps the traces, so the window search's rounds and the
 health diagnostics run no layer again.
@@ -27,14 +29,14 @@ import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
 
-from dpbert.data.encoding import row_examples, stack_examples
+from dpbert.data.encoding import stack_examples
 from dpbert.methods.interface import (
     FinetuneParams,
     Method,
     Prediction,
     TrainContext,
 )
-from dpbert.model.engine import check_state_kind, cls_state, token_state
+from dpbert.model.engine import check_state_kind, cls_state, per_rows, token_state
 from dpbert.model.flops import head_flops
 from dpbert.model.method_model import MethodModel, load_method_model
 from dpbert.model.sources import build_start, load_classifier, start_at_targets
@@ -43,6 +45,9 @@ from dpbert.model.sources import build_start, load_classifier, start_at_targets
 # into the prediction, the exit's (1, k) logits or DACT's accumulated answer on host floats; the exit
 # statistic of layer i, or None at the last layer, where the loop ends anyway)
 ExitSignal = Callable[[int, Tensor], "tuple[Tensor | list[float], float | None]"]
+# ``exit_rows``: (layer i, a sub-batch's hidden (rows, width, H) after it, its 0/1 mask, the batch rows it
+# holds) -> (each row's answer, each row's statistic or None), in the sub-batch's order
+RowsSignal = Callable[[int, Tensor, Tensor, list[int]], "tuple[list, list[float | None]]"]
 
 
 @dataclass
@@ -216,6 +221,11 @@ def host_values(logits: Tensor) -> list[float]:
     return logits.view(-1).tolist()
 
 
+def row_answers(logits: Tensor) -> list[Tensor]:
+    """Each row's (1, k) logits of a (rows, k) tensor, as views (the whole tensor for one row)."""
+    return [logits] if logits.shape[0] == 1 else list(logits.split(1))
+
+
 def host_softmax(values: Sequence[float]) -> list[float]:
     top = max(values)
     z = [math.exp(v - top) for v in values]
@@ -301,9 +311,25 @@ class ExitCriterion(Method):
     def meta(self, **values) -> dict:
         return {"method": self.name, "state": self.params.state, **values}
 
-    def exit_signal(self, model: MethodModel, example: dict[str, Tensor]) -> ExitSignal:
-        """A fresh per-example function (it may keep state across layers, e.g. PABEE's counter)."""
+    def exit_rows(self, model: MethodModel, n_rows: int) -> RowsSignal:
+        """A fresh function for a batch of ``n_rows`` (``RowsSignal``): after layer i, the answer and exit
+        statistic of every row of a sub-batch at once (one read to the host for all of them). State kept
+        across layers (PABEE's counter, DACT's accumulated answer) is kept per batch row, so a row's values
+        never depend on the other rows; on a sub-batch of one row trimmed to its tokens they are exactly
+        ``predict_one``'s (the one implementation behind ``exit_signal`` and both modes of ``predict_batch``)."""
         raise NotImplementedError
+
+    def exit_signal(self, model: MethodModel, example: dict[str, Tensor]) -> ExitSignal:
+        """A fresh per-example function (``exit_rows`` on one example): (layer i, its hidden state after
+        the layer) -> (the answer, the statistic)."""
+        rows = self.exit_rows(model, 1)
+        mask = example["attention_mask"]
+
+        def signal(i: int, hidden: Tensor):
+            answers, statistics = rows(i, hidden, mask, [0])
+            return answers[0], statistics[0]
+
+        return signal
 
     def exits(self, statistic: float, knob: float) -> bool:
         """Whether a layer before the last exits at this knob, given its statistic."""
@@ -340,23 +366,24 @@ class ExitCriterion(Method):
         return Prediction(self.final_output(seen["answer"]), out.executed)
 
     @torch.inference_mode()
-    def predict_batch(self, model: MethodModel, batch: dict[str, Tensor], knob: float) -> list[Prediction]:
-        """A padded batch through the layers together (``engine.run_rows``): after each layer every row
-        still in the batch asks its own exit signal (its state carried per row: PABEE's counter, DACT's
-        accumulated answer and halting product), reading its row on its own tokens as ``predict_one``
-        does; the rows whose test fires leave with their answer, and the rest continue as a smaller
-        batch trimmed to their longest row."""
-        examples = row_examples(batch)
-        signals = [self.exit_signal(model, example) for example in examples]
-        lengths = [example["input_ids"].shape[1] for example in examples]
-        answers: list = [None] * len(examples)
+    def predict_batch(self, model: MethodModel, batch: dict[str, Tensor], knob: float,
+                      exact: bool = False) -> list[Prediction]:
+        """A padded batch through the layers together (``engine.run_rows``): after each layer the rows
+        still in the batch ask the exit signal (``exit_rows``, their state carried per row: PABEE's counter,
+        DACT's accumulated answer and halting product) once on the sub-batch, or with ``exact`` row by row
+        on each row's own tokens as ``predict_one`` does (``engine.per_rows``); the rows whose test fires
+        leave with their answer, and the rest continue as a smaller batch trimmed to their longest row."""
+        signal = self.exit_rows(model, batch["input_ids"].shape[0])
+        answers: list = [None] * batch["input_ids"].shape[0]
 
-        def leave(i: int, hidden: Tensor, rows: list[int]) -> list[bool]:
-            flags = []
-            for k, row in enumerate(rows):
-                answers[row], statistic = signals[row](i, hidden[k : k + 1, : lengths[row]])
-                flags.append(statistic is not None and self.exits(statistic, knob))
-            return flags
+        def leave(i: int, hidden: Tensor, mask: Tensor, rows: list[int]) -> list[bool]:
+            def decide(h: Tensor, m: Tensor, rs: list[int]) -> list[bool]:
+                got, statistics = signal(i, h, m, rs)
+                for row, answer in zip(rs, got):
+                    answers[row] = answer
+                return [s is not None and self.exits(s, knob) for s in statistics]
+
+            return per_rows(decide, hidden, mask, rows, exact)
 
         out = model.engine.run_rows(batch["input_ids"], batch["attention_mask"], batch["token_type_ids"], leave=leave)
         return [Prediction(self.final_output(answer), executed) for answer, executed in zip(answers, out.executed)]

@@ -15,18 +15,19 @@ from pathlib import Path
 
 import torch
 from torch import Tensor, nn
+from torch.nn import functional as F
 
 from baselines._early_exit import (
     AllExits,
     ExitCriterion,
     ExitModules,
     ExitParams,
-    ExitSignal,
+    RowsSignal,
     all_exits,
-    host_linear1,
     host_sigmoid,
     infer_exit,
     new_ramps,
+    row_answers,
 )
 from dpbert.methods.interface import Pinned, TrainContext, register
 from dpbert.model.method_model import MethodModel, save_method_model
@@ -43,9 +44,13 @@ class LTE(nn.Module):
     def forward(self, pooled: Tensor) -> Tensor:
         return torch.sigmoid(self.fc(pooled)).squeeze(-1)
 
+    def errors(self, pooled: Tensor) -> list[float]:
+        """``forward`` for each row of ``pooled`` (rows, hidden) as host floats, from one read (inference)."""
+        return [host_sigmoid(x) for x in F.linear(pooled, self.fc.weight, self.fc.bias).view(-1).tolist()]
+
     def error_one(self, pooled: Tensor) -> float:
-        """``forward`` for one example (pooled of shape (1, hidden)) as a host float (inference)."""
-        return host_sigmoid(host_linear1(self.fc, pooled))
+        """``errors`` of one example (pooled of shape (1, hidden))."""
+        return self.errors(pooled)[0]
 
 
 def lte_targets(logits: Tensor, labels: Tensor, is_regression: bool) -> Tensor:
@@ -124,13 +129,13 @@ class Berxit(ExitCriterion):
     def load(self, folder: Path) -> MethodModel:
         return self.load_exit(folder, lambda ramps, cfg: ExitModules(ramps, lte=LTE(cfg.hidden_size)))
 
-    def exit_signal(self, model: MethodModel, example: dict[str, Tensor]) -> ExitSignal:
+    def exit_rows(self, model: MethodModel, n_rows: int) -> RowsSignal:
+        """The exit's logits, and (before the last layer) the LTE unit's estimated error of each row."""
         last = model.n_layers - 1
-        mask = example["attention_mask"]
 
-        def signal(i: int, hidden: Tensor) -> tuple[Tensor, float | None]:
+        def signal(i: int, hidden: Tensor, mask: Tensor, rows: list[int]) -> tuple[list, list[float | None]]:
             pooled, logits = infer_exit(model, i, hidden, mask)
-            return logits, (model.extra.lte.error_one(pooled) if i < last else None)
+            return row_answers(logits), (model.extra.lte.errors(pooled) if i < last else [None] * len(rows))
 
         return signal
 

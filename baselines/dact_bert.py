@@ -34,17 +34,16 @@ from pathlib import Path
 
 import torch
 from torch import Tensor, nn
+from torch.nn import functional as F
 
 from baselines._early_exit import (
     ExitCriterion,
     ExitModules,
     ExitParams,
-    ExitSignal,
+    RowsSignal,
     all_exits,
-    host_linear1,
     host_sigmoid,
     host_softmax,
-    host_values,
     infer_exit,
     new_ramps,
 )
@@ -70,9 +69,18 @@ class HaltingGate(nn.Module):
     def forward(self, hidden: Tensor, attention_mask: Tensor | None = None) -> Tensor:
         return 1 - torch.sigmoid(self.gate(token_state(hidden, attention_mask, self.state))).squeeze(-1)
 
+    def gate_logits(self, hidden: Tensor, attention_mask: Tensor | None = None) -> Tensor:
+        """The gate's logit of each row, shape (rows, 1); h_n = 1 - sigmoid(logit) (``continue_host``)."""
+        return F.linear(token_state(hidden, attention_mask, self.state), self.gate.weight, self.gate.bias)
+
+    @staticmethod
+    def continue_host(logit: float) -> float:
+        """h_n from a gate logit read to the host (inference)."""
+        return 1 - host_sigmoid(logit)
+
     def continue_one(self, hidden: Tensor, attention_mask: Tensor | None = None) -> float:
         """``forward`` for one example (hidden of shape (1, seq, hidden)) as a host float (inference)."""
-        return 1 - host_sigmoid(host_linear1(self.gate, token_state(hidden, attention_mask, self.state)))
+        return self.continue_host(self.gate_logits(hidden, attention_mask).item())
 
 
 def exit_answer(logits: Tensor, is_regression: bool) -> Tensor:
@@ -274,22 +282,34 @@ class DactBert(ExitCriterion):
         return self.load_exit(folder, lambda ramps, cfg: ExitModules(
             ramps, halting=HaltingGate(cfg.hidden_size, state=self.params.state)))
 
-    def exit_signal(self, model: MethodModel, example: dict[str, Tensor]) -> ExitSignal:
+    def exit_rows(self, model: MethodModel, n_rows: int) -> RowsSignal:
         """The accumulated answer a_n; the statistic is p_n (regression) or whether the top class can
-        no longer be overtaken (classification: 1.0 or 0.0)."""
+        no longer be overtaken (classification: 1.0 or 0.0). a_n and p_n are kept per batch row; the rows'
+        exit logits and halting-gate logits reach the host in one read."""
         reg = self.task.is_regression
         last = model.n_layers - 1
-        mask = example["attention_mask"]
-        state: dict = {"a": None, "p": 1.0}  # a_0 = 0 (set at the first layer, where k is known), p_0 = 1
+        acc: list = [None] * n_rows  # a_0 = 0 (set at the first layer, where k is known)
+        prob = [1.0] * n_rows  # p_0 = 1
 
-        def signal(i: int, hidden: Tensor) -> tuple[list[float], float | None]:
-            values = host_values(infer_exit(model, i, hidden, mask)[1])
-            y = values if reg else host_softmax(values)
-            state["a"] = accumulate_host(y, [0.0] * len(y) if state["a"] is None else state["a"], state["p"])
-            if i == last:
-                return state["a"], None
-            state["p"] = p_n = model.extra.halting.continue_one(hidden, mask) * state["p"]
-            return state["a"], (p_n if reg else float(cannot_be_overtaken(state["a"], p_n, last - i)))
+        def signal(i: int, hidden: Tensor, mask: Tensor, rows: list[int]) -> tuple[list, list[float | None]]:
+            logits = infer_exit(model, i, hidden, mask)[1]
+            if i < last:
+                gate = model.extra.halting.gate_logits(hidden, mask)
+                read = torch.cat([logits, gate.to(logits.dtype)], 1).tolist()
+            else:
+                read = logits.tolist()
+            answers, statistics = [], []
+            for row, values in zip(rows, read):
+                values, gate_logit = (values[:-1], values[-1]) if i < last else (values, None)
+                y = values if reg else host_softmax(values)
+                acc[row] = accumulate_host(y, [0.0] * len(y) if acc[row] is None else acc[row], prob[row])
+                answers.append(acc[row])
+                if i == last:
+                    statistics.append(None)
+                    continue
+                prob[row] = p_n = model.extra.halting.continue_host(gate_logit) * prob[row]
+                statistics.append(p_n if reg else float(cannot_be_overtaken(acc[row], p_n, last - i)))
+            return answers, statistics
 
         return signal
 

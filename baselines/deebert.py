@@ -18,13 +18,13 @@ from baselines._early_exit import (
     ExitCriterion,
     ExitModules,
     ExitParams,
-    ExitSignal,
+    RowsSignal,
     all_exits,
     check_classification,
     host_entropy,
-    host_values,
     infer_exit,
     new_ramps,
+    row_answers,
 )
 from dpbert.methods.interface import FORWARD_SHARE, Pinned, TrainContext, register
 from dpbert.model.method_model import MethodModel, save_method_model
@@ -96,13 +96,15 @@ class DeeBert(ExitCriterion):
     def load(self, folder: Path) -> MethodModel:
         return self.load_exit(folder, lambda ramps, _cfg: ExitModules(ramps))
 
-    def exit_signal(self, model: MethodModel, example: dict[str, Tensor]) -> ExitSignal:
+    def exit_rows(self, model: MethodModel, n_rows: int) -> RowsSignal:
+        """The off-ramp's logits, and their entropy (before the last layer) from one read of the rows' logits."""
         last = model.n_layers - 1
-        mask = example["attention_mask"]
 
-        def signal(i: int, hidden: Tensor) -> tuple[Tensor, float | None]:
+        def signal(i: int, hidden: Tensor, mask: Tensor, rows: list[int]) -> tuple[list, list[float | None]]:
             logits = infer_exit(model, i, hidden, mask)[1]
-            return logits, (host_entropy(host_values(logits)) if i < last else None)
+            if i == last:
+                return row_answers(logits), [None] * len(rows)
+            return row_answers(logits), [host_entropy(values) for values in logits.tolist()]
 
         return signal
 

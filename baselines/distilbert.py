@@ -252,14 +252,16 @@ class DistilBert(Method):
         return Prediction(model.final_head(out.hidden, example["attention_mask"])[0], out.executed)
 
     @torch.inference_mode()
-    def predict_batch(self, model, batch: dict[str, Tensor], knob: float) -> list[Prediction]:
+    def predict_batch(self, model, batch: dict[str, Tensor], knob: float,
+                      exact: bool = False) -> list[Prediction]:
         """The student on the whole batch at once: the hub student's own Hugging Face forward with the
-        attention mask (its head batched too), or the engine's batched forward and BERT's head on each row."""
+        attention mask (its head batched too, in either mode), or the engine's batched forward and BERT's head
+        (``exact``: on each row alone)."""
         if isinstance(model, HubStudent):
             logits = model.hf(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
             return [Prediction(row, list(range(model.n_layers))) for row in logits]
         return [Prediction(*row) for row in model.run_fixed_layers_batch(batch, range(model.n_layers),
-                                                                          f"methods.{self.name}")]
+                                                                          f"methods.{self.name}", exact)]
 
     def reference_layers(self, model) -> int:
         """The teacher's depth (12 for BERT-base), so 6 student layers give a 2.00x layer speed-up."""

@@ -105,10 +105,11 @@ class LayerDrop(Method):
         return Prediction(*model.run_fixed_layers(example, self._kept(model, knob), f"methods.{self.name}.kept_layers"))
 
     @torch.inference_mode()
-    def predict_batch(self, model: MethodModel, batch: dict[str, Tensor], knob: float) -> list[Prediction]:
-        """The pruned model on the whole batch at once (the kept layers), then BERT's head on each row."""
+    def predict_batch(self, model: MethodModel, batch: dict[str, Tensor], knob: float,
+                      exact: bool = False) -> list[Prediction]:
+        """The pruned model on the whole batch at once (the kept layers), then BERT's head (``exact``: on each row alone)."""
         return [Prediction(*row) for row in model.run_fixed_layers_batch(batch, self._kept(model, knob),
-                                                                          f"methods.{self.name}.kept_layers")]
+                                                                          f"methods.{self.name}.kept_layers", exact)]
 
     def _kept(self, model: MethodModel, knob: float) -> list[int]:
         k = int(knob)

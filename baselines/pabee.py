@@ -22,12 +22,12 @@ from baselines._early_exit import (
     ExitCriterion,
     ExitModules,
     ExitParams,
-    ExitSignal,
+    RowsSignal,
     all_exits,
     host_argmax,
-    host_values,
     infer_exit,
     new_ramps,
+    row_answers,
 )
 from dpbert.methods.interface import Pinned, TrainContext, register
 from dpbert.model.method_model import MethodModel, save_method_model
@@ -82,26 +82,28 @@ class Pabee(ExitCriterion):
     def load(self, folder: Path) -> MethodModel:
         return self.load_exit(folder, lambda ramps, _cfg: ExitModules(ramps), own_poolers=False)
 
-    def exit_signal(self, model: MethodModel, example: dict[str, Tensor]) -> ExitSignal:
+    def exit_rows(self, model: MethodModel, n_rows: int) -> RowsSignal:
         """The statistic is the official counter: consecutive layers that left the prediction unchanged
-        (argmax; regression: |change| < tolerance)."""
+        (argmax; regression: |change| < tolerance), one counter and last prediction per batch row."""
         last = model.n_layers - 1
         tol = self.params.regression_tolerance
-        mask = example["attention_mask"]
-        state: dict = {"prev": None, "counter": 0}
+        prev: list = [None] * n_rows
+        counter = [0] * n_rows
 
-        def signal(i: int, hidden: Tensor) -> tuple[Tensor, float | None]:
+        def signal(i: int, hidden: Tensor, mask: Tensor, rows: list[int]) -> tuple[list, list[float | None]]:
             logits = infer_exit(model, i, hidden, mask)[1]
-            values = host_values(logits)
-            if self.task.is_regression:
-                pred = values[0]
-                same = state["prev"] is not None and abs(pred - state["prev"]) < tol
-            else:
-                pred = host_argmax(values)
-                same = state["prev"] is not None and pred == state["prev"]
-            state["counter"] = state["counter"] + 1 if same else 0
-            state["prev"] = pred
-            return logits, (float(state["counter"]) if i < last else None)
+            statistics: list[float | None] = []
+            for row, values in zip(rows, logits.tolist()):
+                if self.task.is_regression:
+                    pred = values[0]
+                    same = prev[row] is not None and abs(pred - prev[row]) < tol
+                else:
+                    pred = host_argmax(values)
+                    same = prev[row] is not None and pred == prev[row]
+                counter[row] = counter[row] + 1 if same else 0
+                prev[row] = pred
+                statistics.append(float(counter[row]) if i < last else None)
+            return row_answers(logits), statistics
 
         return signal
 

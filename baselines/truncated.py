@@ -154,11 +154,12 @@ class BertTruncated(Method):
         return Prediction(model.final_head(out.hidden, example["attention_mask"])[0], out.executed)
 
     @torch.inference_mode()
-    def predict_batch(self, model: MethodModel, batch: dict[str, Tensor], knob: float) -> list[Prediction]:
-        """The batch through every layer of the k-layer model at once, then its head on each row."""
+    def predict_batch(self, model: MethodModel, batch: dict[str, Tensor], knob: float,
+                      exact: bool = False) -> list[Prediction]:
+        """The batch through every layer of the k-layer model at once, then its head (``exact``: on each row alone)."""
         self._check_depth(model, knob)
         return [Prediction(*row) for row in model.run_fixed_layers_batch(batch, range(model.n_layers),
-                                                                          f"methods.{self.name}.layers")]
+                                                                          f"methods.{self.name}.layers", exact)]
 
     def reference_layers(self, model) -> int:
         """The backbone's depth N (12 for BERT-base), so 9 layers give a 1.33x layer speed-up."""
@@ -200,10 +201,11 @@ class BertCut(Method):
         return Prediction(*model.run_fixed_layers(example, range(int(knob)), f"methods.{self.name}.layers"))
 
     @torch.inference_mode()
-    def predict_batch(self, model: MethodModel, batch: dict[str, Tensor], knob: float) -> list[Prediction]:
-        """The batch through the first k layers at once, then the head on each row."""
+    def predict_batch(self, model: MethodModel, batch: dict[str, Tensor], knob: float,
+                      exact: bool = False) -> list[Prediction]:
+        """The batch through the first k layers at once, then the head (``exact``: on each row alone)."""
         return [Prediction(*row) for row in model.run_fixed_layers_batch(batch, range(int(knob)),
-                                                                          f"methods.{self.name}.layers")]
+                                                                          f"methods.{self.name}.layers", exact)]
 
     @torch.inference_mode()
     def predict_knobs(self, model: MethodModel, example: dict[str, Tensor], knobs: Sequence[float]) -> list[Prediction]:

@@ -68,9 +68,10 @@ class BertBase(Method):
         return Prediction(model.final_head(out.hidden, example["attention_mask"])[0], out.executed)
 
     @torch.inference_mode()
-    def predict_batch(self, model: MethodModel, batch: dict[str, Tensor], knob: float) -> list[Prediction]:
-        """The plain batched forward with the attention mask, then BERT's head on each row."""
-        return [Prediction(*row) for row in model.run_fixed_layers_batch(batch, range(model.n_layers), "model")]
+    def predict_batch(self, model: MethodModel, batch: dict[str, Tensor], knob: float,
+                      exact: bool = False) -> list[Prediction]:
+        """The plain batched forward with the attention mask, then BERT's head (``exact``: on each row alone)."""
+        return [Prediction(*row) for row in model.run_fixed_layers_batch(batch, range(model.n_layers), "model", exact)]
 
     @staticmethod
     def hf_forward(model: MethodModel, example: dict[str, Tensor]) -> Tensor:

@@ -18,7 +18,7 @@ from pathlib import Path
 import torch
 from torch import Tensor, nn
 
-from dpbert.data.encoding import row_examples, stack_examples
+from dpbert.data.encoding import stack_examples
 from dpbert.methods.interface import (
     FORWARD_SHARE,
     SCORE_BATCH,
@@ -29,7 +29,7 @@ from dpbert.methods.interface import (
     TrainContext,
     register,
 )
-from dpbert.model.engine import check_state_kind, token_state
+from dpbert.model.engine import check_state_kind, per_rows, token_state
 from dpbert.model.flops import head_flops
 from dpbert.model.method_model import MethodModel, load_method_model, save_method_model
 from dpbert.model.sources import load_classifier
@@ -315,20 +315,23 @@ class _DPBertBase(Method):
         return n_layers * 2 * hidden + head_flops(hidden, num_labels)
 
     @torch.inference_mode()
-    def predict_batch(self, model: MethodModel, batch: dict[str, Tensor], knob: float) -> list[Prediction]:
-        """A padded batch, each row on its own path (``engine.run_rows``): before layer i every row's planner
-        reads its row on its own tokens, as ``predict_one`` does (a skipped row pays its planner too); the
-        rows with p_i >= threshold go through the layer together, the others carry their state forward."""
-        examples = row_examples(batch)
-        masks = [example["attention_mask"] for example in examples]
+    def predict_batch(self, model: MethodModel, batch: dict[str, Tensor], knob: float,
+                      exact: bool = False) -> list[Prediction]:
+        """A padded batch, each row on its own path (``engine.run_rows``): before layer i the planner reads
+        the rows still in the batch at once (one read of their p_i), or with ``exact`` each row alone on its
+        own tokens as ``predict_one`` does (``engine.per_rows``; a skipped row pays its planner too); the
+        rows with p_i >= threshold go through the layer together, the others carry their state forward.
+        BERT's head then reads the batch at once (``exact``: each row alone)."""
 
-        def plan(i: int, hidden: Tensor, rows: list[int]) -> list[bool]:
-            return [bool(model.extra.prob(i, hidden[k : k + 1, : masks[row].shape[1]], masks[row]).item() >= knob)
-                    for k, row in enumerate(rows)]
+        def plan(i: int, hidden: Tensor, mask: Tensor, rows: list[int]) -> list[bool]:
+            return per_rows(lambda h, m, _rows: [p >= knob for p in model.extra.prob(i, h, m).tolist()],
+                            hidden, mask, rows, exact)
 
         out = model.engine.run_rows(batch["input_ids"], batch["attention_mask"], batch["token_type_ids"], plan=plan)
-        return [Prediction(model.final_head(state, mask)[0], executed)
-                for state, mask, executed in zip(out.states, masks, out.executed)]
+        outputs: list = [None] * len(out.executed)
+        for row, output in zip(out.rows, model.final_head_rows(out.hidden, out.mask, exact, out.rows)):
+            outputs[row] = output
+        return [Prediction(output, executed) for output, executed in zip(outputs, out.executed)]
 
     def trace(self, model: MethodModel, example: dict[str, Tensor]) -> PathTree:
         """The example's tree of paths, empty: ``predict_traced`` computes each decision prefix the first

@@ -212,13 +212,16 @@ class Method(ABC):
     def predict_one(self, model, example: dict[str, Tensor], knob: float) -> Prediction:
         """Batch-size-1 inference with the knob; exit/skip decisions per example, no wasted layers."""
 
-    def predict_batch(self, model, batch: dict[str, Tensor], knob: float) -> list[Prediction]:
+    def predict_batch(self, model, batch: dict[str, Tensor], knob: float, exact: bool = False) -> list[Prediction]:
         """Serving: predictions of a padded batch (``EncodedSplit.batch``: input_ids, token_type_ids,
         attention_mask, rows of any lengths) at ``knob``, one ``Prediction`` per row with the layers that
-        row executed. Each row must get what ``predict_one`` gives its example alone, up to the float
-        rounding that padding brings (tests/methods/test_predict_batch.py counts the differences).
-        Default: the rows one at a time, unpadded; a method overrides it to run its rows together
-        (docs/methods.md, "Serving batches")."""
+        row executed. ``exact=False`` (serving's default): every decision (off-ramp, LTE or halting unit,
+        planner) and the head run once per layer on the rows still in the batch; ``exact=True``: each of
+        them reads its row alone, as ``predict_one`` does (``engine.per_rows``). Either way each row must
+        get what ``predict_one`` gives its example alone, up to float rounding (tests/methods/
+        test_predict_batch.py counts the differences; docs/methods.md, "Serving batches").
+        Default: the rows one at a time, unpadded (exact in both modes); a method overrides it to run its
+        rows together."""
         return [self.predict_one(model, example, knob) for example in row_examples(batch)]
 
     def predict_knobs(self, model, example: dict[str, Tensor], knobs: Sequence[float]) -> list[Prediction]:

@@ -12,6 +12,8 @@ embeddings and a chosen sequence of layers, and steers the loop with two callbac
 ``run_rows`` is the same loop for a padded batch whose rows take their own paths (serving,
 ``Method.predict_batch``): ``plan`` and ``leave`` answer per row, the rows that run a layer go through it
 as one batch, and a row that leaves takes its state with it while the rest continue as a smaller batch.
+``per_rows`` runs a decision or head written for a sub-batch either once on it (fast) or row by row, each
+row alone on its own tokens (exact: what ``predict_one`` computes, bit for bit).
 """
 
 from __future__ import annotations
@@ -26,8 +28,11 @@ from transformers.masking_utils import create_bidirectional_mask
 
 PlanFn = Callable[[int, Tensor], "bool | Tensor"]
 AfterFn = Callable[[int, Tensor], bool]
-# run_rows: (layer i, the sub-batch's hidden (rows, width, hidden), the batch rows it holds) -> one bool per row
-RowFn = Callable[[int, Tensor, list[int]], "Sequence[bool] | Tensor"]
+# run_rows: (layer i, the sub-batch's hidden (rows, width, hidden), its 0/1 mask (rows, width), the batch rows
+# it holds) -> one bool per row
+RowFn = Callable[[int, Tensor, Tensor, list[int]], "Sequence[bool] | Tensor"]
+# per_rows: (a sub-batch's hidden, its mask, the batch rows it holds) -> one value per row, in that order
+SubBatchFn = Callable[[Tensor, Tensor, list[int]], Sequence]
 
 
 @dataclass
@@ -40,10 +45,14 @@ class EngineOutput:
 @dataclass
 class RowsOutput:
     """``run_rows``: per row of the batch, its state after its last layer on its own tokens, (1, length,
-    hidden), and the 0-based layers it ran."""
+    hidden), and the 0-based layers it ran; and the sub-batch still in the batch after the last layer (its
+    hidden, mask and batch rows, in that order: what a head reads at once), empty if every row left."""
 
     states: list[Tensor]
     executed: list[list[int]]
+    hidden: Tensor | None = None
+    mask: Tensor | None = None
+    rows: list[int] = field(default_factory=list)
 
 
 class LayerwiseBackbone(nn.Module):
@@ -152,11 +161,12 @@ class LayerwiseBackbone(nn.Module):
     ) -> RowsOutput:
         """A right-padded batch whose rows decide for themselves (``Method.predict_batch``).
 
-        ``plan(i, hidden, rows)`` is asked before layer ``i`` for the rows of the batch still in it (``rows``:
-        their indices in the input batch, in ``hidden``'s order); its per-row ``True`` runs the layer: those
+        ``plan(i, hidden, mask, rows)`` is asked before layer ``i`` for the rows of the batch still in it
+        (``mask``: their 0/1 attention mask, as wide as ``hidden``; ``rows``: their indices in the input
+        batch, in ``hidden``'s order); its per-row ``True`` runs the layer: those
         rows are gathered, go through it as one batch trimmed to their own longest row, and are scattered
         back; the others carry their state forward unchanged. None: every row runs every layer.
-        ``leave(i, hidden, rows)`` is asked after layer ``i`` for the rows that ran it; a row it answers
+        ``leave(i, hidden, mask, rows)`` is asked after layer ``i`` for the rows that ran it; a row it answers
         ``True`` for leaves the batch with its state (no later layer runs for it), and the rest continue as
         a smaller batch, again trimmed to their longest row (all-padding columns on the right dropped).
         A row's padding never reaches another row (attention masks the padded keys of each row)."""
@@ -166,19 +176,26 @@ class LayerwiseBackbone(nn.Module):
         active = list(range(len(lengths)))
         states: list[Tensor | None] = [None] * len(lengths)
         executed: list[list[int]] = [[] for _ in lengths]
+        masks: dict[tuple, Tensor | None] = {}  # (a sub-batch's batch rows, width) -> its layer mask
         for i in range(self.n_layers) if layers is None else layers:
             if not active:
                 break
-            run = [True] * len(active) if plan is None else _row_flags(plan(i, hidden, list(active)), len(active), "plan")
+            run = ([True] * len(active) if plan is None
+                   else _row_flags(plan(i, hidden, mask2d, list(active)), len(active), "plan"))
             ran = [k for k, flag in enumerate(run) if flag]
             if ran:
-                hidden = self._run_subset(i, hidden, mask2d, ran, [lengths[active[k]] for k in ran])
+                hidden = self._run_subset(i, hidden, mask2d, ran, [lengths[active[k]] for k in ran], masks,
+                                          tuple(active[k] for k in ran))
                 for k in ran:
                     executed[active[k]].append(i)
             if leave is None or not ran:
                 continue
-            sub = hidden if len(ran) == len(active) else hidden[ran]
-            flags = _row_flags(leave(i, sub, [active[k] for k in ran]), len(ran), "leave")
+            if len(ran) == len(active):
+                sub, sub_mask = hidden, mask2d
+            else:
+                index = torch.tensor(ran, device=hidden.device)
+                sub, sub_mask = hidden[index], mask2d[index]
+            flags = _row_flags(leave(i, sub, sub_mask, [active[k] for k in ran]), len(ran), "leave")
             leaving = {ran[k] for k, flag in enumerate(flags) if flag}
             if not leaving:
                 continue
@@ -192,23 +209,55 @@ class LayerwiseBackbone(nn.Module):
                 hidden, mask2d = hidden[index, :width], mask2d[index, :width]
         for k, r in enumerate(active):
             states[r] = hidden[k : k + 1, : lengths[r]]
-        return RowsOutput(states, executed)  # type: ignore[arg-type]
+        if not active:
+            return RowsOutput(states, executed)  # type: ignore[arg-type]
+        return RowsOutput(states, executed, hidden, mask2d, list(active))  # type: ignore[arg-type]
 
-    def _run_subset(self, i: int, hidden: Tensor, mask2d: Tensor, ran: list[int], lengths: list[int]) -> Tensor:
-        """``hidden`` after layer ``i`` ran for the rows ``ran`` (positions in ``hidden``), trimmed to their
-        longest row; a new tensor (the old one, which rows that left may still view, is never written)."""
+    def _run_subset(self, i: int, hidden: Tensor, mask2d: Tensor, ran: list[int], lengths: list[int],
+                    masks: dict[tuple, Tensor | None], rows: tuple[int, ...]) -> Tensor:
+        """``hidden`` after layer ``i`` ran for the rows ``ran`` (positions in ``hidden``; ``rows``: their
+        batch rows), trimmed to their longest row; a new tensor (the old one, which rows that left may still
+        view, is never written). The layer mask of a sub-batch is made once and kept in ``masks`` (the same
+        rows at the same width take the same mask at every layer)."""
         width = max(lengths)
+
+        def mask_of(sub: Tensor, sub_mask: Tensor) -> Tensor | None:
+            key = (rows, width)
+            if key not in masks:
+                masks[key] = self.layer_mask(sub, sub_mask)
+            return masks[key]
+
         if len(ran) == hidden.shape[0]:
             if width == hidden.shape[1]:
-                return self.layer(i, hidden, self.layer_mask(hidden, mask2d))
+                return self.layer(i, hidden, mask_of(hidden, mask2d))
             sub, sub_mask = hidden[:, :width], mask2d[:, :width]
         else:
             index = torch.tensor(ran, device=hidden.device)
             sub, sub_mask = hidden[index, :width], mask2d[index, :width]
-        new = self.layer(i, sub, self.layer_mask(sub, sub_mask))
+        new = self.layer(i, sub, mask_of(sub, sub_mask))
         out = hidden.clone()
         out[ran, :width] = new
         return out
+
+
+def per_rows(fn: SubBatchFn, hidden: Tensor, mask: Tensor, rows: Sequence[int], exact: bool) -> list:
+    """``fn`` (a decision or head written for a sub-batch: hidden (rows, width, H), its 0/1 mask, the batch
+    rows it holds -> one value per row) on a padded sub-batch. ``exact=False``: once on the whole sub-batch
+    (one product per layer; a mean-reading state averages each row over its mask). ``exact=True``: once per
+    row, on the row alone trimmed to its own tokens (``hidden[k:k+1, :n_k]``), the call ``predict_one``
+    makes: bit for bit its example's values (on CPU a (rows, H) product rounds differently from a (1, H)
+    one in the last bits, which can move a tie). One implementation serves both (``Method.predict_batch``)."""
+    rows = list(rows)
+    if not exact:
+        out = list(fn(hidden, mask, rows))
+    else:
+        out = []
+        for k, (row, n) in enumerate(zip(rows, mask.sum(1).tolist())):
+            out.extend(fn(hidden[k : k + 1, :n], mask[k : k + 1, :n], [row]))
+    if len(out) != len(rows):
+        raise ValueError(f"per_rows: the function must answer once per row of its sub-batch ({len(rows)}), "
+                         f"got {len(out)}")
+    return out
 
 
 def right_padded_lengths(attention_mask: Tensor) -> list[int]:

@@ -14,7 +14,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from dpbert.model.engine import LayerwiseBackbone
+from dpbert.model.engine import LayerwiseBackbone, per_rows
 from dpbert.model.sources import (
     ModelLoadError,
     job_folder_fix,
@@ -49,21 +49,25 @@ class MethodModel(nn.Module):
         ``model.head_state`` cls; with mean the pooler reads the masked token mean, see ``engine.pool``)."""
         return self.classifier.classifier(self.classifier.dropout(self.engine.pool(hidden, attention_mask)))
 
-    def final_head_rows(self, hidden: Tensor, attention_mask: Tensor) -> list[Tensor]:
-        """BERT's head on each row of a padded batch, read alone on its own tokens (``hidden[r:r+1, :n_r]``,
-        the mask's ones): per row, the call ``final_head`` makes at batch size 1, so a row's output is its
-        example's alone wherever its state is (on CPU a (batch, hidden) product rounds differently from a
-        (1, hidden) one). The mask decides what a mean-reading head averages. Shapes (num_labels,)."""
-        lengths = attention_mask.sum(1).tolist()
-        return [self.final_head(hidden[r : r + 1, :n], attention_mask[r : r + 1, :n])[0] for r, n in enumerate(lengths)]
+    def final_head_rows(self, hidden: Tensor, attention_mask: Tensor, exact: bool = False,
+                        rows: list[int] | None = None) -> list[Tensor]:
+        """BERT's head on each row of a padded (sub-)batch (``rows``: its batch rows; default 0..n-1), shapes
+        (num_labels,). ``exact=False``: once on the whole batch (a mean-reading head averages each row over
+        its mask). ``exact=True``: each row read alone on its own tokens (``hidden[r:r+1, :n_r]``), the call
+        ``final_head`` makes at batch size 1, so a row's output is its example's alone bit for bit
+        (``engine.per_rows``)."""
+        rows = list(range(hidden.shape[0])) if rows is None else rows
+        return per_rows(lambda h, m, _rows: self.final_head(h, m), hidden, attention_mask, rows, exact)
 
-    def run_fixed_layers_batch(self, batch: dict[str, Tensor], layers, knob_key: str) -> list[tuple[Tensor, list[int]]]:
+    def run_fixed_layers_batch(self, batch: dict[str, Tensor], layers, knob_key: str,
+                               exact: bool = False) -> list[tuple[Tensor, list[int]]]:
         """``run_fixed_layers`` for a padded batch (``Method.predict_batch``): the plain batched forward of
-        exactly ``layers`` with the attention mask, then BERT's head on each row (``final_head_rows``)."""
+        exactly ``layers`` with the attention mask, then BERT's head (``final_head_rows``: on the batch at
+        once, or with ``exact`` on each row alone)."""
         layers = self.check_layers(layers, knob_key)
         mask = batch["attention_mask"]
         out = self.engine.run(batch["input_ids"], mask, batch["token_type_ids"], layers=layers)
-        return [(output, list(out.executed)) for output in self.final_head_rows(out.hidden, mask)]
+        return [(output, list(out.executed)) for output in self.final_head_rows(out.hidden, mask, exact)]
 
     def run_fixed_layers(self, example: dict[str, Tensor], layers, knob_key: str) -> tuple[Tensor, list[int]]:
         """Static methods (truncation, LayerDrop pruning): exactly ``layers``, then BERT's own head.

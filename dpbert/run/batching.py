@@ -2,8 +2,10 @@
 
 Padding changes float sums (a padded row's attention and matmuls reduce in another order), so a row of a
 padded batch may differ from its example alone in the last bits, and on a tie an argmax, an exit or a
-skip decision can flip. ``agreement`` counts those differences over a split; the serving benchmark
-reports them and tests hold them under 1% (exactly 0 where a batch has equal lengths).
+skip decision can flip. The fast mode of ``predict_batch`` (``exact=False``) adds the rounding of the
+decisions and heads run on (rows, hidden) products instead of (1, hidden) ones. ``agreement`` counts those
+differences over a split; the serving benchmark reports them and tests hold them under 1% (exactly 0 where
+a batch has equal lengths and ``exact=True``).
 """
 
 from __future__ import annotations
@@ -37,12 +39,13 @@ def batches_of(split: EncodedSplit, indices: Sequence[int], batch_size: int, *, 
 
 @torch.inference_mode()
 def agreement(method, model, split: EncodedSplit, indices: Sequence[int], knob: float, batch_size: int, *,
-              sort_by_length: bool = False, regression_tol: float = 1e-4) -> Agreement:
-    """Compare ``method.predict_batch`` over batches of ``batch_size`` with ``predict_one`` row by row."""
+              sort_by_length: bool = False, regression_tol: float = 1e-4, exact: bool = False) -> Agreement:
+    """Compare ``method.predict_batch`` over batches of ``batch_size`` with ``predict_one`` row by row;
+    ``exact`` is ``predict_batch``'s mode (False: the decisions and head once per layer on the batch)."""
     n = pred_diff = layer_diff = 0
     worst = 0.0
     for idx in batches_of(split, indices, batch_size, sort_by_length=sort_by_length):
-        batched = method.predict_batch(model, split.batch(idx), knob)
+        batched = method.predict_batch(model, split.batch(idx), knob, exact=exact)
         if len(batched) != len(idx):
             raise ValueError(f"{method.name}.predict_batch returned {len(batched)} predictions for a batch of {len(idx)}")
         for i, got in zip(idx, batched):

@@ -17,7 +17,9 @@ throughput_speedup / layer_speedup: the share of the layer saving that survives 
 it). What explains a low survival is recorded next to it: the mean rows per layer call, layer by layer
 (a method that runs its rows one at a time shows 1.0 everywhere; one that batches shows the rows still in
 the batch at that layer), BERT-base's own mean rows per call, and the agreement of the batched
-predictions with batch size 1 (``dpbert.run.batching.agreement``).
+predictions with batch size 1 (``dpbert.run.batching.agreement``). ``serving.exact`` (default false) is
+``predict_batch``'s mode for every forward and the agreement (column ``exact``): false runs each decision
+and head once per layer on the batch, true on each row alone (docs/methods.md, "Serving batches").
 """
 
 from __future__ import annotations
@@ -58,6 +60,7 @@ class ServingSettings:
     examples: int = 256  # the first ones of the primary dev split
     warmup: int = 1  # untimed batches per forward before the rounds
     repeats: int = 3  # timed rounds; the speed-up is the median of the rounds' ratios
+    exact: bool = False  # predict_batch's mode: False, decisions and heads once per layer on the batch
 
     @classmethod
     def from_config(cls, serving: Mapping[str, Any] | None) -> ServingSettings:
@@ -215,18 +218,18 @@ class ReusedPasses:
         return getattr(self._method, name)
 
     @staticmethod
-    def _key(tensors, knob: float) -> tuple:
-        return (float(knob),) + tuple((tuple(t.shape), t.cpu().numpy().tobytes()) for t in tensors)
+    def _key(tensors, knob: float, exact: bool = False) -> tuple:
+        return (float(knob), bool(exact)) + tuple((tuple(t.shape), t.cpu().numpy().tobytes()) for t in tensors)
 
     def forget_batches(self) -> None:
         """Drop the served batches (a new batch size or order serves its own, counted afresh)."""
         self._batches.clear()
 
-    def predict_batch(self, model, batch, knob: float):
-        key = self._key((batch["input_ids"], batch["attention_mask"]), knob)
+    def predict_batch(self, model, batch, knob: float, exact: bool = False):
+        key = self._key((batch["input_ids"], batch["attention_mask"]), knob, exact)
         if key not in self._batches:
             moved = {k: v.to(self._device) for k, v in batch.items()}
-            self._batches[key] = self._method.predict_batch(model, moved, knob)
+            self._batches[key] = self._method.predict_batch(model, moved, knob, exact=exact)
         return self._batches[key]
 
     def predict_one(self, model, example, knob: float):
@@ -246,9 +249,10 @@ class Served:
     model: Any
     knob: float
     n_layers: int
+    exact: bool = False  # predict_batch's mode (serving.exact)
 
     def forward(self, batch):
-        return self.method.predict_batch(self.model, batch, self.knob)
+        return self.method.predict_batch(self.model, batch, self.knob, exact=self.exact)
 
 
 def bench_task(
@@ -284,7 +288,8 @@ def bench_task(
                     reused[key].forget_batches()
                     with layer_rows(served[key].model) as calls:
                         executed = [p.executed for b in batches
-                                    for p in reused[key].predict_batch(served[key].model, b, key[2])]
+                                    for p in reused[key].predict_batch(served[key].model, b, key[2],
+                                                                       exact=served[key].exact)]
                     diag[key] = (executed, calls)
             spent["untimed pass"] += time.perf_counter() - start
             forwards = [base_forward] + [served[k].forward for k in keys]
@@ -298,7 +303,7 @@ def bench_task(
             start = time.perf_counter()
             with autocast(precision, device):  # batch size 1 in the arithmetic the batches ran in
                 agree = {k: agreement(reused[k], served[k].model, split, indices, k[2], batch_size,
-                                      sort_by_length=order == "length") for k in keys}
+                                      sort_by_length=order == "length", exact=served[k].exact) for k in keys}
             spent["agreement"] += time.perf_counter() - start
             for p in points:
                 lat, s = by_key[p.key], served[p.key]
@@ -309,7 +314,8 @@ def bench_task(
                 rows.append({
                     "task": task, "row": p.row, "method": p.method, "display_name": p.display_name,
                     "variant": p.variant, "knob_name": p.knob_name, "knob": p.knob, "chosen_on": p.chosen_on,
-                    "batch_size": batch_size, "order": order, "n_examples": n, "n_batches": len(batches),
+                    "batch_size": batch_size, "order": order, "exact": s.exact, "n_examples": n,
+                    "n_batches": len(batches),
                     "examples_per_s": examples_per_s(n, lat.median_ms, len(batches)),
                     "base_examples_per_s": base_eps, "throughput_speedup": speedup,
                     "throughput_speedup_spread": speedup_spread, "layer_speedup": lsp,
@@ -361,7 +367,7 @@ def run_serving(
             continue
         bert = get_method("bert")(None, spec)
         base_model = bert.load(Path(model_dirs[(task, "bert")]) / "main").to(device)
-        base = Served("bert", bert, base_model, 0.0, bert.reference_layers(base_model))
+        base = Served("bert", bert, base_model, 0.0, bert.reference_layers(base_model), settings.exact)
         # latency.reference: BERT-base through the engine (its predict_batch) or its plain Hugging Face forward
         base_forward = ((lambda b, m=base_model: m.classifier(**b).logits) if reference == "hf"
                         else base.forward)
@@ -377,7 +383,7 @@ def run_serving(
             if (p.method, p.variant) not in models:
                 models[(p.method, p.variant)] = method.load(Path(model_dirs[(task, p.method)]) / p.variant).to(device)
             model = models[(p.method, p.variant)]
-            served[p.key] = Served(p.row, method, model, p.knob, method.reference_layers(model))
+            served[p.key] = Served(p.row, method, model, p.knob, method.reference_layers(model), settings.exact)
         log.info("serving %s (%s, %d examples): %d points x batch sizes %s x orders %s on %s", task, split_name,
                  min(settings.examples, len(split)), len(served), list(settings.batch_sizes), list(settings.orders),
                  device)

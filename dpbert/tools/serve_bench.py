@@ -2,6 +2,7 @@
 
     python -m dpbert.tools.serve_bench --configfile tests/config/micro.yaml --directory RUN
     python -m dpbert.tools.serve_bench --configfile workflow/config/minilm.yaml --batch-sizes 1 8 --orders length
+    python -m dpbert.tools.serve_bench --directory RUN --batch-sizes 32 --exact   # each row's decisions alone
 
 Reads a finished run (under --directory, the folder Snakemake ran in): the profile's selected_points.csv,
 its prepared data and its models (first seed); retrains nothing. Writes serving.csv (and serving.png)
@@ -59,6 +60,9 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--examples", type=int, help="dev examples served (the first ones)")
     ap.add_argument("--repeats", type=int)
     ap.add_argument("--warmup", type=int)
+    ap.add_argument("--exact", action=argparse.BooleanOptionalAction, default=None,
+                    help="predict_batch's mode (default: serving.exact, false): --exact reads each row's decisions "
+                         "and head alone, as batch size 1 does; --no-exact runs them once per layer on the batch")
     ap.add_argument("--device", help="default: latency.device")
     ap.add_argument("--threads", type=int, help="default: latency.threads")
     ap.add_argument("--out", type=Path, help="the CSV (default: results/<profile>/serving.csv under --directory)")
@@ -69,7 +73,7 @@ def main(argv: list[str] | None = None) -> None:
         config = resolve_config([args.configfile], config_dir(root))
         validate(config, str(root / "workflow/schemas/config.schema.yaml"), set_default=True)
         serving = dict(config.get("serving", {}))
-        for key in ("batch_sizes", "orders", "examples", "repeats", "warmup", "tasks"):
+        for key in ("batch_sizes", "orders", "examples", "repeats", "warmup", "tasks", "exact"):
             given = getattr(args, key)
             if given is not None:
                 serving[key] = given
@@ -90,7 +94,7 @@ def main(argv: list[str] | None = None) -> None:
     from dpbert.reporting.figures import serving_figure
 
     serving_figure(df, args.figure or paths["figure"])
-    cols = ["task", "display_name", "chosen_on", "order", "batch_size", "examples_per_s", "base_examples_per_s",
+    cols = ["task", "display_name", "chosen_on", "order", "batch_size", "exact", "examples_per_s", "base_examples_per_s",
             "throughput_speedup", "layer_speedup", "survival", "mean_rows_per_call", "prediction_differences",
             "layer_differences"]
     if not df.empty:

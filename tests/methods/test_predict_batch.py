@@ -5,8 +5,12 @@ random model whose exits and skips spread over the layers, and a method without 
 a moment on toy data instead), on classification and regression:
 
 * a batch of mixed lengths gives each row the prediction and the executed layers of its example alone on
-  at least 99% of the rows (``dpbert.run.batching.agreement``; padding may move the last bits);
-* a batch of equal-length rows gives them exactly (outputs ``torch.equal``, executed layers equal);
+  at least 99% of the rows (``dpbert.run.batching.agreement``; padding may move the last bits), in both
+  modes, and in the fast mode (``exact=False``, serving's) outputs within a small tolerance of batch 1's;
+* with ``exact=True`` a batch of equal-length rows gives them exactly (outputs ``torch.equal``, executed
+  layers equal);
+* in the fast mode every decision (off-ramp, LTE / halting unit, planner) and the head runs once per
+  layer on the sub-batch still there, not once per row (the calls of their weights are counted);
 * an overriding ``predict_batch`` really batches: each layer is called at most once per batch, with the
   rows that run it, trimmed to the longest of them (so an early-exit batch reaches a later layer with
   fewer rows, and a static batch of 8 calls each layer once, not 8 times).
@@ -17,6 +21,7 @@ The knobs are chosen so that rows exit or skip at different layers (checked: els
 from __future__ import annotations
 
 import logging
+from collections import Counter
 from dataclasses import fields
 
 import pytest
@@ -39,6 +44,7 @@ from tests.conftest import tiny_classifier, toy_split
 N = 6  # layers of the tiny backbone
 CLS, REG = get_task("MNLI"), get_task("STS-B")
 BATCH = 16
+OUTPUT_TOL = 1e-3  # |batch output - batch-1 output| of a row on its batch-1 path (rounding; DACT: log-probs ~ -27)
 SPLIT = 64  # 4 batches of mixed lengths (6..13 tokens); >= 99% equal allows no difference below 100 rows
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -166,17 +172,20 @@ def _paths(method, model, split, knob) -> set[tuple[int, ...]]:
     return {tuple(p.executed) for p in method.predict_batch(model, split.batch(list(range(len(split)))), knob)}
 
 
+@pytest.mark.parametrize("exact", [False, True], ids=["fast", "exact"])
 @pytest.mark.parametrize("name,regression,state", CASES, ids=IDS)
-def test_mixed_lengths_agree_with_batch_one(name, regression, state, tmp_path, tokenizer):
+def test_mixed_lengths_agree_with_batch_one(name, regression, state, exact, tmp_path, tokenizer):
     method, model, knobs = _setup(name, regression, state, tmp_path, tokenizer)
     split = toy_split(SPLIT, regression, seed=3)
     assert len({len(ids) for ids in split.input_ids}) >= 5  # really mixed lengths
     paths: set[tuple[int, ...]] = set()
     for knob in knobs:
-        a = agreement(method, model, split, range(len(split)), knob, BATCH)
+        a = agreement(method, model, split, range(len(split)), knob, BATCH, exact=exact)
         assert a.share_equal >= 0.99, (f"{name} at {knob:g}: {a.prediction_differences} predictions and "
                                        f"{a.layer_differences} executed-layer lists of {a.n} rows differ from batch "
                                        f"size 1 (largest output difference {a.max_abs_output_diff:.3g})")
+        if a.layer_differences == 0:  # every row on its batch-1 path: the outputs differ by rounding only
+            assert a.max_abs_output_diff < OUTPUT_TOL, (name, knob, a)
         paths |= _paths(method, model, split, knob)
     if not method.static and name != "bert_cut":
         assert len(paths) >= 2, f"{name}: every row runs the layers {paths}; pick knobs or a builder that spread them"
@@ -199,6 +208,7 @@ def test_a_mean_state_reads_each_row_on_its_own_tokens(name, tmp_path, tokenizer
 
 @pytest.mark.parametrize("name,regression,state", CLS_STATE, ids=CLS_IDS)
 def test_equal_lengths_are_exact(name, regression, state, tmp_path, tokenizer):
+    """``exact=True``: every decision and the head read each row alone, so equal-length rows are batch 1's."""
     method, model, knobs = _setup(name, regression, state, tmp_path, tokenizer)
     split = toy_split(SPLIT, regression, seed=3)
     groups = [g for g in split.equal_length_chunks(list(range(len(split))), BATCH) if len(g) >= 4]
@@ -206,7 +216,7 @@ def test_equal_lengths_are_exact(name, regression, state, tmp_path, tokenizer):
     depths_in_a_batch = 0
     for knob in knobs:
         for idx in groups:
-            got = method.predict_batch(model, split.batch(idx), knob)
+            got = method.predict_batch(model, split.batch(idx), knob, exact=True)
             alone = [method.predict_one(model, split.example(i), knob) for i in idx]
             for i, g, a in zip(idx, got, alone):
                 assert g.executed == a.executed, (name, knob, i)
@@ -244,6 +254,45 @@ def test_predict_batch_runs_rows_together(name, regression, state, tmp_path, tok
             ran = [r for r, p in enumerate(got) if i in p.executed]
             assert rows == len(ran) and width == max(lengths[r] for r in ran), (name, knob, i, rows, width)
         assert [i for i, _, _ in calls] == sorted({i for p in got for i in p.executed}), calls
+
+
+def _decision_weights(model: MethodModel) -> set[int]:
+    """The weights of every decision unit (off-ramps, LTE, halting gate, planners) and of BERT's head."""
+    modules = [*model.extra.modules(), model.classifier.classifier]
+    return {id(m.weight) for m in modules if isinstance(m, torch.nn.Linear)}
+
+
+@pytest.mark.parametrize("name,regression,state", CLS_STATE, ids=CLS_IDS)
+def test_fast_decisions_and_head_run_once_per_layer(name, regression, state, tmp_path, tokenizer, monkeypatch):
+    """``exact=False``: every decision unit and the head is applied once per layer to the sub-batch still
+    there (each unit's weight in at most one product per layer: at most N per batch), covering the same
+    row decisions the exact mode takes one row at a time (one product per row: many more)."""
+    if not _overrides(name):
+        pytest.skip(f"{name} serves batches one row at a time (Method.predict_batch's default)")
+    method, model, knobs = _setup(name, regression, state, tmp_path, tokenizer)
+    batch = toy_split(SPLIT, regression, seed=3).batch(list(range(BATCH)))
+    weights = _decision_weights(model)
+    calls: list[tuple[int, int]] = []  # (weight, rows of the product)
+    linear = torch.nn.functional.linear
+
+    def counted(x, weight, bias=None):
+        if id(weight) in weights:
+            calls.append((id(weight), x.shape[0]))
+        return linear(x, weight, bias)
+
+    monkeypatch.setattr(torch.nn.functional, "linear", counted)
+    for knob in knobs:
+        runs = {}
+        for exact in (False, True):
+            calls.clear()
+            got = method.predict_batch(model, batch, knob, exact=exact)
+            runs[exact] = (list(calls), [p.executed for p in got])
+        (fast, fast_paths), (exact_calls, exact_paths) = runs[False], runs[True]
+        per_weight = Counter(w for w, _ in fast)
+        assert fast and max(per_weight.values()) <= model.n_layers, (name, knob, per_weight)
+        assert all(rows == 1 for _, rows in exact_calls) and len(exact_calls) > len(fast), (name, knob)
+        if fast_paths == exact_paths:  # the same decisions taken: the fast products cover the same rows
+            assert sum(rows for _, rows in fast) == len(exact_calls), (name, knob)
 
 
 @pytest.mark.parametrize("name", sorted(n for n, cls in registered().items() if cls.static))
@@ -298,7 +347,7 @@ def test_a_row_that_leaves_keeps_its_state_and_the_rest_are_trimmed():
     model.engine.layer = recorded
     with torch.inference_mode():
         out = model.engine.run_rows(batch["input_ids"], batch["attention_mask"], batch["token_type_ids"],
-                                    layers=[0, 1], leave=lambda i, h, rows: [r == 0 for r in rows])
+                                    layers=[0, 1], leave=lambda i, h, m, rows: [r == 0 for r in rows])
         del model.engine.layer
         lengths = [len(split.input_ids[i]) for i in idx]
         assert out.executed == [[0], [0, 1], [0, 1]]

@@ -139,11 +139,11 @@ class _Counting(BertCut):
         self.alone += not self._in_batch
         return super().predict_one(model, example, knob)
 
-    def predict_batch(self, model, batch, knob):
+    def predict_batch(self, model, batch, knob, exact=False):
         self.batched += 1
         self._in_batch = True
         try:
-            return super().predict_batch(model, batch, knob)
+            return super().predict_batch(model, batch, knob, exact=exact)
         finally:
             self._in_batch = False
 
@@ -182,8 +182,10 @@ def test_bench_task_serves_a_cut_model_against_bert_base():
         assert r["layer_speedup"] == 2.0 and r["mean_layers"] == 2.0
         assert r["survival"] == pytest.approx(r["throughput_speedup"] / 2.0)
         assert r["examples_per_s"] > 0 and r["base_examples_per_s"] > 0
-        # the default predict_batch runs its rows one at a time: one row per layer call, the cut layers never
-        assert r["rows_per_layer_call"] == "1:1 2:1 3:- 4:-" and r["mean_rows_per_call"] == 1.0
+        # BertCut runs its batch's rows together: the batch's rows in each layer call, the cut layers never
+        b = r["batch_size"]
+        assert r["rows_per_layer_call"] == f"1:{b} 2:{b} 3:- 4:-" and r["mean_rows_per_call"] == b
+        assert r["exact"] is False  # serving.exact's default: the fast path
         assert (r["prediction_differences"], r["layer_differences"], r["agreement_n"]) == (0, 0, 8)
         assert r["threads"] == 1 and r["repeats"] == 2
 
@@ -214,3 +216,33 @@ def test_bench_task_runs_every_pass_in_the_timed_precision():
         serving_module.layer_rows = real
     assert dtypes == [torch.bfloat16, torch.bfloat16]  # BERT-base's untimed pass, then the point's
     assert [(r["batch_size"], r["layer_speedup"], r["agreement_n"]) for r in rows] == [(3, 4 / 3, 6)]
+
+
+class _Modes(BertCut):
+    """BertCut recording the mode of every predict_batch call."""
+
+    def __init__(self, *args):
+        super().__init__(*args)
+        self.modes: list[bool] = []
+
+    def predict_batch(self, model, batch, knob, exact=False):
+        self.modes.append(exact)
+        return super().predict_batch(model, batch, knob, exact=exact)
+
+
+@pytest.mark.parametrize("exact", [False, True])
+def test_serving_exact_reaches_every_served_forward_and_the_agreement(exact):
+    """serving.exact: the mode of BERT-base's and every point's predict_batch (untimed pass, timed rounds,
+    agreement) and the rows' ``exact`` column; the default is the fast mode."""
+    assert ServingSettings.from_config({}).exact is False
+    assert ServingSettings.from_config({"exact": True}).exact is True
+    model = MethodModel(tiny_classifier(layers=4)).eval()
+    bert, cut = _Modes(None, SST2), _Modes(None, SST2)
+    points = operating_points(pd.DataFrame([_line("bert_cut", "bert_cut", "fold 1", "main", 2.0)]), "SST-2", "dev")
+    base = Served("bert", bert, model, 4.0, 4, exact)
+    rows = bench_task(task="SST-2", points=points, served={points[0].key: Served("bert_cut", cut, model, 2.0, 4, exact)},
+                      base=base, base_forward=base.forward, split=toy_split(6, seed=1),
+                      settings=ServingSettings(batch_sizes=(3,), orders=("arrival",), examples=6, warmup=0,
+                                               repeats=1, exact=exact), device="cpu")
+    assert [r["exact"] for r in rows] == [exact]
+    assert bert.modes and cut.modes and set(bert.modes) == set(cut.modes) == {exact}

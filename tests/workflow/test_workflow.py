@@ -209,6 +209,7 @@ def test_micro_run_serves_every_table1_point(micro_run, tmp_path):
     at_one = serving[serving["batch_size"] == 1]
     assert (at_one["prediction_differences"] == 0).all() and (at_one["layer_differences"] == 0).all()
     assert (serving["agreement_n"] == cfg["serving"]["examples"]).all()
+    assert not serving["exact"].any()  # serving.exact's default: predict_batch's fast mode
     assert (micro_run / "figures/micro/serving.png").stat().st_size > 0
     out = tmp_path / "serving.csv"
     cli = subprocess.run([sys.executable, "-m", "dpbert.tools.serve_bench", "--configfile", str(MICRO), "--directory",
