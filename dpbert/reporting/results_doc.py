@@ -211,7 +211,12 @@ def serving_lines(p: ProfileResults) -> list[str]:
     lines = [f"From `{p.results}/serving.csv`: {int(first['n_examples'])} dev examples of "
              f"{', '.join(dict.fromkeys(s['task']))} on {first['device']}; each cell the throughput speed-up over "
              "BERT-base at that batch order and size / its survival (throughput speed-up / layer speed-up; 1.00: "
-             "the layer saving survives batching in full).", "",
+             "the layer saving survives batching in full). Decisions and heads "
+             + ("per row, as at batch size 1 (`serving.exact`)" if bool(s.get("exact", pd.Series([False])).any())
+                else "once per layer on the rows in the batch")
+             + f"; a row's prediction or executed layers differ from batch size 1 in "
+             f"{int(s[['prediction_differences', 'layer_differences']].max(axis=1).sum())} of "
+             f"{int(s['agreement_n'].sum())} row comparisons.", "",
              "| task | row | layer x | " + " | ".join(f"{o} {int(b)}" for o, b in configs) + " |",
              "|" + "---|" * (3 + len(configs))]
     for (task, name, chosen), g in s.groupby(["task", "display_name", "chosen_on"], sort=False):

@@ -197,11 +197,14 @@ def test_the_committed_page_is_the_committed_results():
 def test_serving_is_shown_where_committed_else_its_target():
     rows = [{"task": "SST-2", "display_name": name, "chosen_on": chosen, "order": order, "batch_size": bs,
              "n_examples": 64, "device": "cpu (x86_64, 1 threads)", "layer_speedup": layer,
-             "throughput_speedup": layer * surv, "survival": surv}
+             "throughput_speedup": layer * surv, "survival": surv, "exact": False, "agreement_n": 64,
+             "prediction_differences": int(bs == 8 and name == "PABEE"), "layer_differences": 0}
             for name, chosen, layer in (("PABEE", "fold 1", 1.6), ("BERT-6L", "both folds", 2.0))
             for order in ("arrival", "length") for bs, surv in ((1, 0.9), (8, 0.5))]
     page = build_results_doc([profile(serving=pd.DataFrame(rows))], {})
     assert "### unit: serving throughput" in page and "64 dev examples of SST-2 on cpu (x86_64, 1 threads)" in page
+    assert ("Decisions and heads once per layer on the rows in the batch; a row's prediction or executed layers "
+            "differ from batch size 1 in 2 of 512 row comparisons.") in page
     assert "| task | row | layer x | arrival 1 | arrival 8 | length 1 | length 8 |" in page
     assert "| SST-2 | PABEE (fold 1) | 1.60x | 1.44x / 0.90 | 0.80x / 0.50 | 1.44x / 0.90 | 0.80x / 0.50 |" in page
     assert "| SST-2 | BERT-6L | 2.00x | 1.80x / 0.90 |" in page
