@@ -16,7 +16,8 @@ the throughput speed-up is the median over rounds of the round's ratio (``paired
 throughput_speedup / layer_speedup: the share of the layer saving that survives batching (1.0: all of
 it). What explains a low survival is recorded next to it: the mean rows per layer call, layer by layer
 (a method that runs its rows one at a time shows 1.0 everywhere; one that batches shows the rows still in
-the batch at that layer), BERT-base's own mean rows per call, and the agreement of the batched
+the batch at that layer), BERT-base's own mean rows per call, the share of an untimed pass's time spent inside the layer calls
+(``layer_time_share``; the rest: embeddings, decisions, heads, gathering sub-batches), and the agreement of the batched
 predictions with batch size 1 (``dpbert.run.batching.agreement``). ``serving.exact`` (default false) is
 ``predict_batch``'s mode for every forward and the agreement (column ``exact``): false runs each decision
 and head once per layer on the batch, true on each row alone (docs/methods.md, "Serving batches").
@@ -177,10 +178,11 @@ def format_rows_per_layer(calls: Mapping[int, Sequence[int]], n_layers: int) -> 
 
 
 @contextmanager
-def layer_rows(model) -> Iterator[dict[int, list[int]]]:
+def layer_rows(model, seconds: list[float] | None = None) -> Iterator[dict[int, list[int]]]:
     """Record the rows of every layer call of ``model`` (a MethodModel: every layer runs through
-    ``model.engine.layer``) while the block runs: {0-based layer: [rows of each call]}. A model without an
-    engine records nothing."""
+    ``model.engine.layer``) while the block runs: {0-based layer: [rows of each call]}; with ``seconds``
+    (a one-item list), add the wall time spent inside the layer calls to ``seconds[0]`` (on a GPU each call
+    synchronised). A model without an engine records nothing."""
     calls: dict[int, list[int]] = {}
     engine = getattr(model, "engine", None)
     if engine is None:
@@ -190,13 +192,34 @@ def layer_rows(model) -> Iterator[dict[int, list[int]]]:
 
     def counted(i, hidden, mask):
         calls.setdefault(int(i), []).append(int(hidden.shape[0]))
-        return original(i, hidden, mask)
+        if seconds is None:
+            return original(i, hidden, mask)
+        start = time.perf_counter()
+        out = original(i, hidden, mask)
+        _sync(out)
+        seconds[0] += time.perf_counter() - start
+        return out
 
     engine.layer = counted  # an instance attribute over the class's method; removed below
     try:
         yield calls
     finally:
         del engine.layer
+
+
+def _sync(tensor) -> None:
+    """Wait for a GPU tensor's kernels (timing a CUDA call without it measures the launch only)."""
+    if getattr(tensor, "is_cuda", False):
+        import torch
+
+        torch.cuda.synchronize(tensor.device)
+
+
+def layer_time_share(in_layers_s: float, total_s: float) -> float:
+    """The share of a pass's time spent inside its layer calls; the rest is the embeddings, the decisions
+    (off-ramps, planners, halting units), the heads and the gathering / trimming of sub-batches. NaN for
+    an empty pass."""
+    return in_layers_s / total_s if total_s > 0 else math.nan
 
 
 # ----------------------------------------------------------------------------------------- the bench
@@ -282,15 +305,22 @@ def bench_task(
             diag = {}  # untimed: what each forward executes, and its rows per layer call
             start = time.perf_counter()
             with torch.inference_mode(), autocast(precision, device):  # the timed forwards' arithmetic
-                with layer_rows(base.model) as calls:
-                    diag[None] = ([p.executed for b in batches for p in base.forward(b)], calls)
+                in_layers, begun = [0.0], time.perf_counter()
+                with layer_rows(base.model, in_layers) as calls:
+                    predictions = [p for b in batches for p in base.forward(b)]
+                    _sync(predictions[-1].output)
+                diag[None] = ([p.executed for p in predictions], calls,
+                              layer_time_share(in_layers[0], time.perf_counter() - begun))
                 for key in keys:
                     reused[key].forget_batches()
-                    with layer_rows(served[key].model) as calls:
-                        executed = [p.executed for b in batches
-                                    for p in reused[key].predict_batch(served[key].model, b, key[2],
-                                                                       exact=served[key].exact)]
-                    diag[key] = (executed, calls)
+                    in_layers, begun = [0.0], time.perf_counter()
+                    with layer_rows(served[key].model, in_layers) as calls:
+                        predictions = [p for b in batches
+                                       for p in reused[key].predict_batch(served[key].model, b, key[2],
+                                                                          exact=served[key].exact)]
+                        _sync(predictions[-1].output)
+                    diag[key] = ([p.executed for p in predictions], calls,
+                                 layer_time_share(in_layers[0], time.perf_counter() - begun))
             spent["untimed pass"] += time.perf_counter() - start
             forwards = [base_forward] + [served[k].forward for k in keys]
             start = time.perf_counter()
@@ -308,7 +338,7 @@ def bench_task(
             for p in points:
                 lat, s = by_key[p.key], served[p.key]
                 speedup, speedup_spread = paired_speedup(base_lat, lat)
-                executed, calls = diag[p.key]
+                executed, calls, share = diag[p.key]
                 lsp = layer_speedup(s.n_layers, executed)
                 a = agree[p.key]
                 rows.append({
@@ -324,6 +354,7 @@ def bench_task(
                     "rows_per_layer_call": format_rows_per_layer(calls, s.n_layers),
                     "mean_rows_per_call": rows_per_call(calls),
                     "base_mean_rows_per_call": rows_per_call(diag[None][1]),
+                    "layer_time_share": share, "base_layer_time_share": diag[None][2],
                     "prediction_differences": a.prediction_differences, "layer_differences": a.layer_differences,
                     "agreement_n": a.n, "max_abs_output_diff": a.max_abs_output_diff,
                     "threads": lat.threads, "repeats": settings.repeats,

@@ -2,6 +2,7 @@
 the rows of each layer call, and one benchmark of a tiny cut model against BERT-base."""
 
 import math
+import time
 from pathlib import Path
 
 import pandas as pd
@@ -25,6 +26,7 @@ from dpbert.run.serving import (
     format_rows_per_layer,
     layer_rows,
     layer_speedup,
+    layer_time_share,
     operating_points,
     rows_per_call,
     serving_tasks,
@@ -98,6 +100,14 @@ def test_layer_rows_records_the_rows_of_every_layer_call_and_restores_the_engine
         model.engine.run(batch["input_ids"][:1], batch["attention_mask"][:1], batch["token_type_ids"][:1], layers=[0])
     assert calls == {0: [3, 1], 1: [3], 3: [3]}
     assert "layer" not in vars(model.engine)  # the class's own method again
+    # with seconds: the time inside the layer calls, a part of the pass's own time
+    seconds = [0.0]
+    start = time.perf_counter()
+    with torch.inference_mode(), layer_rows(model, seconds) as calls:
+        model.engine.run(batch["input_ids"], batch["attention_mask"], batch["token_type_ids"], layers=[0, 1])
+    total = time.perf_counter() - start
+    assert calls == {0: [3], 1: [3]} and 0 < seconds[0] < total
+    assert 0 < layer_time_share(seconds[0], total) < 1 and math.isnan(layer_time_share(0.0, 0.0))
     with layer_rows(object()) as nothing:  # no engine: nothing to record
         pass
     assert nothing == {}
@@ -185,6 +195,7 @@ def test_bench_task_serves_a_cut_model_against_bert_base():
         # BertCut runs its batch's rows together: the batch's rows in each layer call, the cut layers never
         b = r["batch_size"]
         assert r["rows_per_layer_call"] == f"1:{b} 2:{b} 3:- 4:-" and r["mean_rows_per_call"] == b
+        assert 0 < r["layer_time_share"] < 1 and 0 < r["base_layer_time_share"] < 1
         assert r["exact"] is False  # serving.exact's default: the fast path
         assert (r["prediction_differences"], r["layer_differences"], r["agreement_n"]) == (0, 0, 8)
         assert r["threads"] == 1 and r["repeats"] == 2
@@ -201,9 +212,9 @@ def test_bench_task_runs_every_pass_in_the_timed_precision():
     dtypes = []
     real = serving_module.layer_rows
 
-    def spy(model):
+    def spy(model, seconds=None):
         dtypes.append(torch.get_autocast_dtype("cpu") if torch.is_autocast_enabled("cpu") else None)
-        return real(model)
+        return real(model, seconds)
 
     serving_module.layer_rows = spy
     try:
