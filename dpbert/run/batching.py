@@ -39,17 +39,19 @@ def batches_of(split: EncodedSplit, indices: Sequence[int], batch_size: int, *, 
 
 @torch.inference_mode()
 def agreement(method, model, split: EncodedSplit, indices: Sequence[int], knob: float, batch_size: int, *,
-              sort_by_length: bool = False, regression_tol: float = 1e-4, exact: bool = False) -> Agreement:
-    """Compare ``method.predict_batch`` over batches of ``batch_size`` with ``predict_one`` row by row;
-    ``exact`` is ``predict_batch``'s mode (False: the decisions and head once per layer on the batch)."""
+              sort_by_length: bool = False, regression_tol: float = 1e-4, exact: bool = False,
+              device: str | torch.device = "cpu") -> Agreement:
+    """Compare ``method.predict_batch`` over batches of ``batch_size`` with ``predict_one`` row by row, both
+    on ``device`` (the model's); ``exact`` is ``predict_batch``'s mode (False: the decisions and head once
+    per layer on the batch)."""
     n = pred_diff = layer_diff = 0
     worst = 0.0
     for idx in batches_of(split, indices, batch_size, sort_by_length=sort_by_length):
-        batched = method.predict_batch(model, split.batch(idx), knob, exact=exact)
+        batched = method.predict_batch(model, split.batch(idx, device), knob, exact=exact)
         if len(batched) != len(idx):
             raise ValueError(f"{method.name}.predict_batch returned {len(batched)} predictions for a batch of {len(idx)}")
         for i, got in zip(idx, batched):
-            alone = method.predict_one(model, split.example(i), knob)
+            alone = method.predict_one(model, split.example(i, device), knob)
             diff = float((got.output.float() - alone.output.float()).abs().max())
             worst = max(worst, diff)
             if split.is_regression:

@@ -228,12 +228,12 @@ def layer_time_share(in_layers_s: float, total_s: float) -> float:
 class ReusedPasses:
     """``method`` as ``dpbert.run.batching.agreement`` sees it: ``predict_batch`` answers a batch the
     benchmark's untimed pass already served (same rows, same knob) with that pass's predictions, and
-    ``predict_one`` runs each example once per knob for the whole benchmark, on the model's device. The
+    ``predict_one`` runs each example once per knob for the whole benchmark. The
     comparison is the same; what it costs is one batch-1 pass per example and point, not one per batch
     size and order."""
 
-    def __init__(self, method, device: str):
-        self._method, self._device = method, device
+    def __init__(self, method):
+        self._method = method
         self._batches: dict[tuple, list] = {}
         self._alone: dict[tuple, Any] = {}
 
@@ -251,15 +251,13 @@ class ReusedPasses:
     def predict_batch(self, model, batch, knob: float, exact: bool = False):
         key = self._key((batch["input_ids"], batch["attention_mask"]), knob, exact)
         if key not in self._batches:
-            moved = {k: v.to(self._device) for k, v in batch.items()}
-            self._batches[key] = self._method.predict_batch(model, moved, knob, exact=exact)
+            self._batches[key] = self._method.predict_batch(model, batch, knob, exact=exact)
         return self._batches[key]
 
     def predict_one(self, model, example, knob: float):
         key = self._key((example["input_ids"],), knob)
         if key not in self._alone:
-            self._alone[key] = self._method.predict_one(model, {k: v.to(self._device) for k, v in example.items()},
-                                                        knob)
+            self._alone[key] = self._method.predict_one(model, example, knob)
         return self._alone[key]
 
 
@@ -295,7 +293,7 @@ def bench_task(
     n = min(settings.examples, len(split))
     indices = list(range(n))
     keys = list(dict.fromkeys(p.key for p in points))
-    reused = {k: ReusedPasses(served[k].method, device) for k in keys}
+    reused = {k: ReusedPasses(served[k].method) for k in keys}
     spent = {"untimed pass": 0.0, "timed rounds": 0.0, "agreement": 0.0}
     rows = []
     for order in settings.orders:
@@ -333,7 +331,8 @@ def bench_task(
             start = time.perf_counter()
             with autocast(precision, device):  # batch size 1 in the arithmetic the batches ran in
                 agree = {k: agreement(reused[k], served[k].model, split, indices, k[2], batch_size,
-                                      sort_by_length=order == "length", exact=served[k].exact) for k in keys}
+                                      sort_by_length=order == "length", exact=served[k].exact, device=device)
+                         for k in keys}
             spent["agreement"] += time.perf_counter() - start
             for p in points:
                 lat, s = by_key[p.key], served[p.key]

@@ -161,7 +161,7 @@ class _Counting(BertCut):
 def test_reused_passes_give_the_same_agreement_for_one_pass_per_example():
     method, model, split = _Counting(None, SST2), MethodModel(tiny_classifier(layers=4)).eval(), toy_split(10, seed=4)
     direct = agreement(method, model, split, range(10), 2.0, 4)
-    reused = ReusedPasses(method, "cpu")
+    reused = ReusedPasses(method)
     method.alone = method.batched = 0
     for order in (False, True):
         assert agreement(reused, model, split, range(10), 2.0, 4, sort_by_length=order).n == 10
