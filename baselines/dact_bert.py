@@ -15,7 +15,9 @@ the remaining R = N - n layers: a_top * (1 - p_n)^R - a_second - p_n * R > 0. Th
 parameter, so ``knobs()`` is [0.0] (ignored) for classification and the speed/accuracy trade-off is
 swept through tau: the grid ``taus``, then (ours) a window search over log10(tau), one new model a
 round for at most ``tau_search`` rounds (``dpbert.methods.refine.search``, on each model's layer speed-up
-over the primary dev split; ``variants.json`` in the model folder lists the taus trained). Regression (our choice): the same accumulation on the scalar output, halting when
+over the primary dev split). Each grid tau is a training job of its own; the search is one more job
+(``search_job``, the folder ``search/``), its models one after another, since each next tau comes from the
+models before it; ``search/variants.json`` lists every tau trained. Regression (our choice): the same accumulation on the scalar output, halting when
 p_n < threshold; the thresholds are the knob. The output is log(a_n) (logits whose softmax is a_n;
 same argmax) for classification and a_n for regression.
 
@@ -50,7 +52,7 @@ from baselines._early_exit import (
 from dpbert.methods.interface import Pinned, TrainContext, register
 from dpbert.methods.refine import KnobSpace, search
 from dpbert.model.engine import check_state_kind, token_state
-from dpbert.model.method_model import MethodModel, save_method_model
+from dpbert.model.method_model import META_FILE, MethodModel, save_method_model
 from dpbert.model.training import task_loss, train_loop
 
 PROB_FLOOR = 1e-12  # log(a_n) of a class with zero accumulated probability
@@ -113,7 +115,7 @@ def variant_name(tau: float) -> str:
     return f"tau{tau:g}"
 
 
-VARIANTS_FILE = "variants.json"  # the taus a job trained (the grid's and the search's), in its model folder
+VARIANTS_FILE = "variants.json"  # the taus trained (the grid's and the search's), in the search job's folder
 TAU_LOG_TOL = 0.02  # taus whose log10 differ by less (about 5%) are the same training run to the search
 
 
@@ -147,6 +149,7 @@ class DactBert(ExitCriterion):
     name = "dact_bert"
     display_name = "DACT-BERT"
     knob_name = "halt_threshold"  # regression only; classification's rule has no knob ([0.0], unused)
+    search_job = "search"  # the tau search's job and folder (``Method.search_job``)
     # Window search: the regression threshold on p_n in [0, 1] is refinable; classification's knob is a
     # dummy and its trade-off is tau, a training-time variant, which cannot be refined at inference.
     refinable = True
@@ -183,13 +186,20 @@ class DactBert(ExitCriterion):
                 ponder = ponder + p_prev
         return task_loss(answer_output(a, reg), batch["labels"], reg) + tau * ponder.mean()
 
-    def train(self, ctx: TrainContext) -> None:
-        """One model per grid tau, then (classification, ``tau_search``) the window search of tau; the
-        taus trained and the search's outcome go to ``variants.json``."""
+    def train_variant(self, ctx: TrainContext, variant: str) -> None:
+        """A grid tau's model; or, for the search job (``search_job``), the window search of tau over the grid's
+        trained models (classification, ``tau_search``) into ``search/``, with ``variants.json`` there listing
+        every tau trained and the search's outcome."""
         p = self.params
-        speedups: dict[float, float] = {}
-        for tau in p.taus:
-            speedups[tau] = self._train_one(ctx, tau)
+        grid = {variant_name(t): t for t in p.taus}
+        if variant in grid:
+            self._train_one(ctx, grid[variant], ctx.out_dir / variant)
+            return
+        if variant != self.search_job:
+            raise ValueError(f"DACT-BERT has no variant '{variant}'; its training jobs are {self.training_jobs()}")
+        folder = ctx.out_dir / variant
+        folder.mkdir(parents=True, exist_ok=True)
+        speedups = {t: self._grid_speedup(ctx.trained_dir() / name) for name, t in grid.items()}
         if self.task.is_regression:
             status = "off: regression (the sweep searches regression_thresholds)"
         elif p.tau_search <= 0:
@@ -197,13 +207,41 @@ class DactBert(ExitCriterion):
         elif ctx.selection is None:
             status = "off: no selection settings"
         else:
-            status = self._search_tau(ctx, speedups)
+            status = self._search_tau(ctx, speedups, folder)
         ctx.log.info("DACT-BERT on %s: layer speed-up by tau %s; tau search: %s", self.task.name,
                      {f"{t:g}": round(s, 3) for t, s in sorted(speedups.items())}, status)
-        write_variants(ctx.out_dir, sorted(speedups), speedups, status)
+        write_variants(folder, sorted(speedups), speedups, status)
 
-    def _train_one(self, ctx: TrainContext, tau: float) -> float:
-        """Train and save the model of one tau; its layer speed-up on the primary dev split (nan: regression)."""
+    @staticmethod
+    def _grid_speedup(folder: Path) -> float:
+        """The dev layer speed-up a grid tau's job recorded with its model."""
+        meta = folder / META_FILE
+        try:
+            return float(json.loads(meta.read_text())["dev_layer_speedup"])
+        except (OSError, ValueError, KeyError, TypeError) as e:
+            raise ValueError(f"DACT-BERT's tau search reads each grid model's dev layer speed-up from {meta}, which "
+                             f"is missing or unreadable ({type(e).__name__}: {e}); delete {folder} and rerun the "
+                             "workflow to retrain that tau") from e
+
+    def variant_dir(self, model_dir: Path, variant: str) -> Path:
+        """A grid tau's own folder, else the search job's folder's (``search/<tau>``)."""
+        own = Path(model_dir) / variant
+        return own if variant in self.variants() or not (Path(model_dir) / self.search_job).is_dir() else \
+            Path(model_dir) / self.search_job / variant
+
+    def job_training_epochs(self, finetune: dict, job: str) -> float:
+        """One model per grid job; at most ``tau_search`` models in the search job (none for regression)."""
+        one = super().training_epochs(finetune)  # one model's fine-tuning
+        if job == self.search_job:
+            return one * self._search_models()
+        return one if job in self.variants() else 0.0
+
+    def _search_models(self) -> int:
+        return 0 if self.task.is_regression else max(self.params.tau_search, 0)
+
+    def _train_one(self, ctx: TrainContext, tau: float, folder: Path) -> float:
+        """Train and save the model of one tau in ``folder``; its layer speed-up on the primary dev split (nan:
+        regression)."""
         p = self.params
         classifier, tokenizer = self.starting_model(ctx)
         extra = ExitModules(self.new_ramps(classifier, ctx),
@@ -217,7 +255,7 @@ class DactBert(ExitCriterion):
             modules=[model],
         )
         speedup = float("nan") if self.task.is_regression else self.dev_layer_speedup(model.eval(), ctx)
-        save_method_model(model.cpu(), tokenizer, ctx.out_dir / variant_name(tau),
+        save_method_model(model.cpu(), tokenizer, folder,
                           self.meta(tau=tau, settings=settings.as_dict(), head_lr=p.head_lr,
                                     final_loss=losses[-1], dev_layer_speedup=speedup))
         return speedup
@@ -228,8 +266,9 @@ class DactBert(ExitCriterion):
                      for i in range(len(ctx.dev)))
         return model.n_layers * len(ctx.dev) / layers
 
-    def _search_tau(self, ctx: TrainContext, speedups: dict[float, float]) -> str:
-        """The window search over log10(tau), one model a round; adds the new taus to ``speedups``."""
+    def _search_tau(self, ctx: TrainContext, speedups: dict[float, float], folder: Path) -> str:
+        """The window search over log10(tau), one model a round, each saved in ``folder``; adds the new taus
+        to ``speedups``."""
         positive = sorted(t for t in speedups if t > 0)
         if not positive:
             return "off: no positive tau in the grid"
@@ -247,7 +286,7 @@ class DactBert(ExitCriterion):
             out = []
             for x in logs:
                 tau = float(f"{10 ** x:.3g}")
-                speedups[tau] = speedups.get(tau) or self._train_one(ctx, tau)
+                speedups[tau] = speedups.get(tau) or self._train_one(ctx, tau, folder / variant_name(tau))
                 out.append(speedups[tau])
             return out
 
@@ -264,9 +303,10 @@ class DactBert(ExitCriterion):
         record = self._variants_record(model_dir)
         return None if record is None else f"tau {record['tau_search']}"
 
-    @staticmethod
-    def _variants_record(model_dir: Path) -> dict | None:
-        record = Path(model_dir) / VARIANTS_FILE
+    def _variants_record(self, model_dir: Path) -> dict | None:
+        record = Path(model_dir) / self.search_job / VARIANTS_FILE
+        if not record.exists():
+            record = Path(model_dir) / VARIANTS_FILE  # where one job that trained every tau wrote it
         if not record.exists():
             return None
         try:

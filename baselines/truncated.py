@@ -105,32 +105,41 @@ class BertTruncated(Method):
         n = self.backbone_depth or DEFAULT_DEPTH
         return super().training_epochs(finetune) * sum(self.depths()) / n
 
-    def train(self, ctx: TrainContext) -> None:
+    def job_training_epochs(self, finetune: dict, job: str) -> float:
+        """The k-layer model's fine-tuning: k / N of a full-depth one."""
+        n = self.backbone_depth or DEFAULT_DEPTH
+        return super().training_epochs(finetune) * variant_depth(job) / n if job in self.variants() else 0.0
+
+    def train_variant(self, ctx: TrainContext, variant: str) -> None:
+        """The k-layer model of ``variant``: BERT-base's start cut to its first k layers, fine-tuned as BERT-base.
+        Every weight is a copy of the start (seeded by the run's seed) and training seeds itself, so the
+        model does not depend on the variants trained before it in the same process."""
+        k = variant_depth(variant)
+        if variant not in self.variants():
+            raise ValueError(f"{self.name} has no variant '{variant}'; methods.{self.name}.layers gives {self.variants()}")
         start, tokenizer = build_start(ctx.model_source, self.task.num_labels, ctx.seed, ctx.regression_targets())  # BERT-base's start
         n = int(start.config.num_hidden_layers)
         settings = self.params.settings(ctx)
-        for k in self.depths():
-            if not 1 <= k <= n:
-                raise ValueError(f"methods.{self.name}.layers has {k}, but the backbone has {n} layers; "
-                                 f"use values in 1..{n}.")
-            # embeddings, layers 0..k-1, pooler and the new head, copied from the start
-            model = MethodModel(init_student(start, list(range(k)))).to(ctx.device)
+        if not 1 <= k <= n:
+            raise ValueError(f"methods.{self.name}.layers has {k}, but the backbone has {n} layers; "
+                             f"use values in 1..{n}.")
+        # embeddings, layers 0..k-1, pooler and the new head, copied from the start
+        model = MethodModel(init_student(start, list(range(k)))).to(ctx.device)
 
-            def loss_fn(batch: dict[str, Tensor], _step: int, model=model) -> Tensor:  # BERT-base's loss
-                out = model.engine.run(batch["input_ids"], batch["attention_mask"], batch["token_type_ids"])
-                return task_loss(model.final_head(out.hidden, batch["attention_mask"]), batch["labels"],
-                                 self.task.is_regression)
+        def loss_fn(batch: dict[str, Tensor], _step: int) -> Tensor:  # BERT-base's loss
+            out = model.engine.run(batch["input_ids"], batch["attention_mask"], batch["token_type_ids"])
+            return task_loss(model.final_head(out.hidden, batch["attention_mask"]), batch["labels"],
+                             self.task.is_regression)
 
-            losses = train_loop(
-                model.parameters(), loss_fn, ctx.train, settings, seed=ctx.seed,
-                desc=f"fine-tune BERT-{k}L on {self.task.name}", device=ctx.device, modules=[model],
-            )
-            save_method_model(
-                model.cpu(), tokenizer, ctx.out_dir / variant_name(k),
-                {"method": self.name, "layers": k, "reference_depth": n, "settings": settings.as_dict(),
-                 "final_loss": losses[-1], "backbone": ctx.model_source.describe()},
-            )
-            del model
+        losses = train_loop(
+            model.parameters(), loss_fn, ctx.train, settings, seed=ctx.seed,
+            desc=f"fine-tune BERT-{k}L on {self.task.name}", device=ctx.device, modules=[model],
+        )
+        save_method_model(
+            model.cpu(), tokenizer, ctx.out_dir / variant,
+            {"method": self.name, "layers": k, "reference_depth": n, "settings": settings.as_dict(),
+             "final_loss": losses[-1], "backbone": ctx.model_source.describe()},
+        )
 
     def load(self, folder: Path) -> MethodModel:
         model, _tokenizer, meta = load_method_model(folder)

@@ -277,19 +277,23 @@ class _DPBertBase(Method):
             return math.log((1 - target) / target) if 0 < target < 1 else self.params.planner_init_bias
         return self.params.planner_init_bias
 
-    def train(self, ctx: TrainContext) -> None:
-        for target in self.params.target_rates:
-            classifier, tokenizer = load_classifier(ctx.finetuned_dir)
-            planners = Planners(classifier.config.num_hidden_layers, classifier.config.hidden_size,
-                                self.initial_bias(target), self.params.state)
-            model = MethodModel(classifier, planners).to(ctx.device)
-            s2 = self.stage2(model, ctx, target)
-            s3 = self.stage3(model, ctx, target)
-            save_method_model(
-                model.cpu(), tokenizer, ctx.out_dir / variant_name(target),
-                {"method": self.name, "target_rate": target, "state": self.params.state,
-                 "stage2_final_loss": s2[-1], "stage3_final_loss": s3[-1]},
-            )
+    def train_variant(self, ctx: TrainContext, variant: str) -> None:
+        """One target rate t: planners on the stage-1 model, stage 2 then stage 3, saved as ``t<t>``."""
+        targets = {variant_name(t): t for t in self.params.target_rates}
+        if variant not in targets:
+            raise ValueError(f"{self.name} has no variant '{variant}'; its target rates give {list(targets)}")
+        target = targets[variant]
+        classifier, tokenizer = load_classifier(ctx.finetuned_dir)
+        planners = Planners(classifier.config.num_hidden_layers, classifier.config.hidden_size,
+                            self.initial_bias(target), self.params.state)
+        model = MethodModel(classifier, planners).to(ctx.device)
+        s2 = self.stage2(model, ctx, target)
+        s3 = self.stage3(model, ctx, target)
+        save_method_model(
+            model.cpu(), tokenizer, ctx.out_dir / variant,
+            {"method": self.name, "target_rate": target, "state": self.params.state,
+             "stage2_final_loss": s2[-1], "stage3_final_loss": s3[-1]},
+        )
 
     def load(self, folder: Path) -> MethodModel:
         from transformers import BertConfig

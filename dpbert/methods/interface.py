@@ -54,6 +54,13 @@ class TrainContext:
     device: str
     log: logging.Logger
     selection: dict[str, Any] | None = None  # the config's `selection:` (window, min_points_in_window); None: no search
+    # The folder of the method's trained variants as the search job finds them (``Method.search_job``: the grid's,
+    # each written by its own job); None: ``out_dir`` (every job trains in this one process, ``Method.train``).
+    variants_dir: Path | None = None
+
+    def trained_dir(self) -> Path:
+        """Where this run's earlier training jobs saved their variants (``variants_dir``, else ``out_dir``)."""
+        return self.variants_dir if self.variants_dir is not None else self.out_dir
 
     def regression_targets(self) -> Tensor | None:
         """The training targets a new regression head starts from (``sources.start_at_targets``); None
@@ -171,9 +178,28 @@ class Method(ABC):
         self.task = task
         self.params = make_params(self.Params, params or {}, self.name)
 
+    # A method that searches a training-time knob after its grid's variants (DACT-BERT's tau) names the job that
+    # does it (``training_jobs``): it trains the search's models, one after another (each next value comes from
+    # the models before it), into that one folder. None: no search job.
+    search_job: ClassVar[str | None] = None
+
     def variants(self) -> list[str]:
-        """Separately trained models (e.g. DPBERT's target rates); folder names, so path-safe."""
+        """Separately trained models (e.g. DPBERT's target rates); folder names, so path-safe. Each is
+        trained by its own job (``training_jobs``)."""
         return ["main"]
+
+    def training_jobs(self) -> list[str]:
+        """The training jobs of one (task, seed), in training order: one per variant (``variants()``), then the
+        search job (``search_job``) if the method has one; each writes its folder ``<model dir>/<job>``. None for
+        a method that trains nothing. The workflow runs each as a job of its own (workflow/rules/methods.smk)."""
+        if not self.trains:
+            return []
+        return [*self.variants(), *([self.search_job] if self.search_job else [])]
+
+    def variant_dir(self, model_dir: Path, variant: str) -> Path:
+        """The folder of a trained variant under the method's model folder: ``model_dir / variant``, unless the
+        method's search job holds it (``search_job``; DACT-BERT overrides this)."""
+        return Path(model_dir) / variant
 
     def trained_variants(self, model_dir: Path) -> list[str]:
         """The variants ``train`` saved under ``model_dir``: ``variants()``, unless training searched
@@ -201,8 +227,25 @@ class Method(ABC):
         return self.display_name
 
     def train(self, ctx: TrainContext) -> None:
-        """Train every variant and save it under ``ctx.out_dir / variant`` (never called if ``trains`` is False)."""
-        raise NotImplementedError(f"method '{self.name}' trains (trains = True) but defines no train()")
+        """Train every training job's model in this one process, in order (``training_jobs``), each saved under
+        ``ctx.out_dir / job`` (never called if ``trains`` is False). A method with the one variant "main"
+        overrides this; a method of several overrides ``train_variant`` instead, and this runs each in turn:
+        one after another in one process, as the workflow's jobs do when chained (``training.variant_seeds``)."""
+        if type(self).train_variant is Method.train_variant:
+            raise NotImplementedError(f"method '{self.name}' trains (trains = True) but defines neither train() "
+                                      "nor train_variant()")
+        for job in self.training_jobs():
+            self.train_variant(ctx, job)
+
+    def train_variant(self, ctx: TrainContext, variant: str) -> None:
+        """Train one of ``training_jobs()`` and save it under ``ctx.out_dir / variant``: what one training job of
+        the workflow runs. Default: a method whose only variant is "main" trains it with ``train``."""
+        if self.training_jobs() != ["main"] or type(self).train is Method.train:
+            raise NotImplementedError(f"method '{self.name}' trains the variants {self.training_jobs()} but defines "
+                                      "no train_variant(ctx, variant) to train one of them")
+        if variant != "main":
+            raise ValueError(f"method '{self.name}' has the one variant 'main', not '{variant}'")
+        self.train(ctx)
 
     @abstractmethod
     def load(self, folder: Path):
@@ -265,6 +308,12 @@ class Method(ABC):
         if not self.trains:
             return 0.0
         return float(getattr(self.params, "epochs", None) or finetune.get("epochs", 3))
+
+    def job_training_epochs(self, finetune: dict[str, Any], job: str) -> float:
+        """``training_epochs`` of one training job (``training_jobs``): an even share by default; a method whose
+        jobs differ in cost overrides it (BERT-kL's k-layer models, DACT-BERT's search job)."""
+        jobs = self.training_jobs()
+        return self.training_epochs(finetune) / len(jobs) if job in jobs else 0.0
 
     @classmethod
     def scores_knobs_in_one_pass(cls) -> bool:

@@ -301,8 +301,11 @@ class Stage:
 
 
 def method_job_key(impl: Any, *, seed: int, method_params: dict[str, Any], training: dict[str, Any],
-                   model: dict[str, Any], data_path: str | Path, base_dir: str | Path | None) -> str:
-    """``<key>`` of a method job: its settings, its input files and the code that trains it (module docstring)."""
+                   model: dict[str, Any], data_path: str | Path, base_dir: str | Path | None,
+                   variant: str | None = None, previous: str | Path | None = None) -> str:
+    """``<key>`` of a method job: its settings, its input files and the code that trains it (module docstring).
+    ``variant``: the training job's variant (``Method.training_jobs``); ``previous``: the folder of the training
+    job it follows when chained (``training.variant_seeds``), an input too."""
     import dataclasses
     import inspect
 
@@ -310,6 +313,7 @@ def method_job_key(impl: Any, *, seed: int, method_params: dict[str, Any], train
         "task": impl.task.name, "method": impl.name, "seed": seed, "method_params": method_params,
         "params": dataclasses.asdict(impl.params) if dataclasses.is_dataclass(impl.params) else repr(impl.params),
         "training": {k: v for k, v in training.items() if k != "checkpoint"}, "model": model,
+        **({"variant": variant} if variant is not None else {}),
     }
     code = [Path(__file__), Path(__file__).with_name("training.py"), Path(inspect.getsourcefile(type(impl)))]
-    return job_key(payload, [data_path, base_dir, *code])
+    return job_key(payload, [data_path, base_dir, *([previous] if previous else []), *code])

@@ -87,6 +87,26 @@ def seed_everything(seed: int) -> None:
     set_seed(seed)
 
 
+def rng_state() -> dict[str, Any]:
+    """The state of every generator ``seed_everything`` seeds (Python's, numpy's, torch's CPU and CUDA ones)."""
+    import random
+
+    return {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state(),
+            "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else []}
+
+
+def set_rng_state(state: dict[str, Any]) -> None:
+    """Put every generator back to ``state`` (``rng_state``): what a process continuing another's training
+    stream starts from (a chained training job, dpbert.run.job)."""
+    import random
+
+    random.setstate(state["python"])
+    np.random.set_state(state["numpy"])
+    torch.set_rng_state(state["torch"])
+    if state["cuda"] and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
 def linear_warmup_factor(step: int, warmup: int, total: int) -> float:
     """The learning-rate factor at ``step``: linear warm-up to 1 over ``warmup`` steps, then linear decay to 0
     at ``total``.

@@ -64,7 +64,7 @@ def write_submission(method_name: str, tasks: list[str], selected_csv: str, mode
                 continue
             variant, knob = point
             method = build_method(method_name, method_params, spec)
-            model = method.load(Path(model_dirs[task]) / variant).to(device)
+            model = method.load(method.variant_dir(Path(model_dirs[task]), variant)).to(device)
             prepared = load_prepared(data_paths[task])
             for split in spec.test_splits:
                 if split not in prepared.splits:

@@ -24,6 +24,7 @@ from dpbert.methods.interface import Method
 from dpbert.methods.registry import build_method
 from dpbert.run.config_check import ConfigError, backbone_depth
 from dpbert.run.jobs import jobs as method_jobs
+from dpbert.run.jobs import training_dependencies
 from dpbert.run.sweep import LatencySettings
 
 
@@ -176,7 +177,8 @@ def model_depth(model: dict[str, Any]) -> int | None:
 
 def method_passes(method: Method, sizes: dict[str, int], config: dict[str, Any],
                   depth: int | None = None) -> tuple[float, float]:
-    """(training example-passes, batch-1 forwards) of one method job: training, scoring, timing.
+    """(training example-passes, batch-1 forwards) of one method on one task and seed: its training jobs, then
+    its sweep's scoring and timing.
     ``depth``: the backbone's layers (``Method.backbone_depth``); None: read off ``config["model"]``."""
     task = method.task
     if method.backbone_depth is None:
@@ -194,33 +196,46 @@ def method_passes(method: Method, sizes: dict[str, int], config: dict[str, Any],
 
 
 def job_passes(config: dict[str, Any], task: str, method: str) -> tuple[float, float]:
-    """(training example-passes, batch-1 forwards) of the method job of ``task`` and ``method``."""
+    """(training example-passes, batch-1 forwards) of ``method`` on ``task``: all its training jobs, its sweep."""
     impl = build_method(method, config["methods"].get(method), get_task(task))
     return method_passes(impl, split_sizes(task, config["data"]), config, model_depth(config["model"]))
 
 
 def plan_jobs(config: dict[str, Any], train_s: float, forward_s: float) -> list[Job]:
-    """Every job of the profile's DAG with its estimated seconds and dependencies."""
+    """Every job of the profile's DAG with its estimated seconds and dependencies: per (task, method, seed) one
+    training job per ``Method.training_jobs`` entry ("<task>/<method>/<seed>/<variant>": its share of the
+    method's training, ``Method.job_training_epochs``), then the sweep job ("<task>/<method>/<seed>": scoring
+    and timing); then the GLUE test files ("glue_test/<method>")."""
     jobs: list[Job] = []
     test_jobs: dict[str, Job] = {}
-    passes: dict[tuple[str, str], tuple[float, float]] = {}
+    plans: dict[tuple[str, str], tuple[dict[str, float], dict[str, list[str]], float]] = {}
     depth = model_depth(config["model"])
+    finetune = config["training"].get("finetune", {})
     for task, name, seed in method_jobs(config):  # the DAG's own list (workflow/rules/common.smk)
         spec = get_task(task)
         sizes = split_sizes(task, config["data"])
-        if (task, name) not in passes:
-            passes[task, name] = method_passes(build_method(name, config["methods"].get(name), spec), sizes, config,
-                                               depth)
+        if (task, name) not in plans:
+            impl = build_method(name, config["methods"].get(name), spec)
+            _, forwards = method_passes(impl, sizes, config, depth)
+            examples = full_length_examples(sizes["train"], config)
+            plans[task, name] = (
+                {v: impl.job_training_epochs(finetune, v) * examples for v in impl.training_jobs()},
+                {v: training_dependencies(impl, v, config["training"]) for v in impl.training_jobs()},
+                forwards,
+            )
             if config["data"].get("with_test"):
                 test = test_jobs.setdefault(name, Job(f"glue_test/{name}", 0.0, stage="GLUE test files"))
                 n_test = sum(sizes.get(s, 0) for s in spec.test_splits)
                 test.seconds += n_test * forward_s
                 test.forwards += n_test
-        train, forwards = passes[task, name]
-        deps = [] if name == "bert" else [f"{task}/bert/{seed}"]
-        jobs.append(Job(f"{task}/{name}/{seed}", train * train_s + forwards * forward_s, deps,
-                        "stage 1 (BERT-base)" if name == "bert" else "methods", train, forwards))
-    everything = [j.name for j in jobs]  # the test files need Table 1, i.e. every sweep
+        trains, deps, forwards = plans[task, name]
+        job = f"{task}/{name}/{seed}"
+        stage1 = [] if name == "bert" else [f"{task}/bert/{seed}/main"]
+        for variant, passes in trains.items():
+            jobs.append(Job(f"{job}/{variant}", passes * train_s, stage1 + [f"{job}/{d}" for d in deps[variant]],
+                            "stage 1 (BERT-base)" if name == "bert" else "training", passes, 0.0))
+        jobs.append(Job(job, forwards * forward_s, [f"{job}/{v}" for v in trains] + stage1, "sweeps", 0.0, forwards))
+    everything = [j.name for j in jobs if j.stage == "sweeps"]  # the test files need Table 1, i.e. every sweep
     for test in test_jobs.values():
         test.deps = everything
     return jobs + list(test_jobs.values())

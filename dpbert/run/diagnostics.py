@@ -156,7 +156,8 @@ def write_diagnostics(method, split, *, model_dir: str | Path, device: str, seed
     kind = method_kind(method)
     models = {}
     if kind in (KIND_EXIT, KIND_PLANNER):
-        models = {v: method.load(Path(model_dir) / v).to(device) for v in method.trained_variants(Path(model_dir))}
+        models = {v: method.load(method.variant_dir(Path(model_dir), v)).to(device)
+                  for v in method.trained_variants(Path(model_dir))}
     diag = compute_diagnostics(method, models, split, device=device, limit=limit, traces=traces)
     diag["seed"] = int(seed)
     atomic_write_text(out_path, json.dumps(diag, indent=2))

@@ -3,10 +3,11 @@
 The estimate (minutes) = max(resources.method.runtime, ceil(resources.runtime_factor x the job's seconds in
 ``dpbert.run.costs.plan_jobs`` / 60)), at the profile's per-example costs (``dpbert.run.costs.profile_costs``:
 a stored measurement, else the typed ``resources.train_ms`` / ``forward_ms``). runtime = min(estimate,
-resources.max_runtime): no job asks for more than the cluster's limit. A method job whose estimate exceeds
-it trains in several attempts: each trains until its time budget (``training_budget_s``: its runtime less
-a slack and its estimated sweep) is spent, checkpoints and exits (dpbert.model.checkpoint.TimeBudgetReached);
-the rule's ``retries`` resubmit it, and the next attempt resumes. ``attempts_needed`` counts them.
+resources.max_runtime): no job asks for more than the cluster's limit. A training job (one variant of a method)
+whose estimate exceeds it trains in several attempts: each trains until its time budget (``training_budget_s``:
+its runtime less a slack) is spent, checkpoints and exits (dpbert.model.checkpoint.TimeBudgetReached); the
+rule's ``retries`` resubmit it, and the next attempt resumes. ``attempts_needed`` counts them. A sweep job
+trains nothing, so it must fit in one attempt.
 
 mem_mb = max(resources.method.mem_mb, ceil(resources.mem_factor x estimate)), the estimate being an
 upper bound of the job's host memory: the Python process with torch imported, the task's prepared
@@ -27,7 +28,6 @@ from typing import Any
 from dpbert.run.costs import (
     Costs,
     backbone_shape,
-    job_passes,
     plan_jobs,
     profile_costs,
     split_sizes,
@@ -105,7 +105,8 @@ def attempts_needed(train_s: float, eval_s: float, estimate_min: int, runtime_mi
 
 def job_estimates(config: dict[str, Any], root: str | Path | None = None,
                   costs: Costs | None = None) -> dict[str, JobEstimate]:
-    """Every job's ``JobEstimate`` by name ("<task>/<method>/<seed>", "glue_test/<method>") at ``costs``
+    """Every job's ``JobEstimate`` by name (a training job "<task>/<method>/<seed>/<variant>", a sweep
+    "<task>/<method>/<seed>", "glue_test/<method>"; ``dpbert.run.costs.plan_jobs``) at ``costs``
     (None: ``profile_costs(config, root)``)."""
     res = config["resources"]
     costs = costs or profile_costs(config, root)
@@ -124,8 +125,8 @@ def job_estimates(config: dict[str, Any], root: str | Path | None = None,
         estimate = max(int(floor["runtime"]), math.ceil(factor * job.seconds / 60))
         runtime = min(estimate, int(limit)) if limit else estimate
         attempts = attempts_needed(train_s, eval_s, estimate, runtime)
-        if job.name.startswith("glue_test/") and attempts != 1:
-            attempts = None  # it trains nothing: it cannot be split into attempts
+        if not job.train_passes and attempts != 1:
+            attempts = None  # a sweep or the test files: it trains nothing, so it cannot be split into attempts
         out[job.name] = JobEstimate(train_s, eval_s, estimate, runtime,
                                     max(int(floor["mem_mb"]), math.ceil(float(res["mem_factor"]) * mem_estimate)),
                                     attempts)
@@ -134,13 +135,13 @@ def job_estimates(config: dict[str, Any], root: str | Path | None = None,
 
 def job_resources(config: dict[str, Any], root: str | Path | None = None,
                   costs: Costs | None = None) -> dict[str, dict[str, int]]:
-    """{job name ("<task>/<method>/<seed>", "glue_test/<method>"): {"runtime": minutes, "mem_mb": MB}}."""
+    """{job name (as ``job_estimates``): {"runtime": minutes, "mem_mb": MB}}."""
     return {name: {"runtime": e.runtime, "mem_mb": e.mem_mb}
             for name, e in job_estimates(config, root, costs).items()}
 
 
 def max_attempts(config: dict[str, Any], estimates: Mapping[str, JobEstimate]) -> int | None:
-    """Attempts a method job may run as (the rule's ``retries`` + 1): ``resources.max_attempts``, else the
+    """Attempts a training job may run as (the rule's ``retries`` + 1): ``resources.max_attempts``, else the
     most any job needs plus one (a node failure); None without ``resources.max_runtime`` (the executor's
     own ``--retries`` then)."""
     res = config["resources"]
@@ -151,16 +152,13 @@ def max_attempts(config: dict[str, Any], estimates: Mapping[str, JobEstimate]) -
     return 1 + max((e.attempts for e in estimates.values() if e.attempts), default=1)
 
 
-def job_time_budget_s(config: dict[str, Any], root: str | Path | None, task: str, method: str,
-                      runtime_min: float, env: Mapping[str, str] = os.environ) -> float | None:
-    """Seconds a method job may train from the start of its process before it checkpoints and ends the
+def job_time_budget_s(config: dict[str, Any], runtime_min: float, env: Mapping[str, str] = os.environ) -> float | None:
+    """Seconds a training job may train from the start of its process before it checkpoints and ends the
     attempt: ``DPBERT_TIME_BUDGET_S`` when set (a test hook: SLURM's minutes are too coarse for a test), else
-    ``training_budget_s`` of its runtime when ``resources.max_runtime`` is set, else None (no budget)."""
+    ``training_budget_s`` of its runtime when ``resources.max_runtime`` is set (a training job sweeps nothing),
+    else None (no budget)."""
     if env.get(BUDGET_ENV):
         return float(env[BUDGET_ENV])
-    res = config["resources"]
-    if not res.get("max_runtime"):
+    if not config["resources"].get("max_runtime"):
         return None
-    costs = profile_costs(config, root)
-    _, forwards = job_passes(config, task, method)
-    return training_budget_s(float(runtime_min), float(res["runtime_factor"]) * forwards * costs.forward_s)
+    return training_budget_s(float(runtime_min), 0.0)

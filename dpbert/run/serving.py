@@ -411,7 +411,8 @@ def run_serving(
                                  f"of method '{p.method}' was given; is the method in the profile's methods?")
             method = build_method(p.method, method_params.get(p.method, {}), spec)
             if (p.method, p.variant) not in models:
-                models[(p.method, p.variant)] = method.load(Path(model_dirs[(task, p.method)]) / p.variant).to(device)
+                models[(p.method, p.variant)] = method.load(
+                    method.variant_dir(Path(model_dirs[(task, p.method)]), p.variant)).to(device)
             model = models[(p.method, p.variant)]
             served[p.key] = Served(p.row, method, model, p.knob, method.reference_layers(model), settings.exact)
         log.info("serving %s (%s, %d examples): %d points x batch sizes %s x orders %s on %s", task, split_name,

@@ -132,7 +132,8 @@ def evaluate_sweep(
     task = method.task
     bert = get_method("bert")(None, task)
     with phase(phases, "load_s"):
-        models = {v: method.load(Path(model_dir) / v).to(device) for v in method.trained_variants(Path(model_dir))}
+        models = {v: method.load(method.variant_dir(Path(model_dir), v)).to(device)
+                  for v in method.trained_variants(Path(model_dir))}
         # BERT-base's own job times the model it just loaded; every other job loads the stage-1 folder
         base_model = models["main"] if method.is_reference else bert.load(Path(base_dir) / "main").to(device)
     knobs = knobs_by_variant(method, models)

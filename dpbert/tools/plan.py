@@ -208,7 +208,8 @@ def render(config: dict[str, Any], costs: Costs, devices: list[int],
         f"Device time in all: {total / 3600:.1f} h: {sum(j.train_passes for j in jobs) / 1e6:.1f} M training "
         f"example-passes ({sum(j.train_passes for j in jobs) * train_s / 3600:.1f} h) and "
         f"{sum(j.forwards for j in jobs) / 1e6:.2f} M batch-1 forwards ({sum(j.forwards for j in jobs) * forward_s / 3600:.1f} h). "
-        f"Critical path (stage-1 BERT-base, then the longest method job, then the GLUE test files): {longest / 3600:.1f} h.",
+        f"Critical path (stage-1 BERT-base, then the longest chain of a method's training jobs and its sweep, then the "
+        f"GLUE test files): {longest / 3600:.1f} h.",
         "",
         "| devices | wall time (h) |",
         "|---|---|",

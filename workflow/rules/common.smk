@@ -97,12 +97,12 @@ _ESTIMATES = job_estimates(config, workflow.basedir)
 JOB_RESOURCES = {
     name: {"runtime": e.runtime, "mem_mb": e.mem_mb} for name, e in _ESTIMATES.items()
 }
-# under resources.max_runtime a method job longer than the limit runs as several attempts, each resuming
-# the last one's checkpoint: run_method's retries; None (no limit): the executor's own --retries. Never
+# under resources.max_runtime a training job longer than the limit runs as several attempts, each resuming
+# the last one's checkpoint: train_variant's retries; None (no limit): the executor's own --retries. Never
 # inside a cluster job's own Snakemake (remote execution): an attempt ends the job, the submitting Snakemake
 # resubmits it with a fresh time limit
 _ATTEMPTS = max_attempts(config, _ESTIMATES)
-RUN_METHOD_RETRIES = (
+TRAIN_RETRIES = (
     None if _ATTEMPTS is None else (0 if workflow.remote_exec else _ATTEMPTS - 1)
 )
 
@@ -144,6 +144,7 @@ wildcard_constraints:
     task="|".join(t.replace(".", r"\.").replace("-", r"\-") for t in TASKS),
     method="|".join(METHODS),
     seed=r"\d+",
+    variant=r"[^/]+",
 
 
 def method_tasks(method):
@@ -151,11 +152,65 @@ def method_tasks(method):
     return _jobs.method_tasks(config, method)
 
 
-def method_inputs(wc):
-    """The task's data, and the stage-1 BERT-base run: what a method starts from and is timed against."""
+def stage1_folder(task, seed):
+    """The stage-1 BERT-base model (its training job's folder): what every other method starts from or is timed against."""
+    return f"{W}/models/{task}/bert/{seed}/main"
+
+
+_IMPLS = {}
+
+
+def method_impl(task, method):
+    """The method's object on the task, as its jobs build it (one per task and method)."""
+    if (task, method) not in _IMPLS:
+        _IMPLS[task, method] = _jobs.method_impl(config, task, method)
+    return _IMPLS[task, method]
+
+
+def trained_folders(task, method, seed):
+    """Every folder a method's training jobs write (BERT-base's for a method that trains nothing)."""
+    owner = method if METHODS[method].trains else "bert"
+    return [
+        f"{W}/models/{task}/{owner}/{seed}/{v}"
+        for v in method_impl(task, owner).training_jobs()
+    ]
+
+
+def variant_inputs(wc):
+    """A training job's inputs: the task's data, the stage-1 model (but for BERT-base's own), and the
+    training jobs it follows (dpbert.run.jobs.training_dependencies: the one before it when
+    training.variant_seeds is chained; every variant for a search job)."""
     inputs = {"data": f"{W}/data/{wc.task}.pt"}
     if wc.method != "bert":
-        inputs["base"] = f"{W}/models/{wc.task}/bert/{wc.seed}"
+        inputs["base"] = stage1_folder(wc.task, wc.seed)
+    impl = method_impl(wc.task, wc.method)
+    if wc.variant not in impl.training_jobs():
+        raise WorkflowError(
+            f"{wc.method} on {wc.task} has no training job '{wc.variant}'; its jobs are "
+            f"{', '.join(impl.training_jobs()) or 'none (it trains nothing)'}."
+        )
+    folder = f"{W}/models/{wc.task}/{wc.method}/{wc.seed}"
+    previous = _jobs.previous_job(impl.training_jobs(), wc.variant, config["training"])
+    if previous:
+        inputs["previous"] = f"{folder}/{previous}"
+    inputs["variants"] = [
+        f"{folder}/{v}"
+        for v in _jobs.training_dependencies(impl, wc.variant, config["training"])
+    ]
+    return inputs
+
+
+def training_job_name(wc):
+    """A training job's name in JOB_RESOURCES (dpbert.run.costs.plan_jobs)."""
+    return f"{wc.task}/{wc.method}/{wc.seed}/{wc.variant}"
+
+
+def method_inputs(wc):
+    """A sweep's inputs: the task's data, the stage-1 model it is timed against, every variant of the method."""
+    inputs = {"data": f"{W}/data/{wc.task}.pt"}
+    if wc.method != "bert":
+        inputs["base"] = stage1_folder(wc.task, wc.seed)
+    inputs["models"] = trained_folders(wc.task, wc.method, wc.seed)
     return inputs
 
 
@@ -180,10 +235,26 @@ def all_run_files(name):
 
 
 def all_job_records():
-    """The job's own phases.json (wall time, peak memory, seconds per phase), per method job."""
+    """Each job's own record of wall time, peak memory and seconds per phase: every training job's
+    (runs/<task>/<method>/<seed>/train/<variant>.json), then every sweep's (phases.json).
+    """
     return {
-        "phases": [f"{W}/runs/{t}/{m}/{s}/phases.json" for t, m, s in method_jobs()],
+        "phases": [
+            f"{W}/runs/{t}/{m}/{s}/train/{v}.json"
+            for t, m, s in method_jobs()
+            for v in method_impl(t, m).training_jobs()
+        ]
+        + [f"{W}/runs/{t}/{m}/{s}/phases.json" for t, m, s in method_jobs()],
     }
+
+
+# the sweep's window search: only the keys it reads, so that changing selection.speedup (a reporting choice)
+# reruns no method job (DACT-BERT's tau search, a training job, reads the same keys)
+SWEEP_SELECTION = {
+    k: config["selection"][k]
+    for k in ("window", "min_points_in_window", "min_points_in_curve", "curve_up_to")
+    if k in config["selection"]
+}
 
 
 def job_resource(name, key):

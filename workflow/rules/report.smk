@@ -8,7 +8,7 @@ rule table1:
         # FLOPs per example (dpbert.reporting.flops): each dev example's length, and the stage-1
         # model's sizes (N, hidden, intermediate) in its config
         data=[f"{W}/data/{t}.pt" for t in TASKS],
-        stage1=[f"{W}/models/{t}/bert/{s}" for t, m, s in method_jobs() if m == "bert"],
+        stage1=[stage1_folder(t, s) for t, m, s in method_jobs() if m == "bert"],
     output:
         table=report(
             f"{R}/table1.csv",

@@ -17,7 +17,7 @@ rule serving:
     input:
         selected=rules.table1.output.selected,
         data=[f"{W}/data/{t}.pt" for t in SERVING_TASKS],
-        models=[weights_dir(t, m, SEEDS[0]) for t, m in SERVING_MODELS],
+        models=[trained_folders(t, m, SEEDS[0]) for t, m in SERVING_MODELS],
     output:
         csv=f"{R}/serving.csv",
         png=report(
@@ -39,6 +39,7 @@ rule serving:
     params:
         tasks=SERVING_TASKS,
         model_keys=[f"{t}|{m}" for t, m in SERVING_MODELS],
+        model_dirs=[weights_dir(t, m, SEEDS[0]) for t, m in SERVING_MODELS],
         seed=SEEDS[0],
         method_params=config["methods"],
         serving=config["serving"],

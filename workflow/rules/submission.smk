@@ -3,7 +3,7 @@ rule glue_test:
     input:
         selected=rules.table1.output.selected,
         models=lambda wc: [
-            weights_dir(t, wc.method, SEEDS[0]) for t in method_tasks(wc.method)
+            trained_folders(t, wc.method, SEEDS[0]) for t in method_tasks(wc.method)
         ],
         data=lambda wc: [f"{W}/data/{t}.pt" for t in method_tasks(wc.method)],
     output:
@@ -18,6 +18,9 @@ rule glue_test:
         gpu=config["resources"]["method"]["gpu"],
     params:
         tasks=lambda wc: method_tasks(wc.method),
+        model_dirs=lambda wc: [
+            weights_dir(t, wc.method, SEEDS[0]) for t in method_tasks(wc.method)
+        ],
         method_params=lambda wc: config["methods"][wc.method],
         device=config["latency"]["device"],
     script:

@@ -15,7 +15,7 @@ write_submission(
     method_name=sm.wildcards.method,
     tasks=list(sm.params.tasks),
     selected_csv=sm.input.selected,
-    model_dirs=dict(zip(sm.params.tasks, sm.input.models)),
+    model_dirs=dict(zip(sm.params.tasks, sm.params.model_dirs)),
     data_paths=dict(zip(sm.params.tasks, sm.input.data)),
     method_params=sm.params.method_params,
     out_dir=sm.output[0],

@@ -25,7 +25,7 @@ write_table1(
     bootstrap_out=sm.output.bootstrap,
     flops_records={
         "data_paths": dict(zip(sm.params.tasks, sm.input.data)),
-        "stage1_dirs": {(str(t), int(s)): d for (t, s), d in zip(sm.params.stage1_jobs, sm.input.stage1)},
+        "stage1_dirs": {(str(t), int(s)): str(Path(d).parent) for (t, s), d in zip(sm.params.stage1_jobs, sm.input.stage1)},
         "method_params": dict(sm.params.method_params),
     },
 )
