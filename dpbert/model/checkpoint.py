@@ -53,9 +53,11 @@ log = logging.getLogger(__name__)
 
 FORMAT = 1
 INTERVALS = "epoch, off, or a number of steps (an integer >= 1)"
-# Test hook: "<stage>:<step>" kills this process (SIGKILL) right after step <step> of the job's
-# stage <stage> (0-based train_loop call) and after any checkpoint of that step was written.
+# Test hook: "<stage>:<step>" kills this process (SIGKILL) right after step <step> of its stage <stage> (the
+# 0-based checkpointed train_loop call of the process, over all its training jobs) and after any checkpoint
+# of that step was written.
 KILL_ENV = "DPBERT_KILL_AFTER_STEP"
+_STAGES_STARTED = [0]  # checkpointed train_loop calls of this process so far (the kill hook's count)
 
 
 class CheckpointError(RuntimeError):
@@ -181,7 +183,7 @@ def clear(root: str | Path | None, logger: logging.Logger | None = None) -> None
     if root.is_dir():
         shutil.rmtree(root)
         (logger or log).info("job finished: removed its checkpoints in %s", root)
-    parents = list(root.parents)[:3]  # <method>/<task>/checkpoints, when empty; never above checkpoints/
+    parents = list(root.parents)[:4]  # <seed>/<method>/<task>/checkpoints, when empty; never above checkpoints/
     if any(p.name == "checkpoints" for p in parents):
         for parent in parents:
             try:
@@ -239,7 +241,8 @@ class Stage:
     def __init__(self, job: Job, index: int):
         self.job, self.index = job, index
         self.path = job.folder / f"stage{index}.pt"
-        self._kill_at = self._parse_kill(index)
+        self._kill_at = self._parse_kill(_STAGES_STARTED[0])
+        _STAGES_STARTED[0] += 1
 
     @staticmethod
     def _parse_kill(index: int) -> int | None:

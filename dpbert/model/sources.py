@@ -217,15 +217,16 @@ def save_classifier(model, tokenizer, folder: Path) -> None:
 def job_folder_fix(folder: Path) -> str:
     """The fix for a broken saved model: delete the folder its job wrote and rerun.
 
-    A job's models live in ``<workdir>/<profile>/models/<task>/<method>/<seed>/`` (variants and their
-    ``backbone/`` below it): deleting that whole output makes Snakemake rerun the one job that writes it
-    (and the jobs that read it). A folder outside that layout is named as it is."""
+    A training job's model lives in ``<workdir>/<profile>/models/<task>/<method>/<seed>/<variant>/`` (its
+    ``backbone/`` below it; DACT-BERT's search models in ``search/<tau>/``): deleting that folder makes
+    Snakemake rerun the one job that writes it (and the jobs that read it). A folder outside that layout is
+    named as it is."""
     folder = Path(folder)
     for job in [folder, *folder.parents]:
-        if len(job.parts) >= 4 and job.parents[2].name == "models":
-            task, method, seed = job.parts[-3:]
-            return (f"Fix: delete {job} (the output of the run_method job {task}/{method}/seed {seed}) and "
-                    "rerun the workflow; Snakemake reruns that job, which writes it anew.")
+        if len(job.parts) >= 5 and job.parents[3].name == "models":
+            task, method, seed, variant = job.parts[-4:]
+            return (f"Fix: delete {job} (the output of the train_variant job {task}/{method}/seed {seed}/{variant}) "
+                    "and rerun the workflow; Snakemake reruns that job, which writes it anew.")
     return f"Fix: delete {folder} and rerun the job that writes it."
 
 

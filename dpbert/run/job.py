@@ -88,15 +88,15 @@ def run_method(
     with phase(phases, "train_s"):
         if impl.trains:
             deadline = None if time_budget_s is None else time.monotonic() - process_age_s() + time_budget_s
-            Path(model_out).mkdir(parents=True, exist_ok=True)
-            for variant in impl.training_jobs():
-                previous = previous_job(impl.training_jobs(), variant, training)
-                train_variant_into(impl, prepared, variant=variant, seed=seed, method_params=method_params,
-                                   training=training, model=model, data_path=data_path, base_dir=base_dir,
-                                   model_dir=model_out, previous=previous and str(Path(model_out) / previous),
-                                   log=log, selection=selection,
-                                   checkpoint_dir=checkpoint_dir and str(Path(checkpoint_dir) / variant),
-                                   checkpoint=checkpoint, deadline=deadline)
+            with atomic_dir(model_out) as tmp:  # nothing of an interrupted run looks finished
+                for variant in impl.training_jobs():
+                    previous = previous_job(impl.training_jobs(), variant, training)
+                    train_variant_into(impl, prepared, variant=variant, seed=seed, method_params=method_params,
+                                       training=training, model=model, data_path=data_path, base_dir=base_dir,
+                                       model_dir=str(tmp), previous=previous and str(tmp / previous), log=log,
+                                       selection=selection, checkpoint=checkpoint,
+                                       checkpoint_dir=checkpoint_dir and str(Path(checkpoint_dir) / variant),
+                                       deadline=deadline, rescue_dir=f"{model_out}.last-good")
         else:
             with atomic_dir(model_out) as tmp:
                 (tmp / POINTER_FILE).write_text(json.dumps(
@@ -195,7 +195,7 @@ def train_variant_into(
     impl: Method, prepared, *, variant: str, seed: int, method_params: dict[str, Any], training: dict[str, Any],
     model: dict[str, Any], data_path: str, base_dir: str | None, model_dir: str, previous: str | Path | None,
     log: logging.Logger, selection: dict[str, Any] | None, checkpoint_dir: str | None, checkpoint: Any,
-    deadline: float | None,
+    deadline: float | None, rescue_dir: str | None = None,
 ) -> None:
     """Train ``variant`` into ``model_dir / variant``, atomically: the method writes into a staging folder,
     renamed into place when it has saved exactly that variant. Its generators start from the run's seed, or
@@ -235,7 +235,7 @@ def train_variant_into(
             seed_everything(seed)
         else:
             set_rng_state(read_rng_state(Path(previous)))
-        set_rescue_dir(f"{final}.last-good")  # survives the failed job; the staging folder does not
+        set_rescue_dir(rescue_dir or f"{final}.last-good")  # survives the failed job; the staging folder does not
         with checkpoints.resumable(checkpoint_dir, key, checkpoint, log, deadline=deadline):
             impl.train_variant(ctx, variant)
         written = sorted(p.name for p in staging.iterdir())

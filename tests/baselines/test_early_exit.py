@@ -34,7 +34,7 @@ from baselines.pabee import Pabee, weighted_loss
 from dpbert.data.tasks import get_task
 from dpbert.methods.interface import TrainContext
 from dpbert.model.engine import count_layer_calls
-from dpbert.model.method_model import MethodModel
+from dpbert.model.method_model import META_FILE, MethodModel
 from dpbert.model.sources import ModelSource, load_classifier, save_classifier
 from tests.conftest import tiny_classifier, toy_split
 
@@ -150,8 +150,10 @@ def test_train_save_load_round_trip(tmp_path, tokenizer, name, regression):
     method = METHODS[name](params, ctx.task)
     ctx.out_dir.mkdir()
     method.train(ctx)
-    record = [VARIANTS_FILE] if name == "dact_bert" else []  # the taus it trained (no search: no selection)
-    assert sorted(p.name for p in ctx.out_dir.iterdir()) == sorted(method.variants() + record)
+    record = ["search"] if name == "dact_bert" else []  # its search job's folder: the taus it trained (no search:
+    assert sorted(p.name for p in ctx.out_dir.iterdir()) == sorted(method.variants() + record)  # no selection)
+    if name == "dact_bert":
+        assert sorted(p.name for p in (ctx.out_dir / "search").iterdir()) == [VARIANTS_FILE]
     assert method.trained_variants(ctx.out_dir) == method.variants()
     folder = ctx.out_dir / method.variants()[0]
     first, second = method.load(folder), method.load(folder)
@@ -330,9 +332,10 @@ def _fake_dact_training(monkeypatch, speedup_of_tau):
     """DactBert._train_one replaced by a known speed-up curve (no training); returns the taus trained, in order."""
     trained: list[float] = []
 
-    def train_one(self, ctx, tau):
+    def train_one(self, ctx, tau, folder):
         trained.append(tau)
-        (ctx.out_dir / variant_name(tau)).mkdir()
+        folder.mkdir(parents=True)
+        (folder / META_FILE).write_text(json.dumps({"dev_layer_speedup": speedup_of_tau(tau)}))  # as the real one
         return speedup_of_tau(tau)
 
     monkeypatch.setattr(DactBert, "_train_one", train_one)
@@ -353,7 +356,7 @@ def test_dact_tau_search_trains_taus_inside_the_window(tmp_path, tokenizer, monk
     assert all(1e-3 < t < 1e-1 for t in new)
     inside = [t for t in new if 1.30 <= 1.0 + 0.5 * (math.log10(t) + 3.2) <= 1.96]
     assert len(inside) >= 2, trained
-    record = json.loads((ctx.out_dir / VARIANTS_FILE).read_text())
+    record = json.loads((ctx.out_dir / "search" / VARIANTS_FILE).read_text())  # the search job's folder
     assert record["tau_search"].startswith("ok"), record
     assert method.trained_variants(ctx.out_dir) == [variant_name(t) for t in sorted(trained)]
 
@@ -372,7 +375,7 @@ def test_dact_tau_search_off_without_selection_or_for_regression(tmp_path, token
     ctx.out_dir.mkdir()
     DactBert({"taus": [1e-3], "tau_search": 2}, CLS).train(ctx)  # 1.1x everywhere: tries the range's high end
     assert trained[2:] == [1e-3, 1e-2]
-    record = json.loads((ctx.out_dir / VARIANTS_FILE).read_text())
+    record = json.loads((ctx.out_dir / "search" / VARIANTS_FILE).read_text())
     assert record["tau_search"].startswith("unreachable: max speed-up 1.10"), record
 
 

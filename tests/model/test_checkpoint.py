@@ -117,7 +117,7 @@ def _kill_and_resume(tmp_path: Path, method: str, params: dict, training: dict, 
     killed = run_job(tmp_path, method, params, training, data, base, kill_after=kill_after)
     assert killed.returncode == -signal.SIGKILL, killed.stderr[-3000:]
     assert not (tmp_path / "model").exists()  # nothing looks finished
-    stages = sorted((tmp_path / "checkpoints").glob("*/stage*.pt"))
+    stages = sorted((tmp_path / "checkpoints").glob("*/*/stage*.pt"))
     assert stages, "the killed job left no checkpoint"
     rerun = run_job(tmp_path, method, params, training, data, base)
     assert rerun.returncode == 0, rerun.stderr[-3000:]
@@ -166,7 +166,7 @@ def test_corrupt_checkpoint_stops_the_job_naming_the_file(tmp_path, prepared):
     data, _ = prepared
     killed = run_job(tmp_path, "bert", {}, _training(), data, None, kill_after="0:6")
     assert killed.returncode == -signal.SIGKILL
-    (stage,) = (tmp_path / "checkpoints").glob("*/stage0.pt")
+    (stage,) = (tmp_path / "checkpoints").glob("*/*/stage0.pt")
     stage.write_bytes(stage.read_bytes()[:200])  # truncated, as a full disk could leave it
     rerun = run_job(tmp_path, "bert", {}, _training(), data, None)
     assert rerun.returncode != 0
@@ -179,7 +179,7 @@ def test_checkpoint_of_another_config_is_not_resumed(tmp_path, prepared):
     data, ref = prepared
     killed = run_job(tmp_path, "bert", {}, _training(lr=0.002), data, None, kill_after="0:6")
     assert killed.returncode == -signal.SIGKILL
-    (old,) = (tmp_path / "checkpoints").glob("*/stage0.pt")
+    (old,) = (tmp_path / "checkpoints").glob("*/*/stage0.pt")
     rerun = run_job(tmp_path, "bert", {}, _training(), data, None)  # lr back to the reference's
     assert rerun.returncode == 0, rerun.stderr[-3000:]
     assert "ignoring checkpoints in" in rerun.stderr and old.parent.name in rerun.stderr

@@ -34,8 +34,8 @@ def test_truncated_stage1_folder_names_the_file_and_the_job_to_rerun(tmp_path, t
     msg = str(ei.value)
     assert msg.startswith(f"the saved model file {stage1 / name} could not be read (")
     assert "corrupt or truncated" in msg and "\n" not in msg
-    assert msg.endswith(f"Fix: delete {job} (the output of the run_method job SST-2/bert/seed 1) and rerun "
-                        "the workflow; Snakemake reruns that job, which writes it anew.")
+    assert msg.endswith(f"Fix: delete {job / 'main'} (the output of the train_variant job SST-2/bert/seed 1/main) "
+                        "and rerun the workflow; Snakemake reruns that job, which writes it anew.")
 
 
 @pytest.mark.parametrize("name", ["model.safetensors", "config.json"])
@@ -47,7 +47,8 @@ def test_truncated_method_checkpoint_names_the_file(tmp_path, tokenizer, name):
         load_method_model(job / "keep2")
     msg = str(ei.value)
     assert f"the saved model file {job / 'keep2' / 'backbone' / name} could not be read" in msg
-    assert "corrupt or truncated" in msg and f"Fix: delete {job} (the output of the run_method job RTE/layerdrop/seed 3)" in msg
+    assert "corrupt or truncated" in msg
+    assert f"Fix: delete {job / 'keep2'} (the output of the train_variant job RTE/layerdrop/seed 3/keep2)" in msg
 
 
 def test_fix_outside_the_workflow_layout_names_the_folder(tmp_path):

@@ -44,7 +44,7 @@ def test_a_stored_measurement_of_the_profile_replaces_its_typed_costs(tmp_path):
     assert measured.measured and (measured.train_s, measured.forward_s) == (500.0, 0.002)
     assert measured.source == f"measured on cpu (test) ({path})"
     after = job_resources(cfg, ROOT)  # the DAG's requests follow the measurement
-    assert after["SST-2/bert/1"]["runtime"] > before["SST-2/bert/1"]["runtime"]
+    assert after["SST-2/bert/1/main"]["runtime"] > before["SST-2/bert/1/main"]["runtime"]
     # another batch size is another measurement: the typed costs again, marked
     other = _config(costs_file=str(path), train_ms=1.0, forward_ms=1.0)
     other["training"]["finetune"]["batch_size"] = 8
@@ -87,17 +87,22 @@ def test_the_minilm_profile_reads_the_committed_measurement_of_this_cpu():
     # the DAG's estimates use it, no longer the typed costs (every minilm job's request is the 90-minute floor)
     from dpbert.run.job_resources import job_estimates
 
-    assert job_estimates(cfg, ROOT)["CoLA/bert/1"].train_s == pytest.approx(
-        job_estimates(cfg)["CoLA/bert/1"].train_s * costs.train_s / (cfg["resources"]["train_ms"] / 1000))
+    assert job_estimates(cfg, ROOT)["CoLA/bert/1/main"].train_s == pytest.approx(
+        job_estimates(cfg)["CoLA/bert/1/main"].train_s * costs.train_s / (cfg["resources"]["train_ms"] / 1000))
 
 
 def test_minilm_predicted_job_times_are_within_2x_of_the_measured_ones():
     """The cost model at the committed measurement against the minilm run's own job times (total_s of each
-    job's phases.json, copied into tests/run/minilm_phases.json): every job, and every task's jobs together."""
+    job's phases.json, copied into tests/run/minilm_phases.json; each was one job that trained every variant
+    of a method, then swept it): every (task, method, seed), its training jobs and sweep together, and every
+    task's jobs together."""
     cfg = _config(ROOT / "workflow/config/minilm.yaml")
     costs = profile_costs(cfg, ROOT)
     measured = json.loads((ROOT / "tests/run/minilm_phases.json").read_text())["jobs"]
-    predicted = {j.name: j.seconds for j in plan_jobs(cfg, costs.train_s, costs.forward_s)}
+    predicted: dict[str, float] = {}
+    for j in plan_jobs(cfg, costs.train_s, costs.forward_s):  # "<task>/<method>/<seed>[/<variant>]"
+        run = "/".join(j.name.split("/")[:3])
+        predicted[run] = predicted.get(run, 0.0) + j.seconds
     assert set(measured) <= set(predicted) and len(measured) == 30
     ratios = {name: predicted[name] / m["total_s"] for name, m in measured.items()}
     assert all(0.5 <= r <= 2.0 for r in ratios.values()), {n: round(r, 2) for n, r in ratios.items()}

@@ -238,6 +238,9 @@ def test_a_dry_run_offline_plans_and_ends_with_what_the_run_needs(tmp_path):
     assert stats and int(stats.group(1)) > 100, out.stdout[-3000:]
     method_resources = re.findall(r"rule run_method:\n(?:    .*\n)*?    resources: (.*)", out.stdout)
     assert len(method_resources) == int(stats.group(1))
+    trained = re.search(r"^train_variant\s+(\d+)$", out.stdout, re.MULTILINE)
+    assert trained and int(trained.group(1)) > int(stats.group(1))  # one per variant: DPBERT's 3 target rates ...
+    method_resources += re.findall(r"rule train_variant:\n(?:    .*\n)*?    resources: (.*)", out.stdout)
     assert all(re.search(r"runtime=\d+", r) and re.search(r"mem_mb=\d+", r) and "gpu=1" in r
                for r in method_resources), method_resources[:3]
     tail = out.stdout.rstrip().splitlines()[-3:]

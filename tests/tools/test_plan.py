@@ -58,8 +58,10 @@ def test_paper_plan_has_every_job_of_the_dag():
     assert "MNLI/bert/1" in names and "STS-B/deebert/1" not in names  # no regression exit
     assert sum(j.stage.startswith("stage 1") for j in jobs) == 8 * 3
     assert {j.name for j in jobs if j.stage == "GLUE test files"} == {f"glue_test/{m}" for m in cfg["methods"]}
-    assert all(j.deps == ["MNLI/bert/2"] for j in jobs if j.name.startswith("MNLI/") and j.name.endswith("/2")
-               and "/bert/" not in j.name)
+    # one training job per target rate, each from the stage-1 model alone (the paper's variant_seeds: independent)
+    assert [j.deps for j in jobs if j.name.startswith("MNLI/dpbert/2/")] == [["MNLI/bert/2/main"]] * 3
+    assert set(next(j for j in jobs if j.name == "MNLI/dpbert/2").deps) == {
+        "MNLI/bert/2/main", "MNLI/dpbert/2/t0.25", "MNLI/dpbert/2/t0.35", "MNLI/dpbert/2/t0.45"}
     assert split_sizes("MNLI", cfg["data"])["train"] == 392702
 
 
@@ -124,11 +126,14 @@ def test_the_plan_shows_the_runtime_requests_against_max_runtime():
     text = render({**paper, "resources": {**paper["resources"], "max_runtime": None}}, costs, [1])
     assert "no resources.max_runtime, so every job asks for its whole estimate" in text
     text = render(paper, costs, [1])
-    assert "the largest is 1440 (MNLI/dpbert/1), within resources.max_runtime 1440." in text
-    assert "18 jobs' estimates exceed it" in text and "MNLI/dpbert/1 (1974 min: 2 attempts)" in text
+    assert "the largest is 1179 (MNLI/dact_bert/1/search), within resources.max_runtime 1440." in text
+    assert "No job's estimate exceeds it: every job runs as one attempt." in text and "FLAGGED" not in text
+    text = render({**paper, "resources": {**paper["resources"], "max_runtime": 600}}, costs, [1])
+    assert "the largest is 600" in text and "MNLI/dact_bert/1/search (1179 min: 3 attempts)" in text
     assert "FLAGGED" not in text
     small = render({**paper, "resources": {**paper["resources"], "max_runtime": 20, "max_attempts": 2}}, costs, [1])
     assert "within resources.max_runtime 20." in small and "FLAGGED" in small
     assert "need more attempts than resources.max_attempts 2 allows" in small
-    off = render({**paper, "training": {**paper["training"], "checkpoint": "off"}}, costs, [1])
+    off = render({**paper, "resources": {**paper["resources"], "max_runtime": 600},
+                  "training": {**paper["training"], "checkpoint": "off"}}, costs, [1])
     assert "FLAGGED: training.checkpoint is off, so these jobs cannot stop and resume" in off

@@ -24,6 +24,10 @@ def test_summary_adds_up_per_rule_and_method(tmp_path):
     ]
     jobs = read_benchmarks(phases)
     assert list(jobs["task"]) == ["SST-2", "RTE", "SST-2"] and set(jobs["rule"]) == {"run_method"}
+    trained = read_benchmarks([_phases(tmp_path / "runs/SST-2/dpbert/1/train/t0.3.json", train_s=4.0, total_s=6.0,
+                                       peak_rss_mb=500)])  # a training job's record
+    assert list(trained[["rule", "task", "method", "seed", "train_s"]].iloc[0]) == ["train_variant", "SST-2", "dpbert",
+                                                                                     "1", 4.0]
     assert list(jobs["startup_s"].iloc[:2]) == [3.0, 2.5] and jobs["startup_s"].isna().iloc[2]
     assert list(jobs["seconds"]) == [10.0, 5.0, 5.0] and list(jobs["max_rss_mb"]) == [650, 700, 300]
     summary = summarise(jobs)

@@ -25,7 +25,7 @@ SLURM_PROFILE = ROOT / "workflow" / "profiles" / "slurm"
 # tokenising), training and timing the methods, and the GLUE test-set predictions (which run every
 # method's models over the test splits), and the serving benchmark (which times every method's models).
 # Every other rule must be in the Snakefile's `localrules:`.
-SUBMITTED = {"prepare_data", "run_method", "glue_test", "serving"}
+SUBMITTED = {"prepare_data", "train_variant", "run_method", "glue_test", "serving"}
 
 _RULES = """
 import json, sys
@@ -91,7 +91,8 @@ def test_slurm_profile_puts_each_kind_of_job_on_its_partition():
     per_rule = {rule: res["slurm_partition"] for rule, res in profile["set-resources"].items()}
     assert set(per_rule) == SUBMITTED  # every submitted rule, named
     gpu, cpu = per_rule["run_method"], profile["default-resources"]["slurm_partition"]
-    assert per_rule == {"run_method": gpu, "glue_test": gpu, "serving": gpu, "prepare_data": cpu} and gpu != cpu
+    assert per_rule == {"train_variant": gpu, "run_method": gpu, "glue_test": gpu, "serving": gpu,
+                        "prepare_data": cpu} and gpu != cpu
 
 
 def test_the_slurm_profile_partitions_reach_the_jobs(tmp_path):
@@ -103,8 +104,9 @@ def test_the_slurm_profile_partitions_reach_the_jobs(tmp_path):
     assert result.returncode == 0, result.stderr[-3000:]
     jobs = re.findall(r"^rule (\w+):\n(?:    .*\n)*?    resources: (.*)$", result.stdout, re.MULTILINE)
     partitions = {(rule, re.search(r"slurm_partition=(\w+)", res).group(1)) for rule, res in jobs}
-    assert {p for p in partitions if p[0] in SUBMITTED} == {("prepare_data", "cpu"), ("run_method", "gpu")}
-    assert sum(rule == "run_method" for rule, _ in jobs) == 2, result.stdout[-3000:]
+    assert {p for p in partitions if p[0] in SUBMITTED} == {("prepare_data", "cpu"), ("train_variant", "gpu"),
+                                                            ("run_method", "gpu")}
+    assert sum(rule == "run_method" for rule, _ in jobs) == sum(rule == "train_variant" for rule, _ in jobs) == 2
 
 
 def _snakemake(workdir: Path, *args: str, config: Path, env: dict | None = None, timeout: int = 600):
@@ -161,7 +163,9 @@ def test_micro_profile_runs_through_the_slurm_profile(tmp_path):
     assert result.returncode == 0, result.stderr[-4000:]
 
     jobs = fake_slurm.jobs(state)
-    expected = {"rule_prepare_data_wildcards_SST-2"} | {f"rule_run_method_wildcards_SST-2_{m}_1" for m in ("bert", "pabee", "dpbert")}
+    expected = ({"rule_prepare_data_wildcards_SST-2"} | {f"rule_run_method_wildcards_SST-2_{m}_1" for m in ("bert", "pabee", "dpbert")}
+                | {f"rule_train_variant_wildcards_SST-2_{m}_1_{v}" for m, v in (("bert", "main"), ("pabee", "main"),
+                                                                               ("dpbert", "t0.3"))})
     assert sorted(j["comment"] for j in jobs) == sorted(expected)  # once each; table1 ran locally
     assert all(j["state"] == "COMPLETED" and j["exit_code"] == 0 for j in jobs), jobs
     run_id = {j["name"] for j in jobs}
@@ -169,7 +173,7 @@ def test_micro_profile_runs_through_the_slurm_profile(tmp_path):
     for job in jobs:  # the profile's and the config's resources reach sbatch
         partition = "cpu" if "prepare_data" in job["comment"] else "gpu"  # the profile's set-resources
         assert (job["partition"], job["account"], job["mem_mb"], job["cpus"]) == (partition, "CHANGE_ME", "4000", "1")
-        assert job["time_min"] == ("90" if "run_method" in job["comment"] else "60")
+        assert job["time_min"] == ("60" if "prepare_data" in job["comment"] else "90")
         assert "--executor slurm-jobstep" in job["wrap"]
     for method in ("bert", "pabee", "dpbert"):  # under a cluster executor no job runs as a fork of a warm server
         phases = json.loads((tmp_path / "run" / "work" / MICRO_PROFILE / "runs" / "SST-2" / method / "1" / "phases.json").read_text())
@@ -193,19 +197,19 @@ def test_micro_profile_runs_through_the_slurm_profile(tmp_path):
 def test_a_job_longer_than_its_time_budget_runs_as_attempts_to_the_same_model(tmp_path):
     """BERT-base on the micro SST-2 (2 steps at batch 32) through the SLURM profile with a zero time budget
     (DPBERT_TIME_BUDGET_S: SLURM's minutes are too coarse for a test): the first attempt trains one step,
-    checkpoints and exits (75, its SLURM job 1) with one line; run_method's retries (resources.max_attempts) resubmit it, the
+    checkpoints and exits (75, its SLURM job 1) with one line; train_variant's retries (resources.max_attempts) resubmit it, the
     second attempt resumes and finishes. Its weights equal an uninterrupted local run's, bit for bit."""
     env = fake_slurm.install(tmp_path / "bin", tmp_path / "slurm")
     micro = yaml.safe_load(MICRO.read_text())
     training = {**micro["training"], "finetune": {**micro["training"]["finetune"], "batch_size": 32}}
     cfg = _config(tmp_path, tasks=["SST-2"], methods={"bert": {}}, training=training,
                   resources={"max_runtime": 30, "max_attempts": 3})
-    model = f"work/{MICRO_PROFILE}/models/SST-2/bert/1"
+    model = f"work/{MICRO_PROFILE}/models/SST-2/bert/1/main"
     result = _snakemake(tmp_path / "run", model, "--workflow-profile", str(SLURM_PROFILE),
                         "--slurm-init-seconds-before-status-checks", "1", config=cfg,
                         env={**env, "DPBERT_TIME_BUDGET_S": "0"}, timeout=1500)
     assert result.returncode == 0, result.stderr[-4000:]
-    attempts = [j for j in fake_slurm.jobs(tmp_path / "slurm") if j["comment"] == "rule_run_method_wildcards_SST-2_bert_1"]
+    attempts = [j for j in fake_slurm.jobs(tmp_path / "slurm") if j["comment"] == "rule_train_variant_wildcards_SST-2_bert_1_main"]
     # the job's own Snakemake exits 1 when its script exits 75; the submitting one resubmits it
     assert [(j["state"], j["exit_code"] != 0) for j in attempts] == [("FAILED", True), ("COMPLETED", False)], attempts
     # the SLURM profile's own limit (its config: resources.max_runtime 1440) replaced the file's 30; the job's
@@ -213,7 +217,7 @@ def test_a_job_longer_than_its_time_budget_runs_as_attempts_to_the_same_model(tm
     assert {j["time_min"] for j in attempts} == {"90"}
     first = Path(attempts[0]["output"]).read_text()
     assert "time budget reached after step 1 of 2 of stage 0 (fine-tune BERT on SST-2); checkpoint saved in" in first, first[-3000:]
-    log = (tmp_path / "run" / f"work/{MICRO_PROFILE}/logs/run_method/SST-2/bert/1.log").read_text()
+    log = (tmp_path / "run" / f"work/{MICRO_PROFILE}/logs/train_variant/SST-2/bert/1/main.log").read_text()
     assert "resuming at step 1 of 2" in log, log[-3000:]
     assert not (tmp_path / "run" / f"work/{MICRO_PROFILE}/checkpoints").exists()  # removed once the job succeeded
 

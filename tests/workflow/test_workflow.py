@@ -153,7 +153,7 @@ def test_reporting_does_not_retrain(micro_run):
     dry = snakemake(micro_run, "figures/micro/figure3.png", "-n", "--quiet", "rules")
     assert dry.returncode == 0, dry.stdout[-2000:]
     jobs = {ln.split()[0] for ln in dry.stdout.splitlines() if ln.strip() and ln.split()[0] in
-            {"prepare_data", "run_method", "table1", "figure3"}}
+            {"prepare_data", "train_variant", "run_method", "table1", "figure3"}}
     assert jobs == {"figure3"}, dry.stdout[-2000:]
 
 
@@ -182,12 +182,13 @@ def test_reordered_keys_and_respelled_numbers_rerun_nothing(micro_run, tmp_path)
     out = dry.stdout + dry.stderr
     assert dry.returncode == 0, out[-2000:]
     assert "Params have changed" not in out and "rule run_method" not in out and "rule prepare_data" not in out, out[-3000:]
+    assert "rule train_variant" not in out, out[-3000:]
     # the control: a changed value (DPBERT's planner lr) reruns DPBERT's jobs, for its params
     cfg["methods"]["dpbert"]["planner_lr"] = 0.02
     path.write_text(yaml.safe_dump(cfg, sort_keys=False))
     changed = snakemake(micro_run, "-n", config=path)
     assert changed.returncode == 0 and "Params have changed" in changed.stdout + changed.stderr
-    assert "run_method" in changed.stdout + changed.stderr
+    assert "train_variant" in changed.stdout + changed.stderr and "run_method" in changed.stdout + changed.stderr
 
 
 @pytest.mark.e2e
@@ -225,7 +226,7 @@ def test_micro_run_serves_every_table1_point(micro_run, tmp_path):
     dry = snakemake(micro_run, "results/micro/serving.csv", "-n", "--quiet", "rules")
     assert dry.returncode == 0, dry.stdout[-2000:]
     jobs = {ln.split()[0] for ln in dry.stdout.splitlines() if ln.strip() and ln.split()[0] in
-            {"prepare_data", "run_method", "table1", "serving"}}
+            {"prepare_data", "train_variant", "run_method", "table1", "serving"}}
     assert jobs == {"serving"}, dry.stdout[-2000:]
 
 
@@ -283,7 +284,8 @@ def test_slurm_profile_dry_run_lists_jobs_with_resources(tmp_path):
     result = snakemake(tmp_path, "results/micro/table1.csv", "-n", "--workflow-profile", str(ROOT / "workflow/profiles/slurm"))
     out = result.stdout + result.stderr
     assert result.returncode == 0, out[-2000:]
-    assert "rule run_method:" in out and "mem_mb=4000" in out and "runtime=90" in out and "gpu=0" in out
+    assert "rule run_method:" in out and "rule train_variant:" in out
+    assert "mem_mb=4000" in out and "runtime=90" in out and "gpu=0" in out
 
 
 def test_paper_profile_asks_for_gpus():

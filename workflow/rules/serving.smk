@@ -17,7 +17,11 @@ rule serving:
     input:
         selected=rules.table1.output.selected,
         data=[f"{W}/data/{t}.pt" for t in SERVING_TASKS],
-        models=[trained_folders(t, m, SEEDS[0]) for t, m in SERVING_MODELS],
+        models=[
+            folder
+            for t, m in SERVING_MODELS
+            for folder in trained_folders(t, m, SEEDS[0])
+        ],
     output:
         csv=f"{R}/serving.csv",
         png=report(

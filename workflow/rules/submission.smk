@@ -3,7 +3,9 @@ rule glue_test:
     input:
         selected=rules.table1.output.selected,
         models=lambda wc: [
-            trained_folders(t, wc.method, SEEDS[0]) for t in method_tasks(wc.method)
+            folder
+            for t in method_tasks(wc.method)
+            for folder in trained_folders(t, wc.method, SEEDS[0])
         ],
         data=lambda wc: [f"{W}/data/{t}.pt" for t in method_tasks(wc.method)],
     output:
