@@ -7,7 +7,8 @@ examples) it checks what a full run would need of the method:
 
 1. the config check, which runs before any job, accepts `methods: {bert: {}, <name>: <params>}` (the
    parameters' types and ranges, and every depth against the backbone's 4 layers);
-2. one job, ``dpbert.run.job.run_method`` called as the workflow's run_method rule calls it, trains the
+2. ``dpbert.run.job.run_method`` (the method's training jobs, one per variant, as the workflow's
+   train_variant rule runs them, then its sweep, the run_method rule, in one process) trains the
    method from the stage-1 BERT-base model and sweeps it: one sweep row per variant and knob value,
    executed layers inside the backbone, the layer speed-up 4 / mean executed layers, a static method
    one depth for every input;
@@ -62,7 +63,7 @@ def micro_config(name: str, params: dict) -> dict:
 
 
 def job(cfg: dict, name: str, out: Path, base: Path | None) -> Path:
-    """One run_method job, as workflow/scripts/run_method.py calls it; returns its output folder."""
+    """A method's training jobs and sweep (``run_method``), as the workflow's jobs run them; its output folder."""
     selection = {k: cfg["selection"][k] for k in ("window", "min_points_in_window", "min_points_in_curve",
                                                   "curve_up_to") if k in cfg["selection"]}
     run_method(task=TASK, method=name, seed=1, method_params=cfg["methods"][name], training=cfg["training"],
