@@ -57,6 +57,23 @@ POINTER_FILE = "method.json"  # what a method that trains nothing leaves in its 
 RNG_FILE = "rng_state.pt"  # a training job's generators when it ended, where the next chained job starts
 
 
+def start_job(task: str, method: str, method_params: dict[str, Any], data_path: str, latency: dict[str, Any],
+              training: dict[str, Any] | None = None) -> tuple[Method, dict[str, float], Any]:
+    """A job's first steps: the method on the task, its precisions checked (``training``'s and ``latency``'s,
+    before any training, so that a latency.precision the device cannot run wastes none), the start-up
+    recorded, the prepared data loaded. Returns (method, phases, prepared data)."""
+    impl = build_method(method, method_params, get_task(task))  # imports every method, torch, transformers
+    if training is not None:
+        check_precision(training.get("precision", "fp32"), resolve_device(training.get("device", "cpu")),
+                        "training.precision")
+    check_precision(latency.get("precision", "fp32"), resolve_device(latency.get("device", "cpu")),
+                    "latency.precision")
+    import transformers.models.bert.modeling_bert  # noqa: F401  (so that start-up counts all the imports)
+
+    phases = {"startup_s": process_age_s(), "warm": float(bool(os.environ.get(CHILD_ENV)))}
+    return impl, phases, load_prepared(data_path)
+
+
 def run_method(
     *, task: str, method: str, seed: int, method_params: dict[str, Any], training: dict[str, Any],
     model: dict[str, Any], latency: dict[str, Any], profile: str, data_path: str, base_dir: str | None,
@@ -75,16 +92,7 @@ def run_method(
     ``time_budget_s``: seconds from the start of the job's process by which training must have checkpointed
     and stopped (dpbert.run.job_resources.job_time_budget_s; None: no budget); past it the training loop raises
     ``dpbert.model.checkpoint.TimeBudgetReached`` and no output is written, and a rerun resumes."""
-    impl = build_method(method, method_params, get_task(task))  # imports every method, torch, transformers
-    # both precisions before any training, so that a latency.precision the device cannot run wastes no training
-    check_precision(training.get("precision", "fp32"), resolve_device(training.get("device", "cpu")),
-                    "training.precision")
-    check_precision(latency.get("precision", "fp32"), resolve_device(latency.get("device", "cpu")),
-                    "latency.precision")
-    import transformers.models.bert.modeling_bert  # noqa: F401  (so that start-up counts all the imports)
-
-    phases = {"startup_s": process_age_s(), "warm": float(bool(os.environ.get(CHILD_ENV)))}
-    prepared = load_prepared(data_path)
+    impl, phases, prepared = start_job(task, method, method_params, data_path, latency, training)
     with phase(phases, "train_s"):
         if impl.trains:
             deadline = None if time_budget_s is None else time.monotonic() - process_age_s() + time_budget_s
@@ -119,13 +127,7 @@ def sweep_job(
     """The sweep job of (task, method, seed): every variant its training jobs saved under ``model_dir`` (the
     stage-1 folder ``base_dir`` for a method that trains nothing; None for BERT-base itself), scored and timed
     at batch size 1 against BERT-base (``run_method``'s sweep)."""
-    impl = build_method(method, method_params, get_task(task))
-    check_precision(latency.get("precision", "fp32"), resolve_device(latency.get("device", "cpu")),
-                    "latency.precision")
-    import transformers.models.bert.modeling_bert  # noqa: F401  (so that start-up counts all the imports)
-
-    phases = {"startup_s": process_age_s(), "warm": float(bool(os.environ.get(CHILD_ENV)))}
-    prepared = load_prepared(data_path)
+    impl, phases, prepared = start_job(task, method, method_params, data_path, latency)
     sweep_and_record(impl, prepared, seed=seed, latency=latency, profile=profile,
                      model_dir=model_dir if impl.trains else base_dir, base_dir=base_dir or model_dir,
                      sweep_out=sweep_out, predictions_out=predictions_out, phases_out=phases_out,
@@ -171,16 +173,7 @@ def train_job(
     """One training job: ``variant`` (one of ``Method.training_jobs``) into ``model_dir / variant``. ``previous``:
     the folder of the training job before it when chained (``training.variant_seeds``); ``base_dir``, the stage-1
     folder (None for BERT-base itself). Checkpoints and ``time_budget_s`` as ``run_method``'s."""
-    impl = build_method(method, method_params, get_task(task))
-    check_precision(training.get("precision", "fp32"), resolve_device(training.get("device", "cpu")),
-                    "training.precision")
-    # checked before training, so that a latency.precision the device cannot run wastes none (the sweep uses it)
-    check_precision(latency.get("precision", "fp32"), resolve_device(latency.get("device", "cpu")),
-                    "latency.precision")
-    import transformers.models.bert.modeling_bert  # noqa: F401  (so that start-up counts all the imports)
-
-    phases = {"startup_s": process_age_s(), "warm": float(bool(os.environ.get(CHILD_ENV)))}
-    prepared = load_prepared(data_path)
+    impl, phases, prepared = start_job(task, method, method_params, data_path, latency, training)
     deadline = None if time_budget_s is None else time.monotonic() - process_age_s() + time_budget_s
     with phase(phases, "train_s"):
         train_variant_into(impl, prepared, variant=variant, seed=seed, method_params=method_params,
