@@ -40,6 +40,9 @@ from dpbert.run.costs import (
 from dpbert.run.job_resources import JobEstimate
 
 
+STAGE_ORDER = ["stage 1 (BERT-base)", "training", "sweeps", "GLUE test files"]  # as the plan lists the stages
+
+
 def critical_path(jobs: list[Job]) -> dict[str, float]:
     """Longest path from each job to the end of the run (its own time included)."""
     by_name = {j.name: j for j in jobs}
@@ -197,7 +200,7 @@ def render(config: dict[str, Any], costs: Costs, devices: list[int],
     total = sum(j.seconds for j in jobs)
     longest = max(critical_path(jobs).values())
     stages: dict[str, int] = {}
-    for j in jobs:
+    for j in sorted(jobs, key=lambda j: STAGE_ORDER.index(j.stage) if j.stage in STAGE_ORDER else len(STAGE_ORDER)):
         stages[j.stage] = stages.get(j.stage, 0) + 1
     lines = [
         f"Profile `{config['profile']}`: {len(config['tasks'])} tasks x {len(config['seeds'])} seeds x "
