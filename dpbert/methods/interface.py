@@ -53,7 +53,9 @@ class TrainContext:
     model_source: Any  # dpbert.model.sources.ModelSource
     device: str
     log: logging.Logger
-    selection: dict[str, Any] | None = None  # the config's `selection:` (window, min_points_in_window); None: no search
+    # the config's `selection:` (window, min_points_in_window) for a method's search job (``Method.search_job``), so
+    # that a changed window reruns that job only; None for every other training job
+    selection: dict[str, Any] | None = None
     # The folder of the method's trained variants as the search job finds them (``Method.search_job``: the grid's,
     # each written by its own job); None: ``out_dir`` (every job trains in this one process, ``Method.train``).
     variants_dir: Path | None = None

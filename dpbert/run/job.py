@@ -215,7 +215,7 @@ def train_variant_into(
             model_source=ModelSource.from_config(model),
             device=device,
             log=log,
-            selection=selection,
+            selection=selection if variant == impl.search_job else None,  # what a search job searches in
             variants_dir=Path(model_dir),
         )
         key = (checkpoints.method_job_key(impl, seed=seed, method_params=method_params, training=training,

@@ -213,3 +213,25 @@ def test_a_dry_run_lists_each_target_rate_as_its_own_job(tmp_path):
              if len(line.split()) == 2 and line.split()[1].isdigit()}
     assert stats["train_variant"] == 1 + 2 + 3  # bert main; dpbert's two rates; dact's two taus and its search
     assert stats["run_method"] == 3
+
+
+def test_only_a_search_job_reads_the_window(stage1, tmp_path, one_thread, monkeypatch):
+    """selection: reaches DACT-BERT's search job and no other training job, so that a changed window reruns
+    the search (and the sweeps) but no training of a variant (workflow/rules/methods.smk passes it the same way)."""
+    from baselines.dact_bert import DactBert
+
+    cfg = config()
+    seen: dict[str, object] = {}
+
+    def record(self, ctx, variant):
+        seen[variant] = ctx.selection
+        (ctx.out_dir / variant).mkdir()
+
+    monkeypatch.setattr(DactBert, "train_variant", record)
+    for variant in ("tau0.001", "search"):
+        train_job(task=TASK, method="dact_bert", seed=1, variant=variant, method_params=cfg["methods"]["dact_bert"],
+                  training={**cfg["training"], "variant_seeds": "independent"}, model=cfg["model"],
+                  latency=cfg["latency"], data_path=str(stage1 / "data.pt"), base_dir=str(stage1 / "bert" / "model"),
+                  model_dir=str(tmp_path / "model"), phases_out=str(tmp_path / f"{variant}.json"), log=LOG,
+                  selection=selection(cfg))
+    assert seen == {"tau0.001": None, "search": selection(cfg)}

@@ -37,8 +37,13 @@ rule train_variant:
         model=config["model"],
         # checked before training (the sweep times in it)
         latency_precision=config["latency"].get("precision", "fp32"),
-        # the sweep's window search, which DACT-BERT's tau search reads
-        selection=SWEEP_SELECTION,
+        # the window a method's search job searches in (DACT-BERT's tau search); no other training job reads
+        # it, so a changed window reruns none of them
+        selection=lambda wc: (
+            SWEEP_SELECTION
+            if wc.variant == method_impl(wc.task, wc.method).search_job
+            else None
+        ),
         warm_worker=config["execution"]["warm_worker"],
     script:
         "../scripts/train_variant.py"
