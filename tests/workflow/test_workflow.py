@@ -298,6 +298,9 @@ def test_paper_profile_asks_for_gpus():
     assert cfg["seeds"] == [1, 2, 3] and cfg["selection"]["speedup"] == "latency"
 
 
+TRAINING_NOW = "*/*/*/.*.training"  # a training job's staging folder: models/<task>/<method>/<seed>/.<variant>.training
+
+
 @pytest.mark.e2e
 def test_killed_run_resumes_and_reproduces_scores(tmp_path, micro_run):
     """Kill the run in the middle of training (SIGTERM, as Ctrl-C or a scheduler does); the same
@@ -312,16 +315,16 @@ def test_killed_run_resumes_and_reproduces_scores(tmp_path, micro_run):
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
     models = tmp_path / "work" / "micro" / "models"
     deadline = time.time() + 300
-    while time.time() < deadline and not any(models.glob("*/*/*.partial")):
+    while time.time() < deadline and not any(models.glob(TRAINING_NOW)):
         time.sleep(0.2)
-    assert any(models.glob("*/*/*.partial")), "training never started"
+    assert any(models.glob(TRAINING_NOW)), "training never started"
     os.killpg(proc.pid, signal.SIGTERM)
     proc.wait(timeout=120)
     assert not (tmp_path / "results/micro" / "table1.csv").exists()
 
     rerun = subprocess.run(cmd, capture_output=True, text=True, timeout=900)
     assert rerun.returncode == 0, rerun.stdout[-2000:] + rerun.stderr[-2000:]
-    assert not list(models.glob("*/*/*.partial"))
+    assert not list(models.glob(TRAINING_NOW))
 
     keys = ["task", "method", "variant", "knob", "split"]
     ours = pd.read_csv(tmp_path / "results/micro" / "sweeps.csv").sort_values(keys).reset_index(drop=True)
