@@ -168,8 +168,7 @@ class DactBert(ExitCriterion):
 
     def training_epochs(self, finetune: dict) -> float:
         """One model per tau: the grid's and, at most, the search's (classification)."""
-        extra = 0 if self.task.is_regression else max(self.params.tau_search, 0)
-        return super().training_epochs(finetune) * (len(self.params.taus) + extra)
+        return super().training_epochs(finetune) * (len(self.params.taus) + self._search_models())
 
     def loss(self, model: MethodModel, batch: dict[str, Tensor], tau: float) -> Tensor:
         """L_task(a_N) + tau * (1 + sum_{n<N} p_n), from one pass over all layers."""

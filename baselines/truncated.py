@@ -101,9 +101,8 @@ class BertTruncated(Method):
         return f"BERT-{variant_depth(variant)}L"
 
     def training_epochs(self, finetune: dict) -> float:
-        """One fine-tuning per k, each costing k / N of a full-depth one."""
-        n = self.backbone_depth or DEFAULT_DEPTH
-        return super().training_epochs(finetune) * sum(self.depths()) / n
+        """One fine-tuning per k, each costing k / N of a full-depth one (``job_training_epochs``)."""
+        return sum(self.job_training_epochs(finetune, v) for v in self.variants())
 
     def job_training_epochs(self, finetune: dict, job: str) -> float:
         """The k-layer model's fine-tuning: k / N of a full-depth one."""

@@ -24,7 +24,7 @@ from dpbert.methods.interface import Method
 from dpbert.methods.registry import build_method
 from dpbert.run.config_check import ConfigError, backbone_depth
 from dpbert.run.jobs import jobs as method_jobs
-from dpbert.run.jobs import training_dependencies
+from dpbert.run.jobs import method_impl, training_dependencies
 from dpbert.run.sweep import LatencySettings
 
 
@@ -215,7 +215,7 @@ def plan_jobs(config: dict[str, Any], train_s: float, forward_s: float) -> list[
         spec = get_task(task)
         sizes = split_sizes(task, config["data"])
         if (task, name) not in plans:
-            impl = build_method(name, config["methods"].get(name), spec)
+            impl = method_impl(config, task, name)
             _, forwards = method_passes(impl, sizes, config, depth)
             examples = full_length_examples(sizes["train"], config)
             plans[task, name] = (

@@ -45,12 +45,6 @@ def method_impl(config: dict[str, Any], task: str, method: str) -> Method:
     return build_method(method, config["methods"].get(method), get_task(task))
 
 
-def training_jobs(config: dict[str, Any], task: str, method: str) -> list[str]:
-    """The training jobs of ``method`` on ``task`` (``Method.training_jobs``), in order; none for a method that
-    trains nothing."""
-    return method_impl(config, task, method).training_jobs()
-
-
 def method_tasks(config: dict[str, Any], method: str) -> list[str]:
     """Tasks a method covers, in config order (DeeBERT has no regression exit, so no STS-B job)."""
     cls = get_method(method)

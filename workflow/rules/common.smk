@@ -171,7 +171,7 @@ def trained_folders(task, method, seed):
     """Every folder a method's training jobs write (BERT-base's for a method that trains nothing)."""
     owner = method if METHODS[method].trains else "bert"
     return [
-        f"{W}/models/{task}/{owner}/{seed}/{v}"
+        f"{weights_dir(task, method, seed)}/{v}"
         for v in method_impl(task, owner).training_jobs()
     ]
 
